@@ -1,0 +1,191 @@
+"""Pure mapping from normalized events to Unibo items (`{"event": ..., "data": {...}}`), validated locally."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from connectors.unibo.config import UniboOptions
+from gateway.connector import VendorRecord
+from gateway.errors import MappingError
+from gateway.events import (
+    DepositEvent,
+    Event,
+    GameEvent,
+    GameRoundEvent,
+    LoginEvent,
+    PlayerEvent,
+    WithdrawalEvent,
+)
+
+ROUTE = "events"
+_GENDER = {"male": "M", "female": "F"}
+_FREESPINS = {True: "yes", False: "no"}
+
+# player profile field → Unibo `player` field; only these leave the gateway (no PII: no names, email, phone, birthday).
+PLAYER_FIELDS: dict[str, str] = {
+    "registered_at": "registration_date",
+    "country": "country",
+    "currency": "currency",
+    "gender": "gender",
+    "affiliate": "affiliate",
+    "tags": "tags",
+    "consent_email": "consent_email",
+    "is_blocked": "is_blocked",
+}
+
+# game catalog field → Unibo `game` field
+GAME_FIELDS: dict[str, str] = {
+    "name": "name",
+    "provider": "provider",
+    "categories": "categories",
+    "features": "features",
+    "themes": "themes",
+    "device": "device",
+}
+
+
+def timestamp(value: datetime) -> str:
+    """ISO 8601 UTC with a Z, as Unibo's current examples show; microseconds only when present.
+
+    Event datetimes are already UTC, so isoformat() ends in "+00:00" (and is several times faster than strftime).
+    """
+    text = value.isoformat()
+    if not text.endswith("+00:00"):
+        raise MappingError(f"timestamp {text} is not UTC")
+    return text[:-6] + "Z"
+
+
+def amount(value: Decimal) -> float:
+    """Unibo takes a JSON number. A float's shortest repr keeps up to 15 significant digits exact."""
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise MappingError(f"amount {value} is not a finite non-negative number")
+    return number
+
+
+def _record(kind: str, data: dict[str, Any], key: str) -> VendorRecord:
+    body = orjson.dumps({"event": kind, "data": data})
+    return VendorRecord(route=ROUTE, body=body, key=key, record_id=data["unique_id"])
+
+
+def _payment(kind: str, event: DepositEvent | WithdrawalEvent, options: UniboOptions) -> Sequence[VendorRecord]:
+    if event.status != "success":
+        return ()  # Unibo takes deposits and withdrawals only once they succeed
+    data: dict[str, Any] = {
+        "unique_id": event.event_id,
+        "timestamp": timestamp(event.occurred_at),
+        "player_id": event.player_id,
+        "amount": amount(event.amount),
+        "currency": event.currency,
+        "method": event.method or options.default_method,
+    }
+    if isinstance(event, DepositEvent) and event.amount_eur is not None:
+        data["amount_eur"] = amount(event.amount_eur)
+    return (_record(kind, data, event.player_id),)
+
+
+def _deposit(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, DepositEvent)
+    return _payment("deposit", event, options)
+
+
+def _withdrawal(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, WithdrawalEvent)
+    return _payment("withdraw", event, options)
+
+
+def _gameround(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, GameRoundEvent)
+    data = {
+        "unique_id": event.event_id,
+        "timestamp": timestamp(event.occurred_at),
+        "player_id": event.player_id,
+        "game_id": event.game_id,
+        "round_id": event.round_id,
+        "amount": amount(event.amount),
+        "currency": event.currency,
+        "is_win": event.kind == "win",
+        "is_bonus": event.is_bonus,
+    }
+    return (_record("gameround", data, event.player_id),)
+
+
+def _login(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, LoginEvent)
+    if not event.success:
+        return ()  # a failed login is not a login for raffles
+    data = {"unique_id": event.event_id, "timestamp": timestamp(event.occurred_at), "player_id": event.player_id}
+    return (_record("login", data, event.player_id),)
+
+
+def _convert(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if field == "registered_at":
+        return timestamp(value)
+    if field == "gender":
+        return _GENDER.get(value)
+    if field == "tags":
+        return list(value)
+    return value
+
+
+def _player(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, PlayerEvent)
+    changes = event.changes()
+    data: dict[str, Any] = {
+        "unique_id": event.event_id,
+        "timestamp": timestamp(event.occurred_at),
+        "player_id": event.player_id,
+    }
+    # Partial update: a field absent from the event is absent from the item; an explicit null is sent as null.
+    for field, target in PLAYER_FIELDS.items():
+        if field in changes:
+            data[target] = _convert(field, changes[field])
+    if options.send_username and "username" in changes:
+        username = changes["username"]
+        if username is None or "@" not in username:
+            data["username"] = username
+    if options.operator is not None:
+        data["operator"] = options.operator
+    return (_record("player", data, event.player_id),)
+
+
+def _game(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, GameEvent)
+    data: dict[str, Any] = {
+        "unique_id": event.event_id,
+        "timestamp": timestamp(event.occurred_at),
+        "game_id": event.game_id,
+    }
+    for field, target in GAME_FIELDS.items():
+        value = getattr(event, field)
+        if value is not None:
+            data[target] = list(value) if isinstance(value, list | tuple) else value
+    if "has_freespins" in event.model_fields_set:
+        data["has_freespins"] = _FREESPINS.get(event.has_freespins, "unknown")  # type: ignore[arg-type]
+    return (_record("game", data, event.game_id),)
+
+
+MAPPERS: dict[str, Callable[[Event, UniboOptions], Sequence[VendorRecord]]] = {
+    "deposit": _deposit,
+    "withdrawal": _withdrawal,
+    "gameround": _gameround,
+    "login": _login,
+    "player": _player,
+    "game": _game,
+}
+
+
+def map_event(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
+    """The Unibo items for one event; empty when Unibo does not take it (other types, unsuccessful payments)."""
+    mapper = MAPPERS.get(event.type)
+    if mapper is None:
+        return ()
+    return mapper(event, options)

@@ -1,0 +1,7 @@
+"""Allows `python -m gateway`."""
+
+from __future__ import annotations
+
+from gateway.cli import main
+
+raise SystemExit(main())

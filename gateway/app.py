@@ -1,0 +1,104 @@
+"""The composition root: builds every part in order, runs the pipelines, and shuts down in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, SecretStr
+
+from gateway import __version__
+from gateway.config import ResolvedConfig
+from gateway.dlq import DeadLetterWriter
+from gateway.http_server import HttpServer, build_app
+from gateway.kafka_security import client_security_kwargs
+from gateway.logs import scrubber
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline, start_with_retry
+
+log = structlog.get_logger("gateway.app")
+
+
+def secret_values(config: ResolvedConfig) -> list[str]:
+    """Every secret in the configuration, for the log scrubber."""
+    found: list[str] = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for key in type(value).model_fields:
+                walk(getattr(value, key))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(config.gateway)
+    for destination in config.destinations:
+        walk(dict(destination.credentials))
+        walk(destination.options)
+        walk(destination.settings)
+    return found
+
+
+class Gateway:
+    """Everything one `gateway run` owns."""
+
+    def __init__(
+        self, config: ResolvedConfig, destinations: Sequence[str] = (), registry: CollectorRegistry | None = None
+    ):
+        self.config = config
+        selected = set(destinations)
+        self.destinations = [d for d in config.destinations if not selected or d.name in selected]
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.pipelines: list[Pipeline] = []
+        self.stopping = asyncio.Event()
+        self.http: HttpServer | None = None
+        scrubber.register(secret_values(config))
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (signal handlers call this)."""
+        if not self.stopping.is_set():
+            log.info("shutdown requested", grace_s=self.config.gateway.shutdown.grace_period)
+            self.stopping.set()
+
+    async def run(self, install_signals: bool = True) -> None:
+        """Run until stopped; returns after the drain, with offsets committed."""
+        gateway = self.config.gateway
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        log.info("starting", version=__version__, destinations=[d.name for d in self.destinations])
+        async with AsyncExitStack() as stack:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=gateway.kafka.servers,
+                client_id=f"{gateway.kafka.client_id}.dlq",
+                acks="all",
+                linger_ms=5,
+                **client_security_kwargs(gateway.kafka.security),
+            )
+            if not await start_with_retry("dlq-producer", producer.start, self.stopping):
+                return
+            stack.push_async_callback(producer.stop)
+            dead_letters = DeadLetterWriter(producer, gateway.kafka.dlq_topic)
+            self.pipelines = [Pipeline(d, gateway.kafka, dead_letters, self.metrics) for d in self.destinations]
+            app = build_app(self.registry, lambda: self.pipelines)
+            self.http = await stack.enter_async_context(HttpServer(app, gateway.http.host, gateway.http.port))
+            log.info("http listening", url=self.http.url)
+            async with asyncio.TaskGroup() as group:
+                for pipeline in self.pipelines:
+                    group.create_task(pipeline.run(self.stopping, gateway.shutdown.grace_period))
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("stopped")

@@ -1,0 +1,141 @@
+"""The `gateway` command line (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from gateway import __version__
+from gateway.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="Deliver normalized player events from Kafka to vendors."
+    )
+    parser.add_argument("--version", action="version", version=f"event-gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the pipelines; SIGTERM/SIGINT drain and exit 0")
+    run.add_argument("--config", required=True, help="YAML configuration file")
+    run.add_argument("--destination", action="append", default=[], metavar="NAME", help="run only this destination")
+
+    check = commands.add_parser("check-config", help="validate a configuration and print it with secrets masked")
+    check.add_argument("--config", required=True, help="YAML configuration file")
+
+    commands.add_parser("schema", help="print the JSON Schema of the normalized event contract")
+
+    demo = commands.add_parser("demo", help="embedded broker + vendor sandboxes + sample traffic + live report")
+    demo.add_argument("--events", type=int, default=20_000, help="how many events to produce (default 20000)")
+    demo.add_argument(
+        "--rate", type=float, default=4000.0, help="events per second to produce (0 = as fast as possible)"
+    )
+    demo.add_argument(
+        "--faults",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="inject vendor faults (5xx, 429, a bad item) during the run",
+    )
+
+    sandbox = commands.add_parser("sandbox", help="run the local vendor sandboxes with fault injection")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--unibo-port", type=int, default=9201)
+    sandbox.add_argument(
+        "--unibo-key",
+        action="append",
+        default=[],
+        metavar="TENANT=KEY",
+        help="accepted Unibo key for a tenant (default: default=sandbox-unibo-key)",
+    )
+    return parser
+
+
+def _check_config(path: str) -> int:
+    from gateway import config as config_module  # noqa: PLC0415 - keeps `gateway --version` fast
+    from gateway.kafka_security import security_protocol  # noqa: PLC0415
+
+    try:
+        resolved = config_module.load(path)
+    except ConfigError as error:
+        print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
+        return 1
+    summary = {
+        "kafka": {
+            "bootstrap_servers": resolved.gateway.kafka.servers,
+            "topics": resolved.gateway.kafka.topics,
+            "dlq_topic": resolved.gateway.kafka.dlq_topic,
+            "groups": {d.name: d.group_id(resolved.gateway.kafka.group_prefix) for d in resolved.destinations},
+            "security_protocol": security_protocol(resolved.gateway.kafka.security),
+        },
+        "http": {"listen": resolved.gateway.http.listen},
+        "destinations": [d.describe() for d in resolved.destinations],
+    }
+    sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    print(f"configuration OK: {len(resolved.destinations)} destination(s)", file=sys.stderr)
+    return 0
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _run(path: str, destinations: Sequence[str]) -> int:
+    # Until the gateway installs its draining handlers nothing has been consumed: a stop request just exits 0.
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    signal.signal(signal.SIGINT, _exit_quietly)
+    from gateway import config as config_module  # noqa: PLC0415
+    from gateway.app import Gateway  # noqa: PLC0415
+    from gateway.logs import configure  # noqa: PLC0415
+
+    try:
+        resolved = config_module.load(path)
+        for name in destinations:
+            resolved.destination(name)
+    except ConfigError as error:
+        print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
+        return 1
+    configure(resolved.gateway.logging.level, resolved.gateway.logging.format)
+    asyncio.run(Gateway(resolved, destinations).run())
+    return 0
+
+
+def _sandbox(host: str, port: int, keys: Sequence[str]) -> int:
+    from gateway.sandbox.server import run_sandbox_forever  # noqa: PLC0415
+
+    accepted: dict[str, str] = {}
+    for entry in keys or ["default=sandbox-unibo-key"]:
+        tenant, sep, key = entry.partition("=")
+        if not sep or not tenant or not key:
+            print(f"--unibo-key must be TENANT=KEY, got {entry!r}", file=sys.stderr)
+            return 2
+        accepted[tenant] = key
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_sandbox_forever(host, port, accepted))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gateway` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "schema":
+        from gateway.events import json_schema  # noqa: PLC0415
+
+        sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if args.command == "check-config":
+        return _check_config(args.config)
+    if args.command == "run":
+        return _run(args.config, args.destination)
+    if args.command == "sandbox":
+        return _sandbox(args.host, args.unibo_port, args.unibo_key)
+    if args.command == "demo":
+        from gateway.demo import run_demo  # noqa: PLC0415
+
+        return run_demo(events=args.events, rate=args.rate, faults=args.faults)
+    raise AssertionError(args.command)  # pragma: no cover - argparse rejects unknown commands

@@ -1,0 +1,425 @@
+"""The configuration contract (DESIGN.md section 5): YAML with ${VAR} interpolation, validated entirely at startup."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from gateway import registry
+from gateway.connector import Connector
+from gateway.errors import ConfigError
+from gateway.kafka_security import KafkaSecurity
+
+DEFAULT_BRAND = "default"
+_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class StrictModel(BaseModel):
+    """Base for configuration sections: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9108")
+    return value
+
+
+class KafkaConfig(StrictModel):
+    """Where events come from, where dead letters go, and how offsets are committed."""
+
+    bootstrap_servers: str | list[str]
+    topics: list[str] = Field(min_length=1)
+    group_prefix: str = "event-gateway"
+    dlq_topic: str
+    client_id: str = "event-gateway"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+    lag_interval: float = Field(5.0, gt=0, description="seconds between consumer-lag refreshes")
+    session_timeout_ms: int = Field(30000, ge=6000)
+    max_poll_interval_ms: int = Field(300000, ge=10000)
+    fetch_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_partition_fetch_bytes: int = Field(1024 * 1024, ge=1024)
+    security: KafkaSecurity = KafkaSecurity()
+
+    @property
+    def servers(self) -> list[str]:
+        """Bootstrap servers as a list."""
+        if isinstance(self.bootstrap_servers, str):
+            return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+        return list(self.bootstrap_servers)
+
+
+class HttpConfig(StrictModel):
+    """The gateway's own HTTP listener: /metrics, /healthz, /readyz."""
+
+    listen: str = "127.0.0.1:9108"
+
+    @field_validator("listen")
+    @classmethod
+    def _check(cls, value: str) -> str:
+        return _host_port(value)
+
+    @property
+    def host(self) -> str:
+        """Listen host."""
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        """Listen port."""
+        return int(self.listen.rpartition(":")[2])
+
+
+class LoggingConfig(StrictModel):
+    """Log level and renderer (auto = console on a terminal, JSON otherwise)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class ShutdownConfig(StrictModel):
+    """How long SIGTERM/SIGINT waits for in-flight batches before committing what settled and exiting."""
+
+    grace_period: float = Field(20.0, ge=0)
+
+
+class BatchConfig(StrictModel):
+    """Batch bounds; an unset bound takes the connector's default."""
+
+    max_events: int | None = Field(None, ge=1)
+    max_bytes: int | None = Field(None, ge=1024)
+    linger_ms: int | None = Field(None, ge=0)
+
+
+class RetryConfig(StrictModel):
+    """Retry timing in seconds. There is deliberately no attempt limit: transient faults are waited out."""
+
+    initial: float = Field(0.2, gt=0)
+    max: float = Field(30.0, gt=0)
+    retry_after_cap: float = Field(300.0, ge=0)
+    halt_probe: float = Field(30.0, gt=0, description="seconds between probes while halted on credentials")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetryConfig:
+        if self.initial > self.max:
+            raise ValueError("retry.initial must not exceed retry.max")
+        return self
+
+
+class TlsConfig(StrictModel):
+    """TLS towards the vendor: verification is on unless switched off explicitly."""
+
+    verify: bool = True
+    ca_file: Path | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+
+class ProxyConfig(StrictModel):
+    """An egress proxy for one destination (e.g. a static-IP proxy the vendor allow-lists)."""
+
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/@\s]+(:\d+)?/?$", value):
+            raise ValueError("must be http://host:port or https://host:port (put credentials in username/password)")
+        return value
+
+
+class DestinationConfig(BaseModel):
+    """One vendor destination. Keys beyond these are the connector's own (e.g. InTarget's store and feed)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(pattern=_NAME)
+    connector: str
+    base_url: str | None = None
+    credentials: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
+    events: list[str] | None = None
+    batch: BatchConfig = BatchConfig()
+    retry: RetryConfig = RetryConfig()
+    max_in_flight: int = Field(50000, ge=1)
+    concurrency: int | None = Field(None, ge=1, le=1024)
+    rate_limit: float | None = Field(None, gt=0, description="requests per second")
+    timeout: float = Field(10.0, gt=0, description="seconds per HTTP request")
+    tls: TlsConfig = TlsConfig()
+    proxy: ProxyConfig | str | None = None
+    options: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+    @field_validator("credentials")
+    @classmethod
+    def _hide_credentials(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # Raw credential strings are wrapped at once so no dump or repr of the raw config can show them;
+        # the connector's credentials model validates the unwrapped values.
+        return {
+            brand: {key: SecretStr(item) if isinstance(item, str) else item for key, item in creds.items()}
+            for brand, creds in value.items()
+        }
+
+    def __repr_args__(self) -> Any:
+        # Connector-specific keys (model_extra) may hold secrets too (e.g. a feed password): never shown.
+        return [(key, value) for key, value in super().__repr_args__() if key in type(self).model_fields]
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s]+$", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("proxy", mode="before")
+    @classmethod
+    def _proxy_shorthand(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+    @field_validator("events")
+    @classmethod
+    def _known_types(cls, value: list[str] | None) -> list[str] | None:
+        from gateway.events import EVENT_TYPES  # noqa: PLC0415 - keeps config importable without the event models
+
+        if value is not None:
+            unknown = sorted(set(value) - set(EVENT_TYPES))
+            if unknown:
+                raise ValueError(f"unknown event type(s) {unknown}; known: {list(EVENT_TYPES)}")
+        return value
+
+
+class GatewayConfig(StrictModel):
+    """The whole file."""
+
+    kafka: KafkaConfig
+    http: HttpConfig = HttpConfig()
+    logging: LoggingConfig = LoggingConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+    destinations: list[DestinationConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> GatewayConfig:
+        names = [d.name for d in self.destinations]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"destination names must be unique; repeated: {duplicated}")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """Resolved batch bounds."""
+
+    max_events: int
+    max_bytes: int
+    linger: float
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A destination with its connector bound and every default resolved: what a pipeline runs from."""
+
+    config: DestinationConfig
+    connector: Connector
+    credentials: Mapping[str, Any]
+    options: Any
+    settings: Any
+    events: frozenset[str]
+    batch: BatchLimits
+    concurrency: int
+
+    @property
+    def name(self) -> str:
+        """Destination name."""
+        return self.config.name
+
+    def group_id(self, prefix: str) -> str:
+        """This destination's consumer group."""
+        return f"{prefix}.{self.name}"
+
+    def describe(self) -> dict[str, Any]:
+        """A printable summary with every secret masked."""
+        return {
+            "name": self.name,
+            "connector": self.connector.name,
+            "base_url": self.config.base_url,
+            "events": sorted(self.events),
+            "tenants": {brand: _masked(creds) for brand, creds in self.credentials.items()},
+            "batch": {
+                "max_events": self.batch.max_events,
+                "max_bytes": self.batch.max_bytes,
+                "linger_ms": round(self.batch.linger * 1000),
+            },
+            "concurrency": self.concurrency,
+            "max_in_flight": self.config.max_in_flight,
+            "rate_limit": self.config.rate_limit,
+            "timeout": self.config.timeout,
+            "retry": self.config.retry.model_dump(),
+            "tls": {"verify": self.config.tls.verify, "ca_file": str(self.config.tls.ca_file or "") or None},
+            "proxy": _masked(self.config.proxy) if isinstance(self.config.proxy, BaseModel) else None,
+            "options": _masked(self.options),
+            "settings": _masked(self.settings),
+        }
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """The validated file plus its destinations with connectors bound."""
+
+    gateway: GatewayConfig
+    destinations: tuple[Destination, ...]
+
+    def destination(self, name: str) -> Destination:
+        """The destination called `name`."""
+        for destination in self.destinations:
+            if destination.name == name:
+                return destination
+        raise ConfigError(f"no destination named {name!r}; configured: {[d.name for d in self.destinations]}")
+
+
+def _masked(model: Any) -> Any:
+    if isinstance(model, BaseModel):
+        return {key: _masked(getattr(model, key)) for key in type(model).model_fields}
+    if isinstance(model, SecretStr):
+        return "**********" if model.get_secret_value() else ""
+    if isinstance(model, dict):
+        return {key: _masked(value) for key, value in model.items()}
+    if isinstance(model, list | tuple):
+        return [_masked(value) for value in model]
+    if isinstance(model, Path):
+        return str(model)
+    return model
+
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string of a parsed YAML tree; `$$` is a literal `$`."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set and has no default")
+
+        return _VAR.sub(substitute, value)
+    if isinstance(value, dict):
+        return {key: interpolate(item, env, _join(path, str(key))) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env, f"{path}[{index}]") for index, item in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _location(prefix: str, loc: tuple[int | str, ...]) -> str:
+    path = prefix
+    for part in loc:
+        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
+    return path or "<root>"
+
+
+def format_errors(error: ValidationError, prefix: str = "") -> str:
+    """One line per problem, each naming the key; input values are never echoed (they may be secrets)."""
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{_location(prefix, item['loc'])}: {message}")
+    return "\n".join(lines)
+
+
+def _validate(model: type[BaseModel], data: Any, prefix: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_errors(error, prefix)) from None
+
+
+def _unwrapped(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: item.get_secret_value() if isinstance(item, SecretStr) else item for key, item in values.items()}
+
+
+def _bind(index: int, config: DestinationConfig) -> Destination:
+    where = f"destinations[{index}]"
+    try:
+        connector = registry.get(config.connector)
+    except ConfigError as error:
+        raise ConfigError(f"{where}.connector: {error}") from None
+    credentials = {
+        brand: _validate(connector.credentials_model, _unwrapped(creds), f"{where}.credentials.{brand}")
+        for brand, creds in config.credentials.items()
+    }
+    options = _validate(connector.options_model, config.options, f"{where}.options")
+    settings = _validate(connector.settings_model, config.model_extra or {}, where)
+    if not credentials and connector.credentials_model.model_fields:
+        raise ConfigError(f"{where}.credentials: at least one brand is required, e.g. `default: {{...}}`")
+    defaults = connector.defaults
+    unsupported = sorted(set(config.events or ()) - defaults.events)
+    if unsupported:
+        raise ConfigError(
+            f"{where}.events: connector {connector.name} does not take {unsupported}; "
+            f"it takes {sorted(defaults.events)}"
+        )
+    batch = BatchLimits(
+        max_events=config.batch.max_events or defaults.max_events,
+        max_bytes=config.batch.max_bytes or defaults.max_bytes,
+        linger=(config.batch.linger_ms if config.batch.linger_ms is not None else defaults.linger_ms) / 1000,
+    )
+    return Destination(
+        config=config,
+        connector=connector,
+        credentials=credentials,
+        options=options,
+        settings=settings,
+        events=frozenset(config.events) if config.events is not None else defaults.events,
+        batch=batch,
+        concurrency=config.concurrency or defaults.concurrency,
+    )
+
+
+def parse(data: Any, env: Mapping[str, str] | None = None) -> ResolvedConfig:
+    """Validate a parsed YAML tree; raises ConfigError naming every offending key."""
+    if not isinstance(data, dict):
+        raise ConfigError("<root>: the configuration must be a mapping")
+    data = interpolate(data, os.environ if env is None else env)
+    gateway = _validate(GatewayConfig, data, "")
+    destinations = tuple(_bind(index, config) for index, config in enumerate(gateway.destinations))
+    return ResolvedConfig(gateway=gateway, destinations=destinations)
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> ResolvedConfig:
+    """Read, interpolate and validate a configuration file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return parse(data, env)

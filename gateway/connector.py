@@ -1,0 +1,90 @@
+"""The connector contract: what a vendor folder in connectors/ supplies to the core pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from gateway.config import DestinationConfig
+    from gateway.events import Event
+    from gateway.http_client import HttpTransport
+    from gateway.outcomes import SendResult
+
+
+@dataclass(frozen=True, slots=True)
+class VendorRecord:
+    """One item in the vendor's schema, made by a connector's pure mapping from one normalized event.
+
+    `body` is the item serialized once, exactly as it goes on the wire; the batcher sizes batches by it.
+    `key` orders delivery: records with the same key reach the vendor in source order. `route` tells the
+    connector's client which endpoint the record is for when the vendor has several.
+    """
+
+    route: str
+    body: bytes
+    key: str
+    record_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorDefaults:
+    """A connector's defaults for the per-destination options the operator leaves out."""
+
+    events: frozenset[str]
+    max_events: int
+    max_bytes: int
+    linger_ms: int
+    concurrency: int
+
+
+class NoSettings(BaseModel):
+    """Connector-specific destination keys, for connectors that have none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientContext:
+    """What the core hands a connector to build its client."""
+
+    destination: DestinationConfig
+    options: Any
+    settings: Any
+    http: HttpTransport
+
+
+class VendorClient(Protocol):
+    """Builds the vendor's requests, authenticates them and classifies the answers."""
+
+    async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+        """Send records of one tenant; never raise for a vendor or network failure, classify it instead."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the client owns (idempotent)."""
+        ...
+
+
+class Connector(Protocol):
+    """A vendor: configuration models, a pure mapping, and a client. It cannot change batching, retries or offsets."""
+
+    name: str
+    credentials_model: type[BaseModel]
+    options_model: type[BaseModel]
+    settings_model: type[BaseModel]
+    defaults: ConnectorDefaults
+
+    def map(self, event: Event, options: Any) -> Sequence[VendorRecord]:
+        """Map one event to vendor records; pure (no I/O, no clock). Empty means this vendor does not take it.
+
+        Raises a gateway.errors.EventError subclass when the event cannot be expressed for this vendor.
+        """
+        ...
+
+    def client(self, context: ClientContext) -> VendorClient:
+        """Build the client for one destination."""
+        ...

@@ -1,0 +1,271 @@
+"""The delivery engine: send a batch, then act on the outcome table until every record is delivered or dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+
+from gateway.backoff import FullJitterBackoff
+from gateway.batcher import Item
+from gateway.connector import VendorClient
+from gateway.metrics import DestinationMetrics, observe_many
+from gateway.outcomes import Outcome, SendResult, retry_reason
+
+log = structlog.get_logger("gateway.delivery")
+
+DeadLetter = Callable[[Sequence[Item], str, int | None, str], None]
+
+
+class Tenant:
+    """One brand's credentials at one destination, and whether the vendor currently refuses them.
+
+    While halted, exactly one sender (the prober) keeps re-sending its batch every `halt_probe` seconds; the others
+    wait. If the prober goes away (its partition revoked, or shutdown), a waiting sender takes over the probing.
+    """
+
+    def __init__(self, name: str, credentials: Any) -> None:
+        self.name = name
+        self.credentials = credentials
+        self.halted = False
+        self.prober: object | None = None
+        self._changed = asyncio.Event()
+
+    def _pulse(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_turn(self, sender: object) -> None:
+        """Return when `sender` may send: the tenant is not halted, or `sender` is (or becomes) the prober."""
+        while self.halted:
+            if self.prober is None:
+                self.prober = sender
+            if self.prober is sender:
+                return
+            await self._changed.wait()
+
+    def halt(self, sender: object) -> bool:
+        """Stop the tenant's sending; `sender` becomes the prober. True when this call halted it."""
+        self.prober = sender
+        if self.halted:
+            return False
+        self.halted = True
+        return True
+
+    def resume(self) -> bool:
+        """The vendor accepts the credentials again. True when this call resumed it."""
+        self.prober = None
+        if not self.halted:
+            return False
+        self.halted = False
+        self._pulse()
+        return True
+
+    def release(self, sender: object) -> None:
+        """`sender` stops probing without a verdict; a waiting sender takes over."""
+        if self.prober is sender:
+            self.prober = None
+            self._pulse()
+
+    def __repr__(self) -> str:
+        return f"Tenant({self.name!r}, halted={self.halted})"
+
+
+class DeliveryEngine:
+    """Written once for every connector: retries without a count limit, splits to isolate rejects, halts on auth."""
+
+    def __init__(
+        self,
+        destination: str,
+        client: VendorClient,
+        backoff: FullJitterBackoff,
+        halt_probe: float,
+        metrics: DestinationMetrics,
+        dead_letter: DeadLetter,
+        on_state_change: Callable[[], None] = lambda: None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.destination = destination
+        self._client = client
+        self._backoff = backoff
+        self._halt_probe = halt_probe
+        self._metrics = metrics
+        self._dead_letter = dead_letter
+        self._on_state_change = on_state_change
+        self._sleep = sleep
+        self.failing = False
+
+    async def deliver(self, tenant: Tenant, items: list[Item]) -> None:
+        """Deliver one lane's batch; returns when each record is delivered, dead-lettered or its partition revoked."""
+        started = time.monotonic()
+        stats: Counter[str] = Counter()
+        segments: deque[list[Item]] = deque([items])
+        while segments:
+            segment = segments.popleft()
+            halves = await self._deliver_segment(tenant, segment, stats)
+            if halves:
+                segments.extendleft(reversed(halves))
+        if stats["sends"]:
+            log.info(
+                "batch",
+                destination=self.destination,
+                tenant=tenant.name,
+                records=len(items),
+                delivered=stats["delivered"],
+                dead_lettered=stats["rejected"],
+                duplicates=stats["duplicates"],
+                sends=stats["sends"],
+                retries=stats["retries"],
+                splits=stats["splits"],
+                duration_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+
+    async def _deliver_segment(self, tenant: Tenant, segment: list[Item], stats: Counter[str]) -> list[list[Item]]:
+        """Send one segment until settled; returns two halves when the vendor rejected it without saying which."""
+        sender = object()
+        try:
+            return await self._send_until_settled(tenant, segment, stats, sender)
+        finally:
+            tenant.release(sender)
+
+    async def _send_until_settled(
+        self, tenant: Tenant, segment: list[Item], stats: Counter[str], lane: object
+    ) -> list[list[Item]]:
+        attempt = 0
+        while True:
+            await tenant.wait_turn(lane)
+            segment = [item for item in segment if not item.offsets.closed]
+            if not segment:
+                return []
+            stats["sends"] += 1
+            self._metrics.batch_events.observe(len(segment))
+            result = await self._client.send(tenant.credentials, [item.record for item in segment])
+            if result.outcome is not Outcome.HALT and tenant.prober is lane:
+                self._resumed(tenant)
+            if result.delivered:
+                done = [item for index, item in enumerate(segment) if index in result.delivered]
+                self._settle_delivered(done, stats)
+                segment = [item for index, item in enumerate(segment) if index not in result.delivered]
+                result = _reindexed(result, sorted(result.delivered))
+            outcome = result.outcome
+            if outcome is Outcome.DELIVERED:
+                self._settle_delivered(segment, stats, result.duplicates)
+                self._set_failing(False)
+                return []
+            if outcome is Outcome.RETRY:
+                reason = result.reason or retry_reason(result.status)
+                self._metrics.retries(reason).inc()
+                stats["retries"] += 1
+                self._set_failing(True)
+                delay = self._backoff.delay(attempt, result.retry_after)
+                log.warning(
+                    "retrying",
+                    destination=self.destination,
+                    tenant=tenant.name,
+                    status=result.status,
+                    reason=reason,
+                    attempt=attempt + 1,
+                    delay_s=round(delay, 3),
+                    records=len(segment),
+                    detail=result.detail[:200],
+                )
+                attempt += 1
+                await self._sleep(delay)
+                continue
+            if outcome is Outcome.HALT:
+                if tenant.halt(lane):
+                    self._metrics.tenant_halted(tenant.name, True)
+                    self._on_state_change()
+                    log.error(
+                        "tenant halted: the vendor refused the credentials or this IP; events are kept",
+                        destination=self.destination,
+                        tenant=tenant.name,
+                        status=result.status,
+                        probe_every_s=self._halt_probe,
+                    )
+                self._set_failing(True)
+                await self._sleep(self._halt_probe)
+                continue
+            # REJECT: dead-letter what the vendor named, or split until the bad records stand alone.
+            self._set_failing(False)
+            if result.rejected is not None and result.rejected:
+                bad = [item for index, item in enumerate(segment) if index in result.rejected]
+                segment = [item for index, item in enumerate(segment) if index not in result.rejected]
+                self._reject(bad, result, stats)
+                attempt = 0
+                continue
+            if len(segment) == 1:
+                self._reject(segment, result, stats)
+                return []
+            stats["splits"] += 1
+            middle = len(segment) // 2
+            return [segment[:middle], segment[middle:]]
+
+    def _resumed(self, tenant: Tenant) -> None:
+        if tenant.resume():
+            self._metrics.tenant_halted(tenant.name, False)
+            self._on_state_change()
+            log.info(
+                "tenant resumed: the vendor accepts the credentials again",
+                destination=self.destination,
+                tenant=tenant.name,
+            )
+
+    def _set_failing(self, failing: bool) -> None:
+        if failing != self.failing:
+            self.failing = failing
+            self._on_state_change()
+
+    def _reject(self, items: Sequence[Item], result: SendResult, stats: Counter[str]) -> None:
+        stats["rejected"] += len(items)
+        detail = result.detail or f"vendor answered {result.status}"
+        self._dead_letter(items, "rejected", result.status or None, detail)
+
+    def _settle_delivered(self, items: Sequence[Item], stats: Counter[str], duplicates: int = 0) -> None:
+        if not items:
+            return
+        now = time.time()
+        metrics = self._metrics
+        by_type: Counter[str] = Counter()
+        for item in items:
+            item.offsets.settle(item.offset)
+            by_type[item.event_type] += 1
+        observe_many(metrics.latency, [now - item.consumed_at for item in items])
+        observe_many(metrics.event_age, [max(0.0, now - item.occurred_at) for item in items])
+        for event_type, count in by_type.items():
+            metrics.delivered(event_type).inc(count)
+        if duplicates:
+            metrics.duplicate.inc(duplicates)
+            stats["duplicates"] += duplicates
+        stats["delivered"] += len(items)
+
+
+def _reindexed(result: SendResult, removed: list[int]) -> SendResult:
+    """Shift a partial result's `rejected` indexes after the delivered records were taken out."""
+    if not result.rejected:
+        return SendResult(
+            result.outcome,
+            result.status,
+            result.reason,
+            result.detail,
+            result.retry_after,
+            result.rejected,
+            None,
+            result.duplicates,
+        )
+    rejected = frozenset(index - bisect.bisect_left(removed, index) for index in result.rejected)
+    return SendResult(
+        result.outcome,
+        result.status,
+        result.reason,
+        result.detail,
+        result.retry_after,
+        rejected,
+        None,
+        result.duplicates,
+    )

@@ -1,0 +1,133 @@
+"""HTTP towards vendors: one pooled session per destination, TLS, proxy, rate limit, and failures mapped once."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.config import DestinationConfig, ProxyConfig
+from gateway.metrics import DestinationMetrics
+from gateway.outcomes import TRANSPORT_FAILURE, status_class
+
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A vendor's answer; status 0 with `error` set when no answer came (timeout, reset, TLS, DNS)."""
+
+    status: int
+    body: bytes = b""
+    headers: CIMultiDictProxy[str] = field(default_factory=lambda: _NO_HEADERS)
+    error: str = ""
+
+    @property
+    def text(self) -> str:
+        """The body as text, for error details (truncated by the caller)."""
+        return self.body.decode("utf-8", "replace")
+
+
+class RateLimiter:
+    """A token bucket: at most `rate` requests per second on average, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.capacity
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait until a request may go."""
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+def ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool:
+    """The TLS setting for aiohttp: system trust (plus an optional CA bundle), or no verification when asked."""
+    if not verify:
+        return False
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+class HttpTransport:
+    """Sends requests for one destination and never raises for a network failure: it reports status 0."""
+
+    def __init__(self, config: DestinationConfig, metrics: DestinationMetrics, *, pool_size: int) -> None:
+        self._metrics = metrics
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
+        self._ssl = ssl_context(config.tls.verify, str(config.tls.ca_file) if config.tls.ca_file else None)
+        self._pool_size = pool_size
+        proxy = config.proxy if isinstance(config.proxy, ProxyConfig) else None
+        self._proxy = proxy.url if proxy else None
+        self._proxy_auth = (
+            aiohttp.BasicAuth(proxy.username or "", proxy.password.get_secret_value() if proxy.password else "")
+            if proxy and proxy.username
+            else None
+        )
+        self._limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
+        self._session: aiohttp.ClientSession | None = None
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, raise_for_status=False)
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        """Send one request; the answer or the failure, measured and counted."""
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        session = self._ensure_session()
+        started = time.perf_counter()
+        try:
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                proxy=self._proxy,
+                proxy_auth=self._proxy_auth,
+            ) as response:
+                payload = await response.read()
+                result = HttpResponse(response.status, payload, response.headers)
+        except TimeoutError:
+            result = HttpResponse(TRANSPORT_FAILURE, error="timeout")
+        except aiohttp.ClientSSLError as error:
+            result = HttpResponse(TRANSPORT_FAILURE, error=f"tls: {type(error).__name__}")
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
+            result = HttpResponse(TRANSPORT_FAILURE, error=f"connection: {type(error).__name__}")
+        except aiohttp.ClientError as error:
+            result = HttpResponse(TRANSPORT_FAILURE, error=f"client: {type(error).__name__}")
+        self._metrics.http_duration.observe(time.perf_counter() - started)
+        self._metrics.http_requests(status_class(result.status)).inc()
+        return result
+
+    async def close(self) -> None:
+        """Close the pooled connections (idempotent)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None

@@ -1,0 +1,207 @@
+"""The Prometheus metrics contract (DESIGN.md section 7) in one container that takes its registry as an argument."""
+
+from __future__ import annotations
+
+import contextlib
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway import __version__
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 25000)
+
+
+class Metrics:
+    """Every metric the gateway exports; names are a contract that dashboards and alerts depend on."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_consumed = Counter(
+            "gateway_events_consumed", "Messages consumed from Kafka.", ["destination"], registry=registry
+        )
+        self.events_delivered = Counter(
+            "gateway_events_delivered",
+            "Vendor records acknowledged by the vendor, by normalized event type.",
+            ["destination", "type"],
+            registry=registry,
+        )
+        self.events_dead_lettered = Counter(
+            "gateway_events_dead_lettered",
+            "Messages written to the dead-letter topic, by reason.",
+            ["destination", "reason"],
+            registry=registry,
+        )
+        self.events_filtered = Counter(
+            "gateway_events_filtered",
+            "Messages this destination does not take (type filter or connector rule) and settled at once.",
+            ["destination"],
+            registry=registry,
+        )
+        self.events_duplicate = Counter(
+            "gateway_events_duplicate",
+            "Records the vendor reported as already received (counted as delivered too).",
+            ["destination"],
+            registry=registry,
+        )
+        self.delivery_retries = Counter(
+            "gateway_delivery_retries",
+            "Sends that will be retried, by reason.",
+            ["destination", "reason"],
+            registry=registry,
+        )
+        self.http_requests = Counter(
+            "gateway_http_requests",
+            "HTTP requests to vendors, by status class (error = no response).",
+            ["destination", "status_class"],
+            registry=registry,
+        )
+        self.http_request_duration = Histogram(
+            "gateway_http_request_duration_seconds",
+            "Vendor HTTP request duration.",
+            ["destination"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.batch_events = Histogram(
+            "gateway_batch_events",
+            "Records per vendor send.",
+            ["destination"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.delivery_latency = Histogram(
+            "gateway_delivery_latency_seconds",
+            "Time from consuming a message to the vendor's acknowledgement.",
+            ["destination"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.event_age = Histogram(
+            "gateway_event_age_seconds",
+            "Time from the event's occurred_at to the vendor's acknowledgement.",
+            ["destination"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "gateway_consumer_lag",
+            "Messages not yet settled: log end offset minus the committable offset.",
+            ["destination", "topic", "partition"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "gateway_in_flight_events",
+            "Consumed messages not yet settled.",
+            ["destination"],
+            registry=registry,
+        )
+        self.destination_up = Gauge(
+            "gateway_destination_up",
+            "1 when the destination delivers; 0 while halted on credentials or failing.",
+            ["destination"],
+            registry=registry,
+        )
+        self.tenant_halted = Gauge(
+            "gateway_tenant_halted",
+            "1 while a tenant (brand) is halted on a credentials or allow-list answer.",
+            ["destination", "tenant"],
+            registry=registry,
+        )
+        self.offset_commits = Counter(
+            "gateway_offset_commits",
+            "Offset commits, by result.",
+            ["destination", "result"],
+            registry=registry,
+        )
+        self.build_info = Gauge("gateway_build_info", "Build information.", ["version"], registry=registry)
+        self.build_info.labels(version=__version__).set(1)
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """Observe many values in one pass: per batch rather than per event (the lock is taken once per bucket).
+
+    Equivalent to calling `observe` for each value (a unit test holds it to that); it relies on prometheus_client's
+    child layout (`_upper_bounds`, `_buckets`, `_sum`), and falls back to `observe` if that ever changes.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = Tally(bisect_left(bounds, value) for value in values)
+    for index, count in counts.items():
+        buckets[index].inc(count)
+    total.inc(sum(values))
+
+
+class DestinationMetrics:
+    """One destination's label-bound children, resolved once so the hot path does no label lookups."""
+
+    def __init__(self, metrics: Metrics, destination: str) -> None:
+        self.metrics = metrics
+        self.destination = destination
+        self.consumed = metrics.events_consumed.labels(destination=destination)
+        self.filtered = metrics.events_filtered.labels(destination=destination)
+        self.duplicate = metrics.events_duplicate.labels(destination=destination)
+        self.http_duration = metrics.http_request_duration.labels(destination=destination)
+        self.batch_events = metrics.batch_events.labels(destination=destination)
+        self.latency = metrics.delivery_latency.labels(destination=destination)
+        self.event_age = metrics.event_age.labels(destination=destination)
+        self.in_flight = metrics.in_flight.labels(destination=destination)
+        self.up = metrics.destination_up.labels(destination=destination)
+        self._delivered: dict[str, Counter] = {}
+        self._dead_lettered: dict[str, Counter] = {}
+        self._retries: dict[str, Counter] = {}
+        self._http: dict[str, Counter] = {}
+
+    def delivered(self, event_type: str) -> Counter:
+        """Delivered counter child for a normalized event type."""
+        child = self._delivered.get(event_type)
+        if child is None:
+            child = self._delivered[event_type] = self.metrics.events_delivered.labels(self.destination, event_type)
+        return child
+
+    def dead_lettered(self, reason: str) -> Counter:
+        """Dead-lettered counter child for a reason."""
+        child = self._dead_lettered.get(reason)
+        if child is None:
+            child = self._dead_lettered[reason] = self.metrics.events_dead_lettered.labels(self.destination, reason)
+        return child
+
+    def retries(self, reason: str) -> Counter:
+        """Retry counter child for a reason."""
+        child = self._retries.get(reason)
+        if child is None:
+            child = self._retries[reason] = self.metrics.delivery_retries.labels(self.destination, reason)
+        return child
+
+    def http_requests(self, status_class: str) -> Counter:
+        """HTTP request counter child for a status class."""
+        child = self._http.get(status_class)
+        if child is None:
+            child = self._http[status_class] = self.metrics.http_requests.labels(self.destination, status_class)
+        return child
+
+    def lag(self, topic: str, partition: int, value: int) -> None:
+        """Set one partition's consumer lag."""
+        self.metrics.consumer_lag.labels(self.destination, topic, str(partition)).set(value)
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop a revoked partition's lag series so a scaled-out replica does not report stale lag."""
+        with contextlib.suppress(KeyError):
+            self.metrics.consumer_lag.remove(self.destination, topic, str(partition))
+
+    def tenant_halted(self, tenant: str, halted: bool) -> None:
+        """Mark a tenant halted or resumed."""
+        self.metrics.tenant_halted.labels(self.destination, tenant).set(1 if halted else 0)
+
+    def commit(self, result: str) -> None:
+        """Count an offset commit by result (ok, failed)."""
+        self.metrics.offset_commits.labels(self.destination, result).inc()

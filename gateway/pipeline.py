@@ -1,0 +1,402 @@
+"""One destination's pipeline: consume, decode, route, map, batch, deliver, settle, commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from gateway.backoff import FullJitterBackoff
+from gateway.batcher import Batcher, Item, Lane
+from gateway.config import Destination, KafkaConfig
+from gateway.connector import ClientContext, VendorClient
+from gateway.delivery import DeliveryEngine, Tenant
+from gateway.dlq import DeadLetterWriter
+from gateway.errors import EventError, MappingError, UnknownBrand
+from gateway.events import decode
+from gateway.http_client import HttpTransport
+from gateway.kafka_security import client_security_kwargs
+from gateway.metrics import DestinationMetrics, Metrics
+from gateway.offsets import PartitionOffsets
+
+log = structlog.get_logger("gateway.pipeline")
+
+MAX_POLL_RECORDS = 5000
+REVOKE_SETTLE_TIMEOUT = 10.0
+
+
+async def start_with_retry(what: str, start: Callable[[], Awaitable[None]], stopping: asyncio.Event) -> bool:
+    """Start a Kafka client, retrying while the cluster is unreachable; False if asked to stop first."""
+    backoff = FullJitterBackoff(initial=0.5, maximum=15.0)
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            await start()
+            return True
+        except KafkaError as error:
+            delay = backoff.delay(attempt)
+            attempt += 1
+            log.warning("kafka unreachable, retrying", client=what, error=type(error).__name__, delay_s=round(delay, 2))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+    return False
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._pipeline.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._pipeline.on_assigned(assigned)
+
+
+class Pipeline:
+    """Runs one destination as its own consumer group; offsets move only past settled messages."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        kafka: KafkaConfig,
+        dead_letters: DeadLetterWriter,
+        metrics: Metrics,
+        *,
+        client: VendorClient | None = None,
+    ) -> None:
+        self.destination = destination
+        self.name = destination.name
+        self._kafka = kafka
+        self._dead_letters = dead_letters
+        self.metrics = DestinationMetrics(metrics, destination.name)
+        config = destination.config
+        self._transport = HttpTransport(config, self.metrics, pool_size=max(destination.concurrency, 4))
+        self._client = client or destination.connector.client(
+            ClientContext(
+                destination=config, options=destination.options, settings=destination.settings, http=self._transport
+            )
+        )
+        retry = config.retry
+        self._engine = DeliveryEngine(
+            destination.name,
+            self._client,
+            FullJitterBackoff(initial=retry.initial, maximum=retry.max, retry_after_cap=retry.retry_after_cap),
+            retry.halt_probe,
+            self.metrics,
+            self._dead_letter_items,
+            on_state_change=self._update_up,
+        )
+        self._tenants = {brand: Tenant(brand, creds) for brand, creds in destination.credentials.items()}
+        self._map = destination.connector.map
+        self._options = destination.options
+        self._events = destination.events
+        self._concurrency = destination.concurrency
+        self._max_in_flight = config.max_in_flight
+        self._partitions: dict[TopicPartition, PartitionOffsets] = {}
+        self._lanes: dict[tuple[str, int], Lane] = {}
+        self._tenant_lanes: dict[str, list[Lane | None]] = {name: [None] * self._concurrency for name in self._tenants}
+        self._lane_tasks: set[asyncio.Task[None]] = set()
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._paused = False
+        self._commit_lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self.joined = False
+        self.metrics.up.set(1)
+
+    # ---- state -------------------------------------------------------------------------------------------------
+
+    @property
+    def halted(self) -> bool:
+        """True while any tenant is halted on credentials."""
+        return any(tenant.halted for tenant in self._tenants.values())
+
+    @property
+    def in_flight(self) -> int:
+        """Consumed messages not yet settled."""
+        return self._in_flight
+
+    def _update_up(self) -> None:
+        self.metrics.up.set(0 if self.halted or self._engine.failing else 1)
+
+    def _on_in_flight(self, delta: int) -> None:
+        self._in_flight += delta
+        if self._in_flight == 0:
+            self._idle.set()
+        elif delta > 0:
+            self._idle.clear()
+
+    # ---- consume path ------------------------------------------------------------------------------------------
+
+    def _lane(self, tenant: Tenant, key: str) -> Lane:
+        lanes = self._tenant_lanes[tenant.name]
+        index = hash(key) % self._concurrency if self._concurrency > 1 else 0
+        lane = lanes[index]
+        if lane is None:
+            engine = self._engine
+
+            async def deliver(items: list[Item], tenant: Tenant = tenant) -> None:
+                await engine.deliver(tenant, items)
+
+            lane = lanes[index] = self._lanes[(tenant.name, index)] = Lane(Batcher(self.destination.batch), deliver)
+            task = asyncio.create_task(lane.run(), name=f"lane:{self.name}:{tenant.name}:{index}")
+            self._lane_tasks.add(task)
+            task.add_done_callback(self._lane_tasks.discard)
+        return lane
+
+    def ingest(self, tp: TopicPartition, offsets: PartitionOffsets, message: Any, consumed_at: float) -> None:
+        """Take one consumed message through decode, route and map onto its lanes (synchronous: the hot path)."""
+        try:
+            event = decode(message.value if message.value is not None else b"")
+            if event.type not in self._events:
+                offsets.track(message.offset, 0)
+                self.metrics.filtered.inc()
+                return
+            tenant = self._tenants.get(event.brand)
+            if tenant is None:
+                raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {self.name}")
+            records = self._map(event, self._options)
+        except EventError as error:
+            offsets.track(message.offset, 1)
+            self._spawn_dead_letter(offsets, message, error.reason, error.detail, None)
+            return
+        except Exception as error:  # a connector bug must cost one message, never the pipeline
+            log.exception("mapping failed", destination=self.name, source=f"{tp.topic}/{tp.partition}/{message.offset}")
+            offsets.track(message.offset, 1)
+            failure = MappingError(f"{type(error).__name__} in connector {self.destination.connector.name}")
+            self._spawn_dead_letter(offsets, message, failure.reason, failure.detail, None)
+            return
+        if not records:
+            offsets.track(message.offset, 0)
+            self.metrics.filtered.inc()
+            return
+        offsets.track(message.offset, len(records))
+        occurred_at = event.occurred_at.timestamp()
+        for record in records:
+            self._lane(tenant, record.key).add(
+                Item(record, offsets, message.offset, event.type, consumed_at, occurred_at, message)
+            )
+
+    # ---- dead letters ------------------------------------------------------------------------------------------
+
+    def _spawn_dead_letter(
+        self, offsets: PartitionOffsets, message: Any, reason: str, detail: str, status: int | None
+    ) -> None:
+        async def write() -> None:
+            await self._dead_letters.write(message, self.name, reason, detail, status)
+            self.metrics.dead_lettered(reason).inc()
+            offsets.settle(message.offset)
+            log.warning(
+                "dead-lettered",
+                destination=self.name,
+                reason=reason,
+                status=status,
+                source=f"{message.topic}/{message.partition}/{message.offset}",
+                error=detail[:300],
+            )
+
+        task = asyncio.create_task(write())
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def _dead_letter_items(self, items: Sequence[Item], reason: str, status: int | None, detail: str) -> None:
+        for item in items:
+            self._spawn_dead_letter(item.offsets, item.message, reason, detail, status)
+
+    # ---- rebalancing -------------------------------------------------------------------------------------------
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Joined the group (possibly with no partitions: more replicas than partitions)."""
+        self.joined = True
+        log.info(
+            "partitions assigned",
+            destination=self.name,
+            partitions=sorted(f"{t.topic}/{t.partition}" for t in assigned),
+        )
+
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Settle what can be settled quickly, commit up to the watermark, abandon the rest uncommitted."""
+        owned = [tp for tp in revoked if tp in self._partitions]
+        if not owned:
+            return
+        if any(len(self._partitions[tp]) for tp in owned):
+            for lane in self._lanes.values():
+                lane.flush()
+            deadline = time.monotonic() + REVOKE_SETTLE_TIMEOUT
+            # Polling keeps the hot settle path free of per-partition events; revocations are rare.
+            while any(len(self._partitions[tp]) for tp in owned) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            for lane in self._lanes.values():
+                lane.flushing = False
+        await self._commit([tp for tp in owned])
+        abandoned = 0
+        for tp in owned:
+            abandoned += self._partitions.pop(tp).close()
+            self.metrics.forget_partition(tp.topic, tp.partition)
+        for lane in self._lanes.values():
+            lane.batcher.purge(lambda item: not item.offsets.closed)
+        log.info(
+            "partitions revoked",
+            destination=self.name,
+            partitions=sorted(f"{t.topic}/{t.partition}" for t in owned),
+            abandoned_uncommitted=abandoned,
+        )
+
+    # ---- commits and lag ---------------------------------------------------------------------------------------
+
+    async def _commit(self, only: list[TopicPartition] | None = None) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        async with self._commit_lock:
+            targets = only if only is not None else list(self._partitions)
+            offsets: dict[TopicPartition, int] = {}
+            for tp in targets:
+                tracker = self._partitions.get(tp)
+                if tracker is None or tracker.closed:
+                    continue
+                position = tracker.committable()
+                if position is not None and position != tracker.committed:
+                    offsets[tp] = position
+            if not offsets:
+                return
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as error:
+                self.metrics.commit("failed")
+                log.warning("offset commit failed; will retry", destination=self.name, error=type(error).__name__)
+                return
+            self.metrics.commit("ok")
+            for tp, position in offsets.items():
+                tracker = self._partitions.get(tp)
+                if tracker is not None:
+                    tracker.committed = position
+
+    async def _commit_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._kafka.commit_interval)
+            await self._commit()
+
+    async def _lag_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._kafka.lag_interval)
+            await self.refresh_lag()
+
+    async def refresh_lag(self) -> None:
+        """Lag = log end offset minus the committable offset, per owned partition."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return
+        try:
+            ends = await consumer.end_offsets(assigned)
+        except KafkaError as error:
+            log.debug("lag refresh failed", destination=self.name, error=type(error).__name__)
+            return
+        for tp, end in ends.items():
+            tracker = self._partitions.get(tp)
+            position = tracker.committable() if tracker is not None else None
+            if position is None:
+                try:
+                    position = await consumer.position(tp)
+                except (KafkaError, AssertionError):
+                    continue
+            self.metrics.lag(tp.topic, tp.partition, max(0, end - position))
+
+    # ---- backpressure ------------------------------------------------------------------------------------------
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        if not self._paused and self._in_flight >= self._max_in_flight:
+            consumer.pause(*consumer.assignment())
+            self._paused = True
+        elif self._paused and self._in_flight <= self._max_in_flight // 2:
+            consumer.resume(*consumer.assignment())
+            self._paused = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+
+    def _consumer_for(self) -> AIOKafkaConsumer:
+        kafka = self._kafka
+        return AIOKafkaConsumer(
+            bootstrap_servers=kafka.servers,
+            group_id=self.destination.group_id(kafka.group_prefix),
+            client_id=f"{kafka.client_id}.{self.name}",
+            enable_auto_commit=False,
+            auto_offset_reset=kafka.auto_offset_reset,
+            session_timeout_ms=kafka.session_timeout_ms,
+            max_poll_interval_ms=kafka.max_poll_interval_ms,
+            fetch_max_bytes=kafka.fetch_max_bytes,
+            max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
+            **client_security_kwargs(kafka.security),
+        )
+
+    async def run(self, stopping: asyncio.Event, grace: float) -> None:
+        """Consume until `stopping` is set, then drain for up to `grace` seconds, commit and leave the group."""
+        consumer = self._consumer_for()
+        consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self))
+        if not await start_with_retry(f"consumer:{self.name}", consumer.start, stopping):
+            await consumer.stop()
+            return
+        self._consumer = consumer
+        log.info("pipeline started", destination=self.name, group=self.destination.group_id(self._kafka.group_prefix))
+        side = [asyncio.create_task(self._commit_forever()), asyncio.create_task(self._lag_forever())]
+        try:
+            await self._consume(consumer, stopping)
+            await self._drain(grace)
+        finally:
+            for task in side:
+                task.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
+            await self._cancel_workers()
+            try:
+                await self._commit()
+            finally:
+                self._consumer = None
+                await consumer.stop()
+                await self._client.close()
+                await self._transport.close()
+                log.info("pipeline stopped", destination=self.name, unsettled=self._in_flight)
+
+    async def _consume(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> None:
+        partitions = self._partitions
+        consumed = self.metrics.consumed
+        while not stopping.is_set():
+            room = max(1, min(MAX_POLL_RECORDS, self._max_in_flight - self._in_flight))
+            batches = await consumer.getmany(timeout_ms=100, max_records=room)
+            now = time.time()
+            for tp, messages in batches.items():
+                offsets = partitions.get(tp)
+                if offsets is None:
+                    offsets = partitions[tp] = PartitionOffsets(self._on_in_flight)
+                for message in messages:
+                    self.ingest(tp, offsets, message, now)
+                consumed.inc(len(messages))
+            self.metrics.in_flight.set(self._in_flight)
+            self._apply_backpressure(consumer)
+
+    async def _drain(self, grace: float) -> None:
+        """Stop fetching, send what is queued without lingering, wait for settlement within the grace period."""
+        for lane in self._lanes.values():
+            lane.flush()
+        if self._in_flight:
+            log.info("draining", destination=self.name, in_flight=self._in_flight, grace_s=grace)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
+        self.metrics.in_flight.set(self._in_flight)
+
+    async def _cancel_workers(self) -> None:
+        tasks = [*self._lane_tasks, *self._side_tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,95 @@
+"""Serving sandbox apps: `SandboxServer` (tests, the demo) and `run_sandbox_forever` (the `gateway sandbox` CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+
+from gateway.sandbox.unibo import UniboSandbox
+
+# Sandboxes hold hanging requests until shutdown releases them, so pending handlers finish quickly; this only bounds
+# a handler that misbehaves.
+_SHUTDOWN_TIMEOUT = 5.0
+
+
+class SandboxServer:
+    """Runs one aiohttp app on `host`:`port` (0 = a free port) inside `async with`; `.url` is its base URL."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL without a trailing slash, e.g. `http://127.0.0.1:54321`."""
+        if self._url is None:
+            raise RuntimeError("the sandbox server is not started")
+        return self._url
+
+    @property
+    def port(self) -> int:
+        """The bound port (the free port chosen by the OS when constructed with port 0)."""
+        return int(self.url.rsplit(":", 1)[1])
+
+    async def start(self) -> None:
+        """Bind and start serving; prefer `async with`."""
+        if self._runner is not None:
+            return
+        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        self._runner = runner
+        try:
+            site = web.TCPSite(runner, self._host, self._port)
+            await site.start()
+        except BaseException:
+            await self.close()
+            raise
+        self._url = _base_url(self._host, runner.addresses[0][1])
+
+    async def close(self) -> None:
+        """Stop serving and release the port; idempotent."""
+        runner, self._runner, self._url = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+def _base_url(host: str, port: int) -> str:
+    """URL for clients: a wildcard bind address is reached through loopback; IPv6 literals get brackets."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104 - mapping, not binding
+    try:
+        if ipaddress.ip_address(shown).version == 6:
+            shown = f"[{shown}]"
+    except ValueError:
+        pass  # a host name
+    return f"http://{shown}:{port}"
+
+
+async def run_sandbox_forever(host: str, unibo_port: int, unibo_keys: dict[str, str]) -> None:
+    """Serve the Unibo sandbox (`unibo_keys`: accepted api key -> tenant name) until cancelled, printing its URLs."""
+    unibo = UniboSandbox(unibo_keys)
+    tenants = ", ".join(sorted(set(unibo_keys.values()))) or "none: no key is accepted"
+    async with SandboxServer(unibo.app(), host, unibo_port) as server:
+        print(f"unibo sandbox at {server.url}  (tenants: {tenants})", flush=True)
+        print(f"  events:  POST {server.url}/api/v1/events", flush=True)
+        print(f"  report:  GET {server.url}/_sandbox/unibo/received", flush=True)
+        print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
+        await asyncio.Event().wait()
+
+
+__all__ = ["SandboxServer", "run_sandbox_forever"]

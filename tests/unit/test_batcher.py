@@ -1,0 +1,81 @@
+"""Unit tests for the batcher: count, bytes and linger bounds."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from gateway.batcher import Batcher
+from gateway.config import BatchLimits
+from gateway.metrics import observe_many
+from gateway.offsets import PartitionOffsets
+from tests.unit.helpers import make_item
+
+
+def test_full_by_count() -> None:
+    """A batch is full at max_events and take() cuts exactly that many, in order."""
+    batcher = Batcher(BatchLimits(max_events=3, max_bytes=10_000, linger=1.0))
+    results = [batcher.add(make_item(i), now=0.0) for i in range(5)]
+    assert results == [False, False, True, True, True]
+    batch = batcher.take(now=0.0)
+    assert [item.offset for item in batch] == [0, 1, 2]
+    assert [item.offset for item in batcher.take(now=0.0)] == [3, 4]
+    assert len(batcher) == 0
+
+
+def test_full_by_bytes() -> None:
+    """Bytes bound a batch: take() never exceeds max_bytes (counting one separator per record)."""
+    batcher = Batcher(BatchLimits(max_events=100, max_bytes=35, linger=1.0))
+    for i in range(5):
+        batcher.add(make_item(i, size=10), now=0.0)
+    assert batcher.full()
+    batch = batcher.take(now=0.0)
+    assert len(batch) == 3
+    assert sum(len(item.record.body) + 1 for item in batch) <= 35
+
+
+def test_oversized_record_still_goes_alone() -> None:
+    """A record larger than max_bytes is sent alone rather than stuck forever."""
+    batcher = Batcher(BatchLimits(max_events=100, max_bytes=20, linger=1.0))
+    batcher.add(make_item(0, size=50), now=0.0)
+    batcher.add(make_item(1, size=5), now=0.0)
+    assert [item.offset for item in batcher.take(now=0.0)] == [0]
+    assert [item.offset for item in batcher.take(now=0.0)] == [1]
+
+
+def test_linger_counts_from_oldest_item() -> None:
+    """A partial batch is due linger seconds after its first item arrived."""
+    batcher = Batcher(BatchLimits(max_events=100, max_bytes=10_000, linger=0.5))
+    batcher.add(make_item(0), now=10.0)
+    batcher.add(make_item(1), now=10.4)
+    assert batcher.due_in(10.2) > 0
+    assert batcher.due_in(10.5) <= 0
+
+
+def test_purge_drops_revoked_items_only() -> None:
+    """Purging removes the items of a closed partition and keeps the byte count right."""
+    batcher = Batcher(BatchLimits(max_events=100, max_bytes=10_000, linger=0.5))
+    kept, revoked = PartitionOffsets(), PartitionOffsets()
+    for i in range(4):
+        batcher.add(make_item(i, offsets=revoked if i % 2 else kept), now=0.0)
+    revoked.close()
+    assert batcher.purge(lambda item: not item.offsets.closed) == 2
+    assert [item.offset for item in batcher.take(now=0.0)] == [0, 2]
+
+
+def test_bulk_histogram_observe_matches_observe() -> None:
+    """observe_many records exactly what one observe() per value would (buckets, count and sum)."""
+    values = [0.0, 0.004, 0.005, 0.0051, 0.3, 2.0, 7.5, 99.0, 5000.0, 0.25]
+    one, bulk = CollectorRegistry(), CollectorRegistry()
+    buckets = (0.005, 0.25, 1.0, 10.0, 100.0)
+    single = Histogram("h", "h", ["d"], buckets=buckets, registry=one).labels("x")
+    many = Histogram("h", "h", ["d"], buckets=buckets, registry=bulk).labels("x")
+    for value in values:
+        single.observe(value)
+    observe_many(many, values)
+    samples = [
+        (s.name, s.labels.get("le"), s.value) for m in one.collect() for s in m.samples if "created" not in s.name
+    ]
+    bulk_samples = [
+        (s.name, s.labels.get("le"), s.value) for m in bulk.collect() for s in m.samples if "created" not in s.name
+    ]
+    assert samples == bulk_samples

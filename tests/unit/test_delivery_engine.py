@@ -1,0 +1,208 @@
+"""Unit tests for the delivery engine's outcome handling, with a scripted vendor client at the edge."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from gateway.backoff import FullJitterBackoff
+from gateway.batcher import Item
+from gateway.connector import VendorRecord
+from gateway.delivery import DeliveryEngine, Tenant
+from gateway.metrics import DestinationMetrics, Metrics
+from gateway.offsets import PartitionOffsets
+from gateway.outcomes import Outcome, SendResult
+from tests.unit.helpers import make_item
+
+Script = Callable[[Sequence[VendorRecord]], SendResult]
+
+
+class ScriptedClient:
+    """Answers each send with what the script says, recording every send."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.sends: list[list[str]] = []
+
+    async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+        self.sends.append([record.record_id for record in records])
+        return self.script(records)
+
+    async def close(self) -> None:
+        return None
+
+
+class Harness:
+    """An engine with recorded sleeps and dead letters."""
+
+    def __init__(self, script: Script) -> None:
+        self.client = ScriptedClient(script)
+        self.sleeps: list[float] = []
+        self.dead: list[tuple[str, str, int | None]] = []
+        self.registry = CollectorRegistry()
+        self.metrics = DestinationMetrics(Metrics(self.registry), "d")
+
+        async def sleep(seconds: float) -> None:
+            self.sleeps.append(seconds)
+            await asyncio.sleep(0)
+
+        def dead_letter(items: Sequence[Item], reason: str, status: int | None, detail: str) -> None:
+            for item in items:
+                self.dead.append((item.record.record_id, reason, status))
+                item.offsets.settle(item.offset)
+
+        self.engine = DeliveryEngine(
+            "d",
+            self.client,
+            FullJitterBackoff(initial=0.01, maximum=0.05, retry_after_cap=30.0),
+            halt_probe=5.0,
+            metrics=self.metrics,
+            dead_letter=dead_letter,
+            sleep=sleep,
+        )
+
+    def value(self, name: str, **labels: str) -> float:
+        result = self.registry.get_sample_value(name, {"destination": "d", **labels})
+        return result or 0.0
+
+
+def _items(count: int) -> tuple[PartitionOffsets, list[Item]]:
+    offsets = PartitionOffsets()
+    items = []
+    for index in range(count):
+        offsets.track(index, 1)
+        items.append(make_item(index, offsets=offsets))
+    return offsets, items
+
+
+async def test_delivered_settles_everything() -> None:
+    """A 2xx settles every record and counts it by event type."""
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204))
+    offsets, items = _items(5)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert offsets.committable() == 5
+    assert harness.value("gateway_events_delivered_total", type="deposit") == 5
+
+
+async def test_retry_until_vendor_recovers_without_limit() -> None:
+    """Transient failures are retried with backoff, however many, until the vendor answers."""
+    answers = iter([SendResult(Outcome.RETRY, 503)] * 25 + [SendResult(Outcome.DELIVERED, 204)])
+    harness = Harness(lambda records: next(answers))
+    offsets, items = _items(3)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert offsets.committable() == 3
+    assert len(harness.client.sends) == 26
+    assert len(harness.sleeps) == 25
+    assert all(0 <= delay <= 0.05 for delay in harness.sleeps)
+    assert harness.value("gateway_delivery_retries_total", reason="http_503") == 25
+    assert harness.dead == []
+
+
+async def test_retry_after_is_honoured() -> None:
+    """A 429 with Retry-After waits exactly that long before the next send."""
+    answers = iter([SendResult(Outcome.RETRY, 429, retry_after=7.0), SendResult(Outcome.DELIVERED, 204)])
+    harness = Harness(lambda records: next(answers))
+    _, items = _items(1)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert harness.sleeps == [7.0]
+
+
+async def test_unknown_reject_is_isolated_by_splitting() -> None:
+    """When the vendor rejects a batch without naming items, splitting dead-letters only the bad one."""
+    bad = "id-5"
+
+    def script(records: Sequence[VendorRecord]) -> SendResult:
+        if any(record.record_id == bad for record in records):
+            return SendResult(Outcome.REJECT, 400, detail="bad item")
+        return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(script)
+    offsets, items = _items(16)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert harness.dead == [(bad, "rejected", 400)]
+    assert offsets.committable() == 16
+    assert harness.value("gateway_events_delivered_total", type="deposit") == 15
+    delivered = [rid for send in harness.client.sends for rid in send if bad not in send]
+    assert sorted(delivered, key=lambda rid: int(rid[3:])) == [f"id-{i}" for i in range(16) if i != 5]
+
+
+async def test_named_rejects_are_dead_lettered_and_rest_resent() -> None:
+    """When the vendor names the bad items, only they are dead-lettered and the rest is sent again whole."""
+    answers = iter(
+        [SendResult(Outcome.REJECT, 422, detail="x", rejected=frozenset({1, 3})), SendResult(Outcome.DELIVERED, 204)]
+    )
+    harness = Harness(lambda records: next(answers))
+    offsets, items = _items(5)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert sorted(rid for rid, _, _ in harness.dead) == ["id-1", "id-3"]
+    assert harness.client.sends[1] == ["id-0", "id-2", "id-4"]
+    assert offsets.committable() == 5
+
+
+async def test_partial_delivery_resends_only_the_rest() -> None:
+    """A partial result settles what was stored and retries only the remainder."""
+    answers = iter([SendResult(Outcome.RETRY, 503, delivered=frozenset({0, 2})), SendResult(Outcome.DELIVERED, 204)])
+    harness = Harness(lambda records: next(answers))
+    offsets, items = _items(4)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert harness.client.sends[1] == ["id-1", "id-3"]
+    assert offsets.committable() == 4
+
+
+async def test_halt_keeps_events_and_probes_until_accepted() -> None:
+    """401/403 halts the tenant, dead-letters nothing, probes at the probe interval, and resumes on success."""
+    answers = iter([SendResult(Outcome.HALT, 403)] * 3 + [SendResult(Outcome.DELIVERED, 204)])
+    harness = Harness(lambda records: next(answers))
+    tenant = Tenant("default", None)
+    offsets, items = _items(2)
+    await harness.engine.deliver(tenant, items)
+    assert harness.dead == []
+    assert harness.sleeps == [5.0, 5.0, 5.0]
+    assert offsets.committable() == 2
+    assert not tenant.halted
+    assert harness.value("gateway_tenant_halted", tenant="default") == 0
+
+
+async def test_halted_tenant_blocks_other_senders_until_probe_succeeds() -> None:
+    """While one sender probes a halted tenant, another sender of that tenant waits instead of sending."""
+    gate = asyncio.Event()
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204))
+    tenant = Tenant("default", None)
+    tenant.halt(prober := object())
+    _, items = _items(1)
+    waiter = asyncio.create_task(harness.engine.deliver(tenant, items))
+    await asyncio.sleep(0.01)
+    assert harness.client.sends == []
+    tenant.resume()
+    gate.set()
+    await asyncio.wait_for(waiter, 1)
+    assert harness.client.sends == [["id-0"]]
+    assert prober is not None
+
+
+async def test_abandoned_prober_hands_over() -> None:
+    """If the prober goes away without a verdict, a waiting sender takes over the probing."""
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204))
+    tenant = Tenant("default", None)
+    prober = object()
+    tenant.halt(prober)
+    _, items = _items(1)
+    waiter = asyncio.create_task(harness.engine.deliver(tenant, items))
+    await asyncio.sleep(0.01)
+    assert harness.client.sends == []
+    tenant.release(prober)
+    await asyncio.wait_for(waiter, 1)
+    assert harness.client.sends == [["id-0"]]
+    assert not tenant.halted
+
+
+async def test_revoked_items_are_not_sent() -> None:
+    """Records of a partition revoked before sending are dropped from the batch, uncommitted."""
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204))
+    offsets, items = _items(3)
+    offsets.close()
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert harness.client.sends == []

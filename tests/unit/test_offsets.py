@@ -1,0 +1,101 @@
+"""Unit tests for the per-partition offset watermark."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.offsets import PartitionOffsets
+
+
+def test_nothing_consumed_has_no_commit() -> None:
+    """A partition with no consumed message has nothing to commit."""
+    assert PartitionOffsets().committable() is None
+
+
+def test_commit_stops_at_lowest_unsettled() -> None:
+    """The commit position is the lowest unsettled offset, even when later offsets are settled."""
+    offsets = PartitionOffsets()
+    for offset in (10, 11, 12, 13):
+        offsets.track(offset, 1)
+    offsets.settle(11)
+    offsets.settle(13)
+    assert offsets.committable() == 10
+    offsets.settle(10)
+    assert offsets.committable() == 12
+    offsets.settle(12)
+    assert offsets.committable() == 14
+
+
+def test_filtered_messages_settle_at_once() -> None:
+    """A message tracked with zero records is settled at once and moves the watermark past itself."""
+    offsets = PartitionOffsets()
+    offsets.track(0, 0)
+    offsets.track(1, 0)
+    assert offsets.committable() == 2
+    assert offsets.is_settled()
+
+
+def test_message_with_several_records_settles_after_all() -> None:
+    """A message that became several vendor records is settled only when every record is."""
+    offsets = PartitionOffsets()
+    offsets.track(5, 3)
+    assert not offsets.settle(5)
+    assert not offsets.settle(5)
+    assert offsets.committable() == 5
+    assert offsets.settle(5)
+    assert offsets.committable() == 6
+
+
+def test_close_ignores_late_settles() -> None:
+    """After revocation, late settles neither move the watermark nor count."""
+    changes: list[int] = []
+    offsets = PartitionOffsets(changes.append)
+    offsets.track(0, 1)
+    offsets.track(1, 1)
+    assert offsets.close() == 2
+    assert not offsets.settle(0)
+    assert sum(changes) == 0
+
+
+def test_out_of_order_tracking_is_refused() -> None:
+    """Offsets must be tracked in increasing order; anything else is a bug surfaced loudly."""
+    offsets = PartitionOffsets()
+    offsets.track(5, 1)
+    with pytest.raises(ValueError, match="out of order"):
+        offsets.track(4, 1)
+
+
+def test_in_flight_callback_counts_unsettled_messages() -> None:
+    """The change callback sees +1 per tracked message with records and -1 when it settles."""
+    changes: list[int] = []
+    offsets = PartitionOffsets(changes.append)
+    offsets.track(0, 2)
+    offsets.track(1, 0)
+    offsets.settle(0, 2)
+    assert changes == [1, -1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.booleans()), min_size=1, max_size=60), st.randoms())
+def test_watermark_never_passes_an_unsettled_offset(plan: list[tuple[int, bool]], rng: object) -> None:
+    """Whatever the settle order, the commit position never passes an offset that is not settled."""
+    assert isinstance(rng, random.Random)
+    offsets = PartitionOffsets()
+    outstanding: list[int] = []
+    for offset, (records, _) in enumerate(plan):
+        offsets.track(offset, records)
+        outstanding.extend([offset] * records)
+    rng.shuffle(outstanding)
+    settled_counts: dict[int, int] = {}
+    for offset in outstanding:
+        offsets.settle(offset)
+        settled_counts[offset] = settled_counts.get(offset, 0) + 1
+        position = offsets.committable()
+        assert position is not None
+        for earlier in range(position):
+            assert settled_counts.get(earlier, 0) == plan[earlier][0]
+    assert offsets.committable() == len(plan)
