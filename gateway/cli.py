@@ -10,12 +10,23 @@ import sys
 from collections.abc import Sequence
 
 import orjson
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway import __version__
 from gateway.errors import ConfigError
 
 
+class CliEnvironment(BaseSettings):
+    """Defaults a container sets through the environment: GATEWAY_CONFIG stands in for --config."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    config: str | None = None
+
+
 def _parser() -> argparse.ArgumentParser:
+    config_default = CliEnvironment().config
+    config_help = "YAML configuration file (default: $GATEWAY_CONFIG)"
     parser = argparse.ArgumentParser(
         prog="gateway", description="Deliver normalized player events from Kafka to vendors."
     )
@@ -23,11 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the pipelines; SIGTERM/SIGINT drain and exit 0")
-    run.add_argument("--config", required=True, help="YAML configuration file")
+    run.add_argument("--config", required=config_default is None, default=config_default, help=config_help)
     run.add_argument("--destination", action="append", default=[], metavar="NAME", help="run only this destination")
 
     check = commands.add_parser("check-config", help="validate a configuration and print it with secrets masked")
-    check.add_argument("--config", required=True, help="YAML configuration file")
+    check.add_argument("--config", required=config_default is None, default=config_default, help=config_help)
 
     commands.add_parser("schema", help="print the JSON Schema of the normalized event contract")
 

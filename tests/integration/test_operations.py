@@ -1,0 +1,142 @@
+"""Operations end to end: rebalancing between replicas, backpressure, metrics and probes, logs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.sandbox.faults import FaultPlan
+from gateway.testbed.broker import EmbeddedBroker
+from gateway.testbed.traffic import Traffic, unibo_takes
+from tests.integration.conftest import RunningSandbox
+from tests.integration.harness import (
+    committed,
+    gateway_config,
+    http_get,
+    metric_value,
+    produce,
+    running_gateway,
+    unibo_destination,
+    wait_for,
+)
+
+
+def _events(count: int, seed: int) -> list[dict[str, Any]]:
+    return list(Traffic(seed=seed, players=300, prefix=f"ops{seed}").stream(count))
+
+
+async def test_two_replicas_share_partitions_and_survive_a_rebalance(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
+) -> None:
+    """Two replicas split the partitions; when one leaves mid-stream the other takes over and nothing is lost."""
+    events = _events(6000, seed=31)
+    expected = {e["event_id"] for e in events if unibo_takes(e)}
+    unibo.sandbox.faults.add(FaultPlan(kind="slow", delay=0.05))
+    tree = gateway_config(broker.bootstrap_servers, topic, [unibo_destination(unibo.url)])
+    async with running_gateway(tree) as first:
+        async with running_gateway(tree) as second:
+            await wait_for(
+                lambda: (
+                    sum(
+                        len(p._consumer.assignment())
+                        for g in (first, second)
+                        for p in g.gateway.pipelines
+                        if p._consumer is not None
+                    )
+                    == 3
+                    and all(p._consumer is not None and p._consumer.assignment() for p in second.gateway.pipelines)
+                ),
+                60,
+                "both replicas to own partitions",
+            )
+            await produce(broker.bootstrap_servers, topic, events[:3000])
+            await wait_for(lambda: unibo.sandbox.total_unique > 200, 30, "some deliveries")
+        # The second replica left (drained and committed); the first must take over its partitions.
+        await produce(broker.bootstrap_servers, topic, events[3000:])
+        await wait_for(lambda: unibo.sandbox.total_unique >= len(expected), 90, "every event after the rebalance")
+        await wait_for(lambda: first.value("gateway_in_flight_events", destination="unibo") == 0, 20, "settled")
+    assert set(unibo.sandbox.unique_ids("default")) == expected
+    offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
+    assert sum(o or 0 for o in offsets.values()) == len(events)
+
+
+async def test_backpressure_bounds_in_flight_and_pauses_consumption(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
+) -> None:
+    """With the vendor hanging, consumption stops near max_in_flight; after recovery everything is delivered."""
+    events = [e for e in _events(5000, seed=32) if unibo_takes(e)]
+    unibo.sandbox.faults.add(FaultPlan(kind="hang"))
+    await produce(broker.bootstrap_servers, topic, events)
+    tree = gateway_config(
+        broker.bootstrap_servers, topic, [unibo_destination(unibo.url, max_in_flight=300, timeout=1.0)]
+    )
+    async with running_gateway(tree) as gateway:
+        await wait_for(lambda: gateway.value("gateway_in_flight_events", destination="unibo") >= 300, 30, "the bound")
+        await asyncio.sleep(1.5)
+        consumed = gateway.value("gateway_events_consumed_total", destination="unibo")
+        # A poll is capped at the room left, so the bound is never overshot.
+        assert consumed <= 300
+        assert gateway.value("gateway_in_flight_events", destination="unibo") <= 300
+        await wait_for(
+            lambda: gateway.value("gateway_consumer_lag", destination="unibo", topic=topic, partition="0") > 0,
+            10,
+            "lag to be reported",
+        )
+        unibo.sandbox.faults.clear()
+        await wait_for(lambda: unibo.sandbox.total_unique >= len(events), 60, "delivery after recovery")
+        await wait_for(
+            lambda: (
+                sum(
+                    gateway.value("gateway_consumer_lag", destination="unibo", topic=topic, partition=str(p))
+                    for p in range(3)
+                )
+                == 0
+            ),
+            20,
+            "lag back to zero",
+        )
+    assert set(unibo.sandbox.unique_ids("default")) == {e["event_id"] for e in events}
+
+
+async def test_metrics_and_probes_are_served(broker: EmbeddedBroker, topic: str, unibo: RunningSandbox) -> None:
+    """/healthz, /readyz and /metrics answer, and /metrics carries every contract metric."""
+    events = _events(500, seed=33)
+    await produce(broker.bootstrap_servers, topic, events)
+    await produce(broker.bootstrap_servers, topic, [b"not json"], key=b"k")
+    tree = gateway_config(broker.bootstrap_servers, topic, [unibo_destination(unibo.url)])
+    async with running_gateway(tree) as gateway:
+        expected = {e["event_id"] for e in events if unibo_takes(e)}
+        await wait_for(lambda: unibo.sandbox.total_unique >= len(expected), 30, "delivery")
+        await wait_for(lambda: gateway.value("gateway_in_flight_events", destination="unibo") == 0, 20, "settled")
+        await asyncio.sleep(0.7)  # one lag refresh
+        assert gateway.gateway.http is not None
+        base = gateway.gateway.http.url
+        assert (await http_get(f"{base}/healthz"))[0] == 200
+        assert (await http_get(f"{base}/readyz"))[0] == 200
+        status, text = await http_get(f"{base}/metrics")
+    assert status == 200
+    contract = [
+        "gateway_events_consumed_total",
+        "gateway_events_delivered_total",
+        "gateway_events_dead_lettered_total",
+        "gateway_events_filtered_total",
+        "gateway_http_requests_total",
+        "gateway_http_request_duration_seconds_count",
+        "gateway_batch_events_count",
+        "gateway_delivery_latency_seconds_count",
+        "gateway_consumer_lag",
+        "gateway_in_flight_events",
+        "gateway_destination_up",
+        "gateway_build_info",
+    ]
+    for name in contract:
+        assert metric_value(text, name) is not None, name
+    assert metric_value(text, "gateway_events_consumed_total", destination="unibo") == len(events) + 1
+    assert metric_value(text, "gateway_events_dead_lettered_total", destination="unibo", reason="invalid_json") == 1
+    delivered = sum(
+        metric_value(text, "gateway_events_delivered_total", destination="unibo", type=t) or 0
+        for t in ("deposit", "withdrawal", "gameround", "login", "player", "game")
+    )
+    assert delivered == len(expected)
+    assert metric_value(text, "gateway_http_requests_total", destination="unibo", status_class="2xx")
+    assert metric_value(text, "gateway_consumer_lag", destination="unibo", topic=topic, partition="0") == 0

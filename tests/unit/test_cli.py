@@ -1,0 +1,71 @@
+"""The command-line contract: schema, version, check-config through the environment, python -m."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+def test_schema_prints_the_event_contract() -> None:
+    """`gateway schema` prints a JSON Schema that covers every event type."""
+    result = _run("schema")
+    assert result.returncode == 0
+    schema = orjson.loads(result.stdout)
+    text = result.stdout
+    for kind in (
+        "deposit",
+        "withdrawal",
+        "gameround",
+        "login",
+        "player",
+        "game",
+        "custom",
+        "revenue",
+        "segment",
+        "wallet",
+        "bonus",
+        "sports_bet",
+    ):
+        assert f'"{kind}"' in text, kind
+    assert schema["$schema"].startswith("https://json-schema.org/")
+
+
+def test_version() -> None:
+    """`gateway --version` names the package."""
+    result = _run("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("event-gateway ")
+
+
+def test_config_path_from_environment() -> None:
+    """GATEWAY_CONFIG stands in for --config."""
+    result = _run("check-config", env={"GATEWAY_CONFIG": str(ROOT / "config" / "gateway.example.yaml")})
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stderr
+
+
+def test_missing_config_is_a_clear_error() -> None:
+    """Without --config or GATEWAY_CONFIG, run exits 2 with a usage message."""
+    env = {key: value for key, value in os.environ.items() if key != "GATEWAY_CONFIG"}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "run"], capture_output=True, text=True, check=False, env=env, cwd=ROOT
+    )
+    assert result.returncode == 2
+    assert "--config" in result.stderr
