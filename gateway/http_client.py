@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import time
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from pydantic import SecretStr
 
 from gateway.config import DestinationConfig, ProxyConfig
 from gateway.metrics import DestinationMetrics
@@ -66,6 +68,11 @@ def ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool:
     return context
 
 
+def _basic_auth(username: str, password: SecretStr | None) -> str:
+    secret = password.get_secret_value() if password is not None else ""
+    return "Basic " + base64.b64encode(f"{username}:{secret}".encode()).decode("ascii")
+
+
 class HttpTransport:
     """Sends requests for one destination and never raises for a network failure: it reports status 0."""
 
@@ -76,10 +83,10 @@ class HttpTransport:
         self._pool_size = pool_size
         proxy = config.proxy if isinstance(config.proxy, ProxyConfig) else None
         self._proxy = proxy.url if proxy else None
-        self._proxy_auth = (
-            aiohttp.BasicAuth(proxy.username or "", proxy.password.get_secret_value() if proxy.password else "")
-            if proxy and proxy.username
-            else None
+        # aiohttp sends proxy_headers only on a CONNECT (https targets); a plain-http target carries the proxy's
+        # credentials on the request itself.
+        self._proxy_headers = (
+            {"Proxy-Authorization": _basic_auth(proxy.username, proxy.password)} if proxy and proxy.username else None
         )
         self._limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         self._session: aiohttp.ClientSession | None = None
@@ -102,6 +109,8 @@ class HttpTransport:
         if self._limiter is not None:
             await self._limiter.acquire()
         session = self._ensure_session()
+        if self._proxy_headers is not None and url.startswith("http://"):
+            headers = {**(headers or {}), **self._proxy_headers}
         started = time.perf_counter()
         try:
             async with session.request(
@@ -110,7 +119,7 @@ class HttpTransport:
                 data=body,
                 headers=headers,
                 proxy=self._proxy,
-                proxy_auth=self._proxy_auth,
+                proxy_headers=self._proxy_headers,
             ) as response:
                 payload = await response.read()
                 result = HttpResponse(response.status, payload, response.headers)

@@ -23,6 +23,7 @@ DEFAULT_OUTCOMES: Mapping[int, Outcome] = {
     TRANSPORT_FAILURE: Outcome.RETRY,
     401: Outcome.HALT,
     403: Outcome.HALT,
+    407: Outcome.HALT,  # the egress proxy refused our credentials: nothing is wrong with the events
     408: Outcome.RETRY,
     425: Outcome.RETRY,
     429: Outcome.RETRY,

@@ -15,7 +15,8 @@ from gateway.outcomes import Outcome, SendResult, classify
 
 PATH = "/api/v1/events"
 # Unibo's own statuses on top of the core table: 422 names bad items (nothing stored), 510 stored only part.
-OVERRIDES = {422: Outcome.REJECT, 510: Outcome.RETRY}
+# The endpoint is fixed, so 404/405 can only mean a wrong base_url: halt rather than dead-letter the whole stream.
+OVERRIDES = {422: Outcome.REJECT, 510: Outcome.RETRY, 404: Outcome.HALT, 405: Outcome.HALT}
 MAX_DETAIL = 1000
 
 

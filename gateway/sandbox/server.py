@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 from types import TracebackType
 from typing import Self
 
@@ -19,7 +20,11 @@ _SHUTDOWN_TIMEOUT = 5.0
 class SandboxServer:
     """Runs one aiohttp app on `host`:`port` (0 = a free port) inside `async with`; `.url` is its base URL."""
 
-    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: web.Application, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """`ssl_context` serves HTTPS (e.g. with a throwaway CA, to test the gateway's TLS verification)."""
+        self._ssl_context = ssl_context
         self._app = app
         self._host = host
         self._port = port
@@ -46,12 +51,12 @@ class SandboxServer:
         await runner.setup()
         self._runner = runner
         try:
-            site = web.TCPSite(runner, self._host, self._port)
+            site = web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl_context)
             await site.start()
         except BaseException:
             await self.close()
             raise
-        self._url = _base_url(self._host, runner.addresses[0][1])
+        self._url = _base_url(self._host, runner.addresses[0][1], "https" if self._ssl_context else "http")
 
     async def close(self) -> None:
         """Stop serving and release the port; idempotent."""
@@ -69,7 +74,7 @@ class SandboxServer:
         await self.close()
 
 
-def _base_url(host: str, port: int) -> str:
+def _base_url(host: str, port: int, scheme: str = "http") -> str:
     """URL for clients: a wildcard bind address is reached through loopback; IPv6 literals get brackets."""
     shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104 - mapping, not binding
     try:
@@ -77,7 +82,7 @@ def _base_url(host: str, port: int) -> str:
             shown = f"[{shown}]"
     except ValueError:
         pass  # a host name
-    return f"http://{shown}:{port}"
+    return f"{scheme}://{shown}:{port}"
 
 
 async def run_sandbox_forever(host: str, unibo_port: int, unibo_keys: dict[str, str]) -> None:

@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -222,6 +222,8 @@ class _TlsTerminator:
 
     Runs its own event loop in a daemon thread, so it works the same under sync and async callers and never touches
     the caller's loop. The listening socket is bound in the constructor, which fixes the port Tansu must advertise.
+    Every transport is registered the moment it exists, so stop() can abort all of them and nothing is left for the
+    garbage collector to warn about (asyncio's own `start_server(ssl=...)` leaks transports whose handshake fails).
     """
 
     def __init__(self, host: str, port: int, tls: BrokerTls, log_path: Path) -> None:
@@ -246,8 +248,7 @@ class _TlsTerminator:
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._transports: set[asyncio.WriteTransport] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._transports: set[asyncio.BaseTransport] = set()
 
     def start(self, upstream: tuple[str, int], timeout: float) -> None:
         """Start forwarding to `upstream`; returns once the TLS listener accepts connections."""
@@ -293,33 +294,43 @@ class _TlsTerminator:
         """Send the listener loop's unexpected errors to the broker log instead of stderr."""
         self._log(f"{context.get('message', 'error')}: {context.get('exception')!r}")
 
+    def _protocol(self) -> asyncio.StreamReaderProtocol:
+        """What asyncio.start_server builds per connection, plus registration of the transport."""
+        loop = asyncio.get_running_loop()
+        return _TrackedProtocol(asyncio.StreamReader(loop=loop), self._connection, self._transports, loop=loop)
+
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        # Plain TCP server + start_tls per connection (not start_server(ssl=...)): asyncio's SSL server leaks
-        # transports whose handshake fails or is pending (ResourceWarning), while here every transport stays ours.
-        server = await asyncio.start_server(self._connection, sock=self._sock)
+        loop = asyncio.get_running_loop()
+        # TLS is started per connection (start_tls), after our protocol has registered the raw transport.
+        server = await loop.create_server(self._protocol, sock=self._sock)
         self._ready.set()
         try:
             await self._stopping.wait()
         finally:
             server.close()
+            await self._quiesce()
+
+    async def _quiesce(self) -> None:
+        """Abort every connection and cancel every task, until callbacks in flight have produced no new ones."""
+        current = asyncio.current_task()
+        for _ in range(100):  # bounded: each round can only meet connections accepted before server.close()
             for transport in list(self._transports):
-                transport.abort()  # no TLS close_notify dance with clients that may be gone
-            for task in list(self._tasks):
+                # abort: no TLS close_notify exchange with clients that may be gone
+                (transport.abort if isinstance(transport, asyncio.WriteTransport) else transport.close)()
+            tasks = [task for task in asyncio.all_tasks() if task is not current]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await server.wait_closed()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for _ in range(3):  # let connection_made / connection_lost callbacks run
+                await asyncio.sleep(0)
+            if not self._transports and all(task is current for task in asyncio.all_tasks()):
+                return
 
     async def _connection(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        raw_transport = client_writer.transport
-        self._transports.add(raw_transport)
         upstream_writer: asyncio.StreamWriter | None = None
         try:
             await client_writer.start_tls(self._context, ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT_S)
-            self._transports.add(client_writer.transport)
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._upstream)
             self._transports.add(upstream_writer.transport)
             pumps = [
@@ -335,14 +346,37 @@ class _TlsTerminator:
         except (OSError, TimeoutError) as exc:  # failed handshake (ssl.SSLError is an OSError), or Tansu gone
             self._log(f"connection from {client_writer.get_extra_info('peername')} ended: {exc!r}")
         finally:
-            for transport in {
-                raw_transport,
-                client_writer.transport,
-                *([upstream_writer.transport] if upstream_writer else []),
-            }:
-                self._transports.discard(transport)
-                transport.abort()
-            self._tasks.discard(task)
+            client_writer.transport.abort()  # the TLS transport, or the raw one if the handshake failed
+            if upstream_writer is not None:
+                upstream_writer.transport.abort()
+                self._transports.discard(upstream_writer.transport)
+
+
+class _TrackedProtocol(asyncio.StreamReaderProtocol):
+    """StreamReaderProtocol that keeps its raw transport in a shared set from connection_made to connection_lost."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        callback: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        transports: set[asyncio.BaseTransport],
+        *,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__(reader, callback, loop=loop)
+        self._tracked = transports
+        self._raw_transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._raw_transport is None:  # start_tls calls connection_made again with the TLS transport
+            self._raw_transport = transport
+            self._tracked.add(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._raw_transport is not None:
+            self._tracked.discard(self._raw_transport)
+        super().connection_lost(exc)
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

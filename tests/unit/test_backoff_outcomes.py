@@ -67,6 +67,7 @@ def test_parse_retry_after_http_date() -> None:
         (599, Outcome.RETRY),
         (401, Outcome.HALT),
         (403, Outcome.HALT),
+        (407, Outcome.HALT),
         (400, Outcome.REJECT),
         (404, Outcome.REJECT),
         (422, Outcome.REJECT),

@@ -28,6 +28,10 @@ def _response(status: int, body: bytes = b"", headers: dict[str, str] | None = N
         (503, Outcome.RETRY),
         (429, Outcome.RETRY),
         (0, Outcome.RETRY),
+        (404, Outcome.HALT),
+        (405, Outcome.HALT),
+        (407, Outcome.HALT),
+        (413, Outcome.REJECT),
     ],
     ids=str,
 )
