@@ -158,6 +158,9 @@ async def _raw_consume_rate(bootstrap: str, topic: str, count: int) -> float:
         await consumer.stop()
 
 
+OVERRIDES: dict[str, Any] = {}
+
+
 def _tree(bootstrap: str, topic: str, url: str) -> dict[str, Any]:
     return {
         "kafka": {
@@ -170,7 +173,13 @@ def _tree(bootstrap: str, topic: str, url: str) -> dict[str, Any]:
         "http": {"listen": "127.0.0.1:0"},
         "logging": {"level": "warning", "format": "json"},
         "destinations": [
-            {"name": "unibo", "connector": "unibo", "base_url": url, "credentials": {"default": {"api_key": KEY}}}
+            {
+                "name": "unibo",
+                "connector": "unibo",
+                "base_url": url,
+                "credentials": {"default": {"api_key": KEY}},
+                **OVERRIDES,
+            }
         ],
     }
 
@@ -271,7 +280,13 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=10_000)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--max-in-flight", type=int, default=None, help="override the destination's max_in_flight")
+    parser.add_argument("--concurrency", type=int, default=None, help="override the destination's concurrency")
     args = parser.parse_args()
+    if args.max_in_flight:
+        OVERRIDES["max_in_flight"] = args.max_in_flight
+    if args.concurrency:
+        OVERRIDES["concurrency"] = args.concurrency
     configure("warning", "json")
     sandbox = SandboxProcess()
     try:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
@@ -15,19 +16,30 @@ if TYPE_CHECKING:
     from gateway.outcomes import SendResult
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VendorRecord:
     """One item in the vendor's schema, made by a connector's pure mapping from one normalized event.
 
     `body` is the item serialized once, exactly as it goes on the wire; the batcher sizes batches by it.
     `key` orders delivery: records with the same key reach the vendor in source order. `route` tells the
     connector's client which endpoint the record is for when the vendor has several.
+    Not frozen only because a frozen dataclass costs several times more to build on the hot path; treat it as
+    immutable.
     """
 
     route: str
     body: bytes
     key: str
     record_id: str
+
+
+def record_body(value: Any) -> bytes:
+    """Serialize one record's JSON for a VendorRecord body.
+
+    orjson returns its bytes inside a ~4 KiB allocation; the `%b` copy is exact-size (tracemalloc: 4 KiB → 240 B
+    per record), which is what keeps tens of thousands of in-flight records within the memory budget.
+    """
+    return b"%b" % orjson.dumps(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,7 +156,7 @@ class Pipeline:
     def ingest(self, tp: TopicPartition, offsets: PartitionOffsets, message: Any, consumed_at: float) -> None:
         """Take one consumed message through decode, route and map onto its lanes (synchronous: the hot path)."""
         try:
-            event = decode(message.value if message.value is not None else b"")
+            event = decode(message.value)
             if event.type not in self._events:
                 offsets.track(message.offset, 0)
                 self.metrics.filtered.inc()

@@ -8,10 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from connectors.unibo.config import UniboOptions
-from gateway.connector import VendorRecord
+from gateway.connector import VendorRecord, record_body
 from gateway.errors import MappingError
 from gateway.events import (
     DepositEvent,
@@ -70,7 +68,7 @@ def amount(value: Decimal) -> float:
 
 
 def _record(kind: str, data: dict[str, Any], key: str) -> VendorRecord:
-    body = orjson.dumps({"event": kind, "data": data})
+    body = record_body({"event": kind, "data": data})
     return VendorRecord(route=ROUTE, body=body, key=key, record_id=data["unique_id"])
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
+import orjson
 from prometheus_client import CollectorRegistry, Histogram
 
 from gateway.batcher import Batcher
 from gateway.config import BatchLimits
+from gateway.connector import record_body
 from gateway.metrics import observe_many
 from gateway.offsets import PartitionOffsets
 from tests.unit.helpers import make_item
@@ -79,3 +83,17 @@ def test_bulk_histogram_observe_matches_observe() -> None:
         (s.name, s.labels.get("le"), s.value) for m in bulk.collect() for s in m.samples if "created" not in s.name
     ]
     assert samples == bulk_samples
+
+
+def test_record_body_is_compact() -> None:
+    """record_body holds exactly the JSON bytes, not orjson's ~4 KiB buffer (memory per in-flight record)."""
+    value = {"event": "login", "data": {"unique_id": "u1", "timestamp": "2026-01-01T00:00:00Z", "player_id": "p"}}
+    assert record_body(value) == orjson.dumps(value)
+    tracemalloc.start()
+    try:
+        bodies = [record_body(value) for _ in range(500)]
+        allocated = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(bodies) == 500
+    assert allocated / 500 < 1024
