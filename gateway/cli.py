@@ -119,13 +119,13 @@ def _run(path: str, destinations: Sequence[str]) -> int:
 def _sandbox(host: str, port: int, keys: Sequence[str]) -> int:
     from gateway.sandbox.server import run_sandbox_forever  # noqa: PLC0415
 
-    accepted: dict[str, str] = {}
+    accepted: dict[str, str] = {}  # api key -> tenant
     for entry in keys or ["default=sandbox-unibo-key"]:
         tenant, sep, key = entry.partition("=")
         if not sep or not tenant or not key:
             print(f"--unibo-key must be TENANT=KEY, got {entry!r}", file=sys.stderr)
             return 2
-        accepted[tenant] = key
+        accepted[key] = tenant  # the sandbox maps each accepted key to its tenant
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_sandbox_forever(host, port, accepted))
     return 0

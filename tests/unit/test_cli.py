@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import orjson
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,3 +72,38 @@ def test_missing_config_is_a_clear_error() -> None:
     )
     assert result.returncode == 2
     assert "--config" in result.stderr
+
+
+async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
+    """`gateway sandbox` serves the Unibo sandbox: a batch with the right key is stored and reported."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "sandbox",
+        "--unibo-port",
+        str(port),
+        "--unibo-key",
+        "brand-x=k-123",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+        assert f"127.0.0.1:{port}" in line.decode()
+        item = {"event": "login", "data": {"unique_id": "u1", "timestamp": "2026-01-01T00:00:00Z", "player_id": "p"}}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"http://127.0.0.1:{port}/api/v1/events", json={"items": [item]}, headers={"x-api-key": "k-123"}
+            ) as response:
+                assert response.status == 204
+            async with session.get(f"http://127.0.0.1:{port}/_sandbox/unibo/received?ids=1") as response:
+                report = await response.json()
+        assert "u1" in orjson.dumps(report).decode()
+    finally:
+        process.terminate()
+        await process.wait()

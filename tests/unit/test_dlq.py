@@ -1,0 +1,80 @@
+"""The dead-letter writer: headers per the contract, and no return before Kafka acknowledged the write."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from gateway.backoff import FullJitterBackoff
+from gateway.dlq import DeadLetterWriter, dead_letter_headers, truncate_utf8
+
+
+class FlakyProducer:
+    """Fails the first `failures` sends, then acknowledges; records every attempt."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts: list[dict[str, Any]] = []
+
+    async def send_and_wait(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        self.attempts.append({"topic": topic, "value": value, "key": key, "headers": dict(headers)})
+        if len(self.attempts) <= self.failures:
+            raise KafkaConnectionError("broker unavailable")
+
+
+def _message() -> SimpleNamespace:
+    return SimpleNamespace(
+        topic="events",
+        partition=2,
+        offset=41,
+        key=b"p1",
+        value=b"\x00raw",
+        headers=[("trace", b"abc"), ("gateway-reason", b"stale")],
+    )
+
+
+async def test_write_retries_until_acknowledged() -> None:
+    """A broker outage delays the dead letter (and so the commit) instead of losing it."""
+    producer = FlakyProducer(failures=4)
+    writer = DeadLetterWriter(producer, "events.dlq", FullJitterBackoff(initial=0.001, maximum=0.002))
+    await asyncio.wait_for(writer.write(_message(), "unibo", "rejected", "bad item", 422), 5)
+    assert len(producer.attempts) == 5
+    last = producer.attempts[-1]
+    assert last["topic"] == "events.dlq"
+    assert last["value"] == b"\x00raw"
+    assert last["key"] == b"p1"
+
+
+def test_headers_follow_the_contract() -> None:
+    """The contract headers are present; the producer's own headers are kept, stale gateway-* ones replaced."""
+    headers = dead_letter_headers(_message(), "unibo", "rejected", "x" * 5000, 422)
+    names = [name for name, _ in headers]
+    assert names[0] == "trace"
+    values = dict(headers)
+    assert values["gateway-reason"] == b"rejected"
+    assert values["gateway-status"] == b"422"
+    assert values["gateway-source"] == b"events/2/41"
+    assert values["gateway-destination"] == b"unibo"
+    assert len(values["gateway-error"]) == 1024
+    assert values["gateway-failed-at"].endswith(b"Z")
+    assert names.count("gateway-reason") == 1
+
+
+def test_truncation_never_splits_a_character() -> None:
+    """Error text is cut to 1 KiB on a UTF-8 character boundary."""
+    cut = truncate_utf8("é" * 1000)
+    assert len(cut) <= 1024
+    cut.decode("utf-8")
+
+
+async def test_unknown_reason_is_a_bug() -> None:
+    """Reasons are a closed set; anything else is refused loudly."""
+    writer = DeadLetterWriter(FlakyProducer(0), "dlq")
+    with pytest.raises(ValueError, match="unknown dead-letter reason"):
+        await writer.write(_message(), "unibo", "oops", "x")
