@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, SecretStr
 
 from gateway import __version__
-from gateway.config import ResolvedConfig
+from gateway.config import GatewayConfig, ResolvedConfig
 from gateway.dlq import DeadLetterWriter
 from gateway.http_server import HttpServer, build_app
 from gateway.kafka_security import client_security_kwargs
@@ -79,7 +79,20 @@ class Gateway:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         log.info("starting", version=__version__, destinations=[d.name for d in self.destinations])
+        try:
+            await self._run(gateway)
+        finally:
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        log.info("stopped")
+
+    async def _run(self, gateway: GatewayConfig) -> None:
         async with AsyncExitStack() as stack:
+            # The probes come up first: liveness holds and readiness says "not ready" while Kafka is unreachable.
+            app = build_app(self.registry, lambda: self.pipelines)
+            self.http = await stack.enter_async_context(HttpServer(app, gateway.http.host, gateway.http.port))
+            log.info("http listening", url=self.http.url)
             producer = AIOKafkaProducer(
                 bootstrap_servers=gateway.kafka.servers,
                 client_id=f"{gateway.kafka.client_id}.dlq",
@@ -88,17 +101,11 @@ class Gateway:
                 **client_security_kwargs(gateway.kafka.security),
             )
             if not await start_with_retry("dlq-producer", producer.start, self.stopping):
+                await producer.stop()
                 return
             stack.push_async_callback(producer.stop)
             dead_letters = DeadLetterWriter(producer, gateway.kafka.dlq_topic)
             self.pipelines = [Pipeline(d, gateway.kafka, dead_letters, self.metrics) for d in self.destinations]
-            app = build_app(self.registry, lambda: self.pipelines)
-            self.http = await stack.enter_async_context(HttpServer(app, gateway.http.host, gateway.http.port))
-            log.info("http listening", url=self.http.url)
             async with asyncio.TaskGroup() as group:
                 for pipeline in self.pipelines:
                     group.create_task(pipeline.run(self.stopping, gateway.shutdown.grace_period))
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-        log.info("stopped")

@@ -182,7 +182,7 @@ async def running_gateway(tree: dict[str, Any], destinations: Iterable[str] = ()
     running = InProcessGateway(gateway, task)
     try:
         await wait_for(
-            lambda: task.done() or (gateway.http is not None and all(p.joined for p in gateway.pipelines)),
+            lambda: task.done() or (bool(gateway.pipelines) and all(p.joined for p in gateway.pipelines)),
             30,
             "the gateway to join its groups",
         )

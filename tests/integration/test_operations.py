@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from gateway import config as config_module
+from gateway.app import Gateway
 from gateway.sandbox.faults import FaultPlan
 from gateway.testbed.broker import EmbeddedBroker
 from gateway.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import (
     committed,
+    free_port,
     gateway_config,
     http_get,
     metric_value,
@@ -140,3 +143,31 @@ async def test_metrics_and_probes_are_served(broker: EmbeddedBroker, topic: str,
     assert delivered == len(expected)
     assert metric_value(text, "gateway_http_requests_total", destination="unibo", status_class="2xx")
     assert metric_value(text, "gateway_consumer_lag", destination="unibo", topic=topic, partition="0") == 0
+
+
+async def test_kafka_unreachable_at_startup_is_waited_out(unibo: RunningSandbox) -> None:
+    """Started before Kafka exists, the gateway stays alive but not ready, then connects and delivers."""
+    port = free_port()
+    topic = "late-broker-events"
+    tree = gateway_config(f"127.0.0.1:{port}", topic, [unibo_destination(unibo.url)], http_port=free_port())
+    gateway = Gateway(config_module.parse(tree, env={}))
+    task = asyncio.create_task(gateway.run(install_signals=False))
+    try:
+        await wait_for(lambda: gateway.http is not None, 10, "the probes")
+        assert gateway.http is not None
+        await asyncio.sleep(1.0)
+        assert (await http_get(f"{gateway.http.url}/healthz"))[0] == 200
+        status, _ = await http_get(f"{gateway.http.url}/readyz")
+        assert status == 503
+        assert not task.done()
+        async with EmbeddedBroker(port=port) as late:
+            await late.create_topic(topic, partitions=3)
+            events = [e for e in _events(300, seed=34) if unibo_takes(e)]
+            await produce(late.bootstrap_servers, topic, events)
+            await wait_for(lambda: unibo.sandbox.total_unique >= len(events), 60, "delivery once Kafka is up")
+            gateway.stop()
+            await asyncio.wait_for(task, 60)
+    finally:
+        gateway.stop()
+        if not task.done():
+            task.cancel()
