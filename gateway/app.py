@@ -98,6 +98,9 @@ class Gateway:
                 client_id=f"{gateway.kafka.client_id}.dlq",
                 acks="all",
                 linger_ms=5,
+                # A dead letter is the source message plus ~300 bytes of headers; the client must never refuse one
+                # that the broker accepted as a source message (the broker's own limit still applies).
+                max_request_size=16 * 1024 * 1024,
                 **client_security_kwargs(gateway.kafka.security),
             )
             if not await start_with_retry("dlq-producer", producer.start, self.stopping):

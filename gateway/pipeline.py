@@ -217,6 +217,11 @@ class Pipeline:
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Joined the group (possibly with no partitions: more replicas than partitions)."""
         self.joined = True
+        # A tracker still held for a newly assigned partition is stale (its revocation was never announced, e.g. the
+        # membership was lost): consumption restarts from the committed offset, so start tracking afresh.
+        stale = [tp for tp in assigned if tp in self._partitions]
+        if stale:
+            self._forget(stale)
         log.info(
             "partitions assigned",
             destination=self.name,
@@ -237,19 +242,26 @@ class Pipeline:
                 await asyncio.sleep(0.02)
             for lane in self._lanes.values():
                 lane.flushing = False
-        await self._commit([tp for tp in owned])
-        abandoned = 0
-        for tp in owned:
-            abandoned += self._partitions.pop(tp).close()
-            self.metrics.forget_partition(tp.topic, tp.partition)
-        for lane in self._lanes.values():
-            lane.batcher.purge(lambda item: not item.offsets.closed)
+        await self._commit(owned)
+        abandoned = self._forget(owned)
         log.info(
             "partitions revoked",
             destination=self.name,
             partitions=sorted(f"{t.topic}/{t.partition}" for t in owned),
             abandoned_uncommitted=abandoned,
         )
+
+    def _forget(self, partitions: list[TopicPartition]) -> int:
+        """Stop tracking partitions: late settles are ignored and their queued records dropped, uncommitted."""
+        abandoned = 0
+        for tp in partitions:
+            tracker = self._partitions.pop(tp, None)
+            if tracker is not None:
+                abandoned += tracker.close()
+            self.metrics.forget_partition(tp.topic, tp.partition)
+        for lane in self._lanes.values():
+            lane.batcher.purge(lambda item: not item.offsets.closed)
+        return abandoned
 
     # ---- commits and lag ---------------------------------------------------------------------------------------
 
@@ -317,8 +329,8 @@ class Pipeline:
     # ---- backpressure ------------------------------------------------------------------------------------------
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        if not self._paused and self._in_flight >= self._max_in_flight:
-            consumer.pause(*consumer.assignment())
+        if self._in_flight >= self._max_in_flight:
+            consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions
             self._paused = True
         elif self._paused and self._in_flight <= self._max_in_flight // 2:
             consumer.resume(*consumer.assignment())
@@ -371,12 +383,25 @@ class Pipeline:
     async def _consume(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> None:
         partitions = self._partitions
         consumed = self.metrics.consumed
+        failures = 0
         while not stopping.is_set():
             room = max(1, min(MAX_POLL_RECORDS, self._max_in_flight - self._in_flight))
-            batches = await consumer.getmany(timeout_ms=100, max_records=room)
+            try:
+                batches = await consumer.getmany(timeout_ms=100, max_records=room)
+            except KafkaError as error:  # aiokafka reconnects by itself; a poll error must not end the pipeline
+                failures += 1
+                log.warning("poll failed, retrying", destination=self.name, error=type(error).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), min(5.0, 0.1 * 2**failures))
+                continue
+            failures = 0
             now = time.time()
             for tp, messages in batches.items():
                 offsets = partitions.get(tp)
+                if offsets is not None and offsets.next_offset is not None and messages[0].offset < offsets.next_offset:
+                    # The partition was rewound (a reset or a lost membership): track it afresh from here.
+                    self._forget([tp])
+                    offsets = None
                 if offsets is None:
                     offsets = partitions[tp] = PartitionOffsets(self._on_in_flight)
                 for message in messages:

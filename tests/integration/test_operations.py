@@ -171,3 +171,22 @@ async def test_kafka_unreachable_at_startup_is_waited_out(unibo: RunningSandbox)
         gateway.stop()
         if not task.done():
             task.cancel()
+
+
+async def test_a_rewound_partition_is_tracked_afresh(broker: EmbeddedBroker, topic: str, unibo: RunningSandbox) -> None:
+    """If the consumer position jumps back (a reset or lost membership), the pipeline re-tracks and delivers again."""
+    events = [e for e in _events(600, seed=35) if unibo_takes(e)]
+    await produce(broker.bootstrap_servers, topic, events)
+    tree = gateway_config(broker.bootstrap_servers, topic, [unibo_destination(unibo.url)])
+    async with running_gateway(tree) as gateway:
+        await wait_for(lambda: unibo.sandbox.total_unique >= len(events), 30, "first delivery")
+        pipeline = gateway.gateway.pipelines[0]
+        consumer = pipeline._consumer
+        assert consumer is not None
+        for tp in consumer.assignment():
+            consumer.seek(tp, 0)
+        await wait_for(lambda: unibo.sandbox.tenant("default").duplicates >= len(events), 30, "the replayed events")
+        await wait_for(lambda: gateway.value("gateway_in_flight_events", destination="unibo") == 0, 20, "settled")
+        assert not gateway.task.done()
+    offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
+    assert sum(o or 0 for o in offsets.values()) == len(events)
