@@ -78,6 +78,7 @@ _API_VERSIONS = 18
 _METADATA = 3
 _TOPIC_ALREADY_EXISTS = 36
 _TLS_HANDSHAKE_TIMEOUT_S = 10.0
+_QUIESCE_TIMEOUT_S = 5.0
 _CLIENT_ID = b"event-gateway-testbed"
 
 
@@ -312,20 +313,28 @@ class _TlsTerminator:
             await self._quiesce()
 
     async def _quiesce(self) -> None:
-        """Abort every connection and cancel every task, until callbacks in flight have produced no new ones."""
+        """Abort every connection and wait until every task they had has finished.
+
+        Tasks are not cancelled first: a cancelled, not yet started accept task would drop its socket unclosed.
+        Aborted transports make handshakes and pumps fail promptly; cancellation is only a last resort.
+        """
+        loop = asyncio.get_running_loop()
         current = asyncio.current_task()
-        for _ in range(100):  # bounded: each round can only meet connections accepted before server.close()
+        deadline = loop.time() + _QUIESCE_TIMEOUT_S
+        while True:
             for transport in list(self._transports):
                 # abort: no TLS close_notify exchange with clients that may be gone
                 (transport.abort if isinstance(transport, asyncio.WriteTransport) else transport.close)()
-            tasks = [task for task in asyncio.all_tasks() if task is not current]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for _ in range(3):  # let connection_made / connection_lost callbacks run
-                await asyncio.sleep(0)
-            if not self._transports and all(task is current for task in asyncio.all_tasks()):
+            others = [task for task in asyncio.all_tasks() if task is not current]
+            if not others and not self._transports:
                 return
+            if loop.time() > deadline:
+                for task in others:
+                    task.cancel()
+            if others:
+                await asyncio.wait(others, timeout=_PROBE_INTERVAL_S)
+            else:
+                await asyncio.sleep(0)  # connection_lost callbacks still to run
 
     async def _connection(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         upstream_writer: asyncio.StreamWriter | None = None
