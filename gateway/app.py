@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, SecretStr
 
@@ -16,10 +15,10 @@ from gateway import __version__
 from gateway.config import GatewayConfig, ResolvedConfig
 from gateway.dlq import DeadLetterWriter
 from gateway.http_server import HttpServer, build_app
-from gateway.kafka_security import client_security_kwargs
+from gateway.kafka_clients import dead_letter_producer, start_with_retry
 from gateway.logs import scrubber
 from gateway.metrics import Metrics
-from gateway.pipeline import Pipeline, start_with_retry
+from gateway.pipeline import Pipeline
 
 log = structlog.get_logger("gateway.app")
 
@@ -93,16 +92,7 @@ class Gateway:
             app = build_app(self.registry, lambda: self.pipelines)
             self.http = await stack.enter_async_context(HttpServer(app, gateway.http.host, gateway.http.port))
             log.info("http listening", url=self.http.url)
-            producer = AIOKafkaProducer(
-                bootstrap_servers=gateway.kafka.servers,
-                client_id=f"{gateway.kafka.client_id}.dlq",
-                acks="all",
-                linger_ms=5,
-                # A dead letter is the source message plus ~300 bytes of headers; the client must never refuse one
-                # that the broker accepted as a source message (the broker's own limit still applies).
-                max_request_size=16 * 1024 * 1024,
-                **client_security_kwargs(gateway.kafka.security),
-            )
+            producer = dead_letter_producer(gateway.kafka)
             if not await start_with_retry("dlq-producer", producer.start, self.stopping):
                 await producer.stop()
                 return

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gateway import registry
+from gateway.config_source import format_errors, interpolate, read_yaml
 from gateway.connector import Connector
 from gateway.errors import ConfigError
 from gateway.kafka_security import KafkaSecurity
@@ -306,51 +306,6 @@ def _masked(model: Any) -> Any:
     return model
 
 
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string of a parsed YAML tree; `$$` is a literal `$`."""
-    if isinstance(value, str):
-
-        def substitute(match: re.Match[str]) -> str:
-            if match.group(0) == "$$":
-                return "$"
-            name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set and has no default")
-
-        return _VAR.sub(substitute, value)
-    if isinstance(value, dict):
-        return {key: interpolate(item, env, _join(path, str(key))) for key, item in value.items()}
-    if isinstance(value, list):
-        return [interpolate(item, env, f"{path}[{index}]") for index, item in enumerate(value)]
-    return value
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _location(prefix: str, loc: tuple[int | str, ...]) -> str:
-    path = prefix
-    for part in loc:
-        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
-    return path or "<root>"
-
-
-def format_errors(error: ValidationError, prefix: str = "") -> str:
-    """One line per problem, each naming the key; input values are never echoed (they may be secrets)."""
-    lines = []
-    for item in error.errors(include_url=False, include_input=False):
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"{_location(prefix, item['loc'])}: {message}")
-    return "\n".join(lines)
-
-
 def _validate(model: type[BaseModel], data: Any, prefix: str) -> Any:
     try:
         return model.model_validate(data)
@@ -400,6 +355,11 @@ def _bind(index: int, config: DestinationConfig) -> Destination:
     )
 
 
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> ResolvedConfig:
+    """Read, interpolate and validate a configuration file."""
+    return parse(read_yaml(path), env)
+
+
 def parse(data: Any, env: Mapping[str, str] | None = None) -> ResolvedConfig:
     """Validate a parsed YAML tree; raises ConfigError naming every offending key."""
     if not isinstance(data, dict):
@@ -408,18 +368,3 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> ResolvedConfig:
     gateway = _validate(GatewayConfig, data, "")
     destinations = tuple(_bind(index, config) for index, config in enumerate(gateway.destinations))
     return ResolvedConfig(gateway=gateway, destinations=destinations)
-
-
-def load(path: str | Path, env: Mapping[str, str] | None = None) -> ResolvedConfig:
-    """Read, interpolate and validate a configuration file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
-    return parse(data, env)

@@ -98,7 +98,7 @@ class DeliveryEngine:
         self._dead_letter = dead_letter
         self._on_state_change = on_state_change
         self._sleep = sleep
-        self.failing = False
+        self._failing: set[object] = set()  # senders whose last answer was a transient failure
 
     async def deliver(self, tenant: Tenant, items: list[Item]) -> None:
         """Deliver one lane's batch; returns when each record is delivered, dead-lettered or its partition revoked."""
@@ -132,6 +132,7 @@ class DeliveryEngine:
             return await self._send_until_settled(tenant, segment, stats, sender)
         finally:
             tenant.release(sender)
+            self._set_failing(sender, False)
 
     async def _send_until_settled(
         self, tenant: Tenant, segment: list[Item], stats: Counter[str], lane: object
@@ -155,13 +156,13 @@ class DeliveryEngine:
             outcome = result.outcome
             if outcome is Outcome.DELIVERED:
                 self._settle_delivered(segment, stats, result.duplicates)
-                self._set_failing(False)
+                self._set_failing(lane, False)
                 return []
             if outcome is Outcome.RETRY:
                 reason = result.reason or retry_reason(result.status)
                 self._metrics.retries(reason).inc()
                 stats["retries"] += 1
-                self._set_failing(True)
+                self._set_failing(lane, True)
                 delay = self._backoff.delay(attempt, result.retry_after)
                 log.warning(
                     "retrying",
@@ -188,11 +189,11 @@ class DeliveryEngine:
                         status=result.status,
                         probe_every_s=self._halt_probe,
                     )
-                self._set_failing(True)
+                self._set_failing(lane, True)
                 await self._sleep(self._halt_probe)
                 continue
             # REJECT: dead-letter what the vendor named, or split until the bad records stand alone.
-            self._set_failing(False)
+            self._set_failing(lane, False)
             if result.rejected is not None and result.rejected:
                 bad = [item for index, item in enumerate(segment) if index in result.rejected]
                 segment = [item for index, item in enumerate(segment) if index not in result.rejected]
@@ -216,9 +217,18 @@ class DeliveryEngine:
                 tenant=tenant.name,
             )
 
-    def _set_failing(self, failing: bool) -> None:
-        if failing != self.failing:
-            self.failing = failing
+    @property
+    def failing(self) -> bool:
+        """True while any sender's last answer was a transient failure (the destination is not up)."""
+        return bool(self._failing)
+
+    def _set_failing(self, sender: object, failing: bool) -> None:
+        was = self.failing
+        if failing:
+            self._failing.add(sender)
+        else:
+            self._failing.discard(sender)
+        if self.failing != was:
             self._on_state_change()
 
     def _reject(self, items: Sequence[Item], result: SendResult, stats: Counter[str]) -> None:

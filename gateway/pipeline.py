@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -15,13 +15,13 @@ from aiokafka.errors import KafkaError
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
 from gateway.config import Destination, KafkaConfig
-from gateway.connector import ClientContext, VendorClient
+from gateway.connector import ClientContext
 from gateway.delivery import DeliveryEngine, Tenant
 from gateway.dlq import DeadLetterWriter
 from gateway.errors import EventError, MappingError, UnknownBrand
 from gateway.events import decode
 from gateway.http_client import HttpTransport
-from gateway.kafka_security import client_security_kwargs
+from gateway.kafka_clients import destination_consumer, start_with_retry
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
 
@@ -29,23 +29,6 @@ log = structlog.get_logger("gateway.pipeline")
 
 MAX_POLL_RECORDS = 5000
 REVOKE_SETTLE_TIMEOUT = 10.0
-
-
-async def start_with_retry(what: str, start: Callable[[], Awaitable[None]], stopping: asyncio.Event) -> bool:
-    """Start a Kafka client, retrying while the cluster is unreachable; False if asked to stop first."""
-    backoff = FullJitterBackoff(initial=0.5, maximum=15.0)
-    attempt = 0
-    while not stopping.is_set():
-        try:
-            await start()
-            return True
-        except KafkaError as error:
-            delay = backoff.delay(attempt)
-            attempt += 1
-            log.warning("kafka unreachable, retrying", client=what, error=type(error).__name__, delay_s=round(delay, 2))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-    return False
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -68,8 +51,6 @@ class Pipeline:
         kafka: KafkaConfig,
         dead_letters: DeadLetterWriter,
         metrics: Metrics,
-        *,
-        client: VendorClient | None = None,
     ) -> None:
         self.destination = destination
         self.name = destination.name
@@ -78,7 +59,7 @@ class Pipeline:
         self.metrics = DestinationMetrics(metrics, destination.name)
         config = destination.config
         self._transport = HttpTransport(config, self.metrics, pool_size=max(destination.concurrency, 4))
-        self._client = client or destination.connector.client(
+        self._client = destination.connector.client(
             ClientContext(
                 destination=config, options=destination.options, settings=destination.settings, http=self._transport
             )
@@ -100,7 +81,6 @@ class Pipeline:
         self._concurrency = destination.concurrency
         self._max_in_flight = config.max_in_flight
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
-        self._lanes: dict[tuple[str, int], Lane] = {}
         self._tenant_lanes: dict[str, list[Lane | None]] = {name: [None] * self._concurrency for name in self._tenants}
         self._lane_tasks: set[asyncio.Task[None]] = set()
         self._side_tasks: set[asyncio.Task[None]] = set()
@@ -137,6 +117,9 @@ class Pipeline:
 
     # ---- consume path ------------------------------------------------------------------------------------------
 
+    def _lanes(self) -> list[Lane]:
+        return [lane for lanes in self._tenant_lanes.values() for lane in lanes if lane is not None]
+
     def _lane(self, tenant: Tenant, key: str) -> Lane:
         lanes = self._tenant_lanes[tenant.name]
         index = hash(key) % self._concurrency if self._concurrency > 1 else 0
@@ -147,7 +130,7 @@ class Pipeline:
             async def deliver(items: list[Item], tenant: Tenant = tenant) -> None:
                 await engine.deliver(tenant, items)
 
-            lane = lanes[index] = self._lanes[(tenant.name, index)] = Lane(Batcher(self.destination.batch), deliver)
+            lane = lanes[index] = Lane(Batcher(self.destination.batch), deliver)
             task = asyncio.create_task(lane.run(), name=f"lane:{self.name}:{tenant.name}:{index}")
             self._lane_tasks.add(task)
             task.add_done_callback(self._lane_tasks.discard)
@@ -234,13 +217,13 @@ class Pipeline:
         if not owned:
             return
         if any(len(self._partitions[tp]) for tp in owned):
-            for lane in self._lanes.values():
+            for lane in self._lanes():
                 lane.flush()
             deadline = time.monotonic() + REVOKE_SETTLE_TIMEOUT
             # Polling keeps the hot settle path free of per-partition events; revocations are rare.
             while any(len(self._partitions[tp]) for tp in owned) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-            for lane in self._lanes.values():
+            for lane in self._lanes():
                 lane.flushing = False
         await self._commit(owned)
         abandoned = self._forget(owned)
@@ -259,7 +242,7 @@ class Pipeline:
             if tracker is not None:
                 abandoned += tracker.close()
             self.metrics.forget_partition(tp.topic, tp.partition)
-        for lane in self._lanes.values():
+        for lane in self._lanes():
             lane.batcher.purge(lambda item: not item.offsets.closed)
         return abandoned
 
@@ -338,24 +321,9 @@ class Pipeline:
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
-    def _consumer_for(self) -> AIOKafkaConsumer:
-        kafka = self._kafka
-        return AIOKafkaConsumer(
-            bootstrap_servers=kafka.servers,
-            group_id=self.destination.group_id(kafka.group_prefix),
-            client_id=f"{kafka.client_id}.{self.name}",
-            enable_auto_commit=False,
-            auto_offset_reset=kafka.auto_offset_reset,
-            session_timeout_ms=kafka.session_timeout_ms,
-            max_poll_interval_ms=kafka.max_poll_interval_ms,
-            fetch_max_bytes=kafka.fetch_max_bytes,
-            max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
-            **client_security_kwargs(kafka.security),
-        )
-
     async def run(self, stopping: asyncio.Event, grace: float) -> None:
         """Consume until `stopping` is set, then drain for up to `grace` seconds, commit and leave the group."""
-        consumer = self._consumer_for()
+        consumer = destination_consumer(self._kafka, self.destination.group_id(self._kafka.group_prefix), self.name)
         consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self))
         if not await start_with_retry(f"consumer:{self.name}", consumer.start, stopping):
             await consumer.stop()
@@ -412,7 +380,7 @@ class Pipeline:
 
     async def _drain(self, grace: float) -> None:
         """Stop fetching, send what is queued without lingering, wait for settlement within the grace period."""
-        for lane in self._lanes.values():
+        for lane in self._lanes():
             lane.flush()
         if self._in_flight:
             log.info("draining", destination=self.name, in_flight=self._in_flight, grace_s=grace)

@@ -168,19 +168,16 @@ async def test_halt_keeps_events_and_probes_until_accepted() -> None:
 
 async def test_halted_tenant_blocks_other_senders_until_probe_succeeds() -> None:
     """While one sender probes a halted tenant, another sender of that tenant waits instead of sending."""
-    gate = asyncio.Event()
     harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204))
     tenant = Tenant("default", None)
-    tenant.halt(prober := object())
+    tenant.halt(object())
     _, items = _items(1)
     waiter = asyncio.create_task(harness.engine.deliver(tenant, items))
     await asyncio.sleep(0.01)
     assert harness.client.sends == []
     tenant.resume()
-    gate.set()
     await asyncio.wait_for(waiter, 1)
     assert harness.client.sends == [["id-0"]]
-    assert prober is not None
 
 
 async def test_abandoned_prober_hands_over() -> None:
@@ -206,3 +203,26 @@ async def test_revoked_items_are_not_sent() -> None:
     offsets.close()
     await harness.engine.deliver(Tenant("default", None), items)
     assert harness.client.sends == []
+
+
+async def test_destination_stays_failing_while_any_sender_fails() -> None:
+    """One lane delivering does not mark the destination up while another lane's sends still fail."""
+    gate = asyncio.Event()
+
+    def script(records: Sequence[VendorRecord]) -> SendResult:
+        if records[0].record_id == "id-0" and not gate.is_set():
+            return SendResult(Outcome.RETRY, 503)
+        return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(script)
+    offsets = PartitionOffsets()
+    offsets.track(0, 1)
+    offsets.track(1, 1)
+    failing_lane = asyncio.create_task(harness.engine.deliver(Tenant("default", None), [make_item(0, offsets)]))
+    await asyncio.sleep(0.01)
+    assert harness.engine.failing
+    await harness.engine.deliver(Tenant("default", None), [make_item(1, offsets)])
+    assert harness.engine.failing  # the other lane still fails
+    gate.set()
+    await asyncio.wait_for(failing_lane, 1)
+    assert not harness.engine.failing
