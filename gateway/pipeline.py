@@ -58,7 +58,9 @@ class Pipeline:
         self._dead_letters = dead_letters
         self.metrics = DestinationMetrics(metrics, destination.name)
         config = destination.config
-        self._transport = HttpTransport(config, self.metrics, pool_size=max(destination.concurrency, 4))
+        # One connection per lane (lanes are per tenant), so no send waits for a pooled connection inside its timeout.
+        lanes = destination.concurrency * max(1, len(destination.credentials))
+        self._transport = HttpTransport(config, self.metrics, pool_size=max(lanes, 4))
         self._client = destination.connector.client(
             ClientContext(
                 destination=config, options=destination.options, settings=destination.settings, http=self._transport
