@@ -15,7 +15,7 @@ from gateway import registry
 from gateway.config_source import format_errors, interpolate, read_yaml
 from gateway.connector import Connector
 from gateway.errors import ConfigError
-from gateway.kafka_security import KafkaSecurity
+from gateway.kafka_security import KafkaSecurity, client_security_kwargs
 
 DEFAULT_BRAND = "default"
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -366,5 +366,6 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> ResolvedConfig:
         raise ConfigError("<root>: the configuration must be a mapping")
     data = interpolate(data, os.environ if env is None else env)
     gateway = _validate(GatewayConfig, data, "")
+    client_security_kwargs(gateway.kafka.security)  # loads the TLS files now: a bad key fails at startup, not later
     destinations = tuple(_bind(index, config) for index, config in enumerate(gateway.destinations))
     return ResolvedConfig(gateway=gateway, destinations=destinations)

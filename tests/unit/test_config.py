@@ -146,3 +146,13 @@ def test_check_config_cli_masks_and_reports(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "destinations[0].batch.lingr: unknown key" in result.stderr
+
+
+def test_unloadable_kafka_tls_files_fail_at_startup(tmp_path: Path) -> None:
+    """A CA file that exists but is not a certificate is a configuration error, found when the file is loaded."""
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate")
+    tree = minimal()
+    tree["kafka"]["security"] = {"tls": {"enabled": True, "ca_file": str(bogus)}}
+    with pytest.raises(ConfigError, match=r"tls\.ca_file"):
+        config.parse(tree, env={"UNIBO_API_KEY": "k"})
