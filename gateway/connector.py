@@ -84,11 +84,31 @@ class VendorClient(Protocol):
 class Connector(Protocol):
     """A vendor: configuration models, a pure mapping, and a client. It cannot change batching, retries or offsets."""
 
-    name: str
-    credentials_model: type[BaseModel]
-    options_model: type[BaseModel]
-    settings_model: type[BaseModel]
-    defaults: ConnectorDefaults
+    # Read-only members, so a connector may narrow them (e.g. credentials_model = UniboCredentials).
+    @property
+    def name(self) -> str:
+        """The `connector:` value in the configuration."""
+        ...
+
+    @property
+    def credentials_model(self) -> type[BaseModel]:
+        """One tenant's credentials (SecretStr for secrets)."""
+        ...
+
+    @property
+    def options_model(self) -> type[BaseModel]:
+        """The destination's `options:` block."""
+        ...
+
+    @property
+    def settings_model(self) -> type[BaseModel]:
+        """Connector-specific destination keys beyond the common ones."""
+        ...
+
+    @property
+    def defaults(self) -> ConnectorDefaults:
+        """Defaults for what the operator leaves out."""
+        ...
 
     def map(self, event: Event, options: Any) -> Sequence[VendorRecord]:
         """Map one event to vendor records; pure (no I/O, no clock). Empty means this vendor does not take it.

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from gateway.backoff import FullJitterBackoff
+from gateway.logs import scrubber
 
 log = structlog.get_logger("gateway.dlq")
 
@@ -33,6 +34,7 @@ def dead_letter_headers(
 ) -> list[tuple[str, bytes]]:
     """DESIGN.md headers, after the message's own headers (kept so a replay sees what the producer sent)."""
     when = (failed_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    error = scrubber.clean(error)  # a vendor that echoes our request (key included) must not leak it into the DLQ
     own = [(key, value) for key, value in (message.headers or ()) if not key.startswith("gateway-")]
     return [
         *own,

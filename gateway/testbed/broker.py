@@ -325,6 +325,7 @@ class _TlsTerminator:
             for transport in list(self._transports):
                 # abort: no TLS close_notify exchange with clients that may be gone
                 (transport.abort if isinstance(transport, asyncio.WriteTransport) else transport.close)()
+            _prune_closed(self._transports)
             others = [task for task in asyncio.all_tasks() if task is not current]
             if not others and not self._transports:
                 return
@@ -358,11 +359,14 @@ class _TlsTerminator:
             client_writer.transport.abort()  # the TLS transport, or the raw one if the handshake failed
             if upstream_writer is not None:
                 upstream_writer.transport.abort()
-                self._transports.discard(upstream_writer.transport)
 
 
 class _TrackedProtocol(asyncio.StreamReaderProtocol):
-    """StreamReaderProtocol that keeps its raw transport in a shared set from connection_made to connection_lost."""
+    """StreamReaderProtocol that adds its raw transport to a shared set as soon as the connection exists.
+
+    connection_lost is not a reliable removal point (after start_tls, asyncio's SSL layer does not always forward
+    it), so closed transports are pruned by socket state instead (_prune_closed).
+    """
 
     def __init__(
         self,
@@ -379,13 +383,17 @@ class _TrackedProtocol(asyncio.StreamReaderProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._raw_transport is None:  # start_tls calls connection_made again with the TLS transport
             self._raw_transport = transport
+            _prune_closed(self._tracked)
             self._tracked.add(transport)
         super().connection_made(transport)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._raw_transport is not None:
-            self._tracked.discard(self._raw_transport)
-        super().connection_lost(exc)
+
+def _prune_closed(transports: set[asyncio.BaseTransport]) -> None:
+    """Drop transports whose socket is already closed (fileno -1): they hold no resource any more."""
+    for transport in list(transports):
+        sock = transport.get_extra_info("socket")
+        if sock is None or sock.fileno() == -1:
+            transports.discard(transport)
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

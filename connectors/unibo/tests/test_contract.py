@@ -1,0 +1,19 @@
+"""The Unibo connector against the shared connector contract suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from connectors.unibo import connector
+from gateway.connector import Connector
+from gateway.testbed.contract import ConnectorContract
+
+
+class TestUniboContract(ConnectorContract):
+    """Golden fixtures, purity, outcome table and secret handling for Unibo."""
+
+    connector: ClassVar[Connector] = connector
+    golden_dir: ClassVar[Path] = Path(__file__).parent / "golden"
+    credentials: ClassVar[dict[str, Any]] = {"api_key": "unibo-contract-secret-123"}
+    secrets: ClassVar[tuple[str, ...]] = ("unibo-contract-secret-123",)
