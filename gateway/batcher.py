@@ -102,10 +102,10 @@ class Lane:
         self.flushing = False
         self.busy = False
 
-    def add(self, item: Item) -> None:
-        """Queue an item (called on the consume path: cheap, no awaits)."""
+    def add(self, item: Item, now: float) -> None:
+        """Queue an item at monotonic time `now` (called on the consume path: cheap, no awaits)."""
         batcher = self.batcher
-        if batcher.add(item, time.monotonic()) or len(batcher) == 1:
+        if batcher.add(item, now) or len(batcher) == 1:
             self._wakeup.set()
 
     def flush(self) -> None:

@@ -34,12 +34,12 @@ class VendorRecord:
 
 
 def record_body(value: Any) -> bytes:
-    """Serialize one record's JSON for a VendorRecord body.
+    """Serialize one record's JSON for a VendorRecord body; datetimes become RFC 3339 with a `Z` (they are UTC).
 
     orjson returns its bytes inside a ~4 KiB allocation; the `%b` copy is exact-size (tracemalloc: 4 KiB → 240 B
     per record), which is what keeps tens of thousands of in-flight records within the memory budget.
     """
-    return b"%b" % orjson.dumps(value)
+    return b"%b" % orjson.dumps(value, option=orjson.OPT_UTC_Z)
 
 
 @dataclass(frozen=True, slots=True)

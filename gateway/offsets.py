@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 
 
 class PartitionOffsets:
@@ -15,12 +14,11 @@ class PartitionOffsets:
     so work finishing late can never move a commit for a partition this consumer no longer owns.
     """
 
-    __slots__ = ("_on_change", "_order", "_pending", "closed", "committed", "next_offset")
+    __slots__ = ("_order", "_pending", "closed", "committed", "next_offset")
 
-    def __init__(self, on_change: Callable[[int], None] | None = None) -> None:
+    def __init__(self) -> None:
         self._pending: dict[int, int] = {}
         self._order: deque[int] = deque()
-        self._on_change = on_change
         self.next_offset: int | None = None
         self.committed: int | None = None
         self.closed = False
@@ -37,8 +35,6 @@ class PartitionOffsets:
         if records > 0:
             self._pending[offset] = records
             self._order.append(offset)
-            if self._on_change is not None:
-                self._on_change(1)
 
     def settle(self, offset: int, records: int = 1) -> bool:
         """Settle `records` of the message at `offset`; True when the whole message is now settled."""
@@ -52,8 +48,6 @@ class PartitionOffsets:
             self._pending[offset] = remaining
             return False
         del self._pending[offset]
-        if self._on_change is not None:
-            self._on_change(-1)
         return True
 
     def committable(self) -> int | None:
@@ -73,8 +67,6 @@ class PartitionOffsets:
     def close(self) -> int:
         """Stop tracking (partition revoked); returns how many unsettled messages were abandoned."""
         abandoned = len(self._pending)
-        if abandoned and self._on_change is not None:
-            self._on_change(-abandoned)
         self.closed = True
         self._pending.clear()
         self._order.clear()
