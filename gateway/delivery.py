@@ -135,18 +135,18 @@ class DeliveryEngine:
             self._set_failing(sender, False)
 
     async def _send_until_settled(
-        self, tenant: Tenant, segment: list[Item], stats: Counter[str], lane: object
+        self, tenant: Tenant, segment: list[Item], stats: Counter[str], sender: object
     ) -> list[list[Item]]:
         attempt = 0
         while True:
-            await tenant.wait_turn(lane)
+            await tenant.wait_turn(sender)
             segment = [item for item in segment if not item.offsets.closed]
             if not segment:
                 return []
             stats["sends"] += 1
             self._metrics.batch_events.observe(len(segment))
-            result = await self._client.send(tenant.credentials, [item.record for item in segment])
-            if result.outcome is not Outcome.HALT and tenant.prober is lane:
+            result = await self._send(tenant, segment)
+            if result.outcome is not Outcome.HALT and tenant.prober is sender:
                 self._resumed(tenant)
             if result.delivered:
                 done = [item for index, item in enumerate(segment) if index in result.delivered]
@@ -156,13 +156,13 @@ class DeliveryEngine:
             outcome = result.outcome
             if outcome is Outcome.DELIVERED:
                 self._settle_delivered(segment, stats, result.duplicates)
-                self._set_failing(lane, False)
+                self._set_failing(sender, False)
                 return []
             if outcome is Outcome.RETRY:
                 reason = result.reason or retry_reason(result.status)
                 self._metrics.retries(reason).inc()
                 stats["retries"] += 1
-                self._set_failing(lane, True)
+                self._set_failing(sender, True)
                 delay = self._backoff.delay(attempt, result.retry_after)
                 log.warning(
                     "retrying",
@@ -179,7 +179,7 @@ class DeliveryEngine:
                 await self._sleep(delay)
                 continue
             if outcome is Outcome.HALT:
-                if tenant.halt(lane):
+                if tenant.halt(sender):
                     self._metrics.tenant_halted(tenant.name, True)
                     self._on_state_change()
                     log.error(
@@ -189,11 +189,11 @@ class DeliveryEngine:
                         status=result.status,
                         probe_every_s=self._halt_probe,
                     )
-                self._set_failing(lane, True)
+                self._set_failing(sender, True)
                 await self._sleep(self._halt_probe)
                 continue
             # REJECT: dead-letter what the vendor named, or split until the bad records stand alone.
-            self._set_failing(lane, False)
+            self._set_failing(sender, False)
             if result.rejected is not None and result.rejected:
                 bad = [item for index, item in enumerate(segment) if index in result.rejected]
                 segment = [item for index, item in enumerate(segment) if index not in result.rejected]
@@ -206,6 +206,14 @@ class DeliveryEngine:
             stats["splits"] += 1
             middle = len(segment) // 2
             return [segment[:middle], segment[middle:]]
+
+    async def _send(self, tenant: Tenant, segment: list[Item]) -> SendResult:
+        """The client's verdict; a client that raises is a bug, retried (never dropped) and logged with its trace."""
+        try:
+            return await self._client.send(tenant.credentials, [item.record for item in segment])
+        except Exception as error:
+            log.exception("connector client failed; retrying", destination=self.destination, tenant=tenant.name)
+            return SendResult(Outcome.RETRY, 0, reason="client_error", detail=f"{type(error).__name__} in the client")
 
     def _resumed(self, tenant: Tenant) -> None:
         if tenant.resume():

@@ -89,6 +89,7 @@ class Pipeline:
         self._paused = False
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        self._fatal: BaseException | None = None
         self.joined = False
         self.metrics.up.set(1)
 
@@ -125,8 +126,15 @@ class Pipeline:
             lane = lanes[index] = Lane(Batcher(self.destination.batch), deliver)
             task = asyncio.create_task(lane.run(), name=f"lane:{self.name}:{tenant.name}:{index}")
             self._lane_tasks.add(task)
-            task.add_done_callback(self._lane_tasks.discard)
+            task.add_done_callback(self._lane_ended)
         return lane
+
+    def _lane_ended(self, task: asyncio.Task[None]) -> None:
+        self._lane_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A lane never ends by itself: its records would stall unsettled. Fail the pipeline loudly instead;
+            # nothing is committed past them, so a restart re-delivers.
+            self._fatal = task.exception()
 
     def ingest(
         self, tp: TopicPartition, offsets: PartitionOffsets, message: Any, consumed_at: float, monotonic: float
@@ -347,6 +355,8 @@ class Pipeline:
         consumed = self.metrics.consumed
         failures = 0
         while not stopping.is_set():
+            if self._fatal is not None:
+                raise RuntimeError(f"a delivery lane of {self.name} failed") from self._fatal
             in_flight = self.in_flight
             self.metrics.in_flight.set(in_flight)
             self._apply_backpressure(consumer, in_flight)

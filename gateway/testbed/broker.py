@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -219,23 +219,25 @@ def _probe(host: str, port: int, advertised: tuple[str, int], *, metadata: bool,
 
 
 class _TlsTerminator:
-    """Accepts TLS on a public port and pipes the decrypted bytes to Tansu's plaintext loopback listener.
+    """Accepts TLS on a public port and relays the decrypted bytes to Tansu's plaintext loopback listener.
 
     Runs its own event loop in a daemon thread, so it works the same under sync and async callers and never touches
     the caller's loop. The listening socket is bound in the constructor, which fixes the port Tansu must advertise.
-    Every transport is registered the moment it exists, so stop() can abort all of them and nothing is left for the
-    garbage collector to warn about (asyncio's own `start_server(ssl=...)` leaks transports whose handshake fails).
+    Built on plain protocols rather than `start_server(ssl=...)` or streams: asyncio 3.11's SSL server and
+    StreamWriter.start_tls leave unclosed transports (ResourceWarning) or a writer without transport behind when
+    clients fail or vanish mid-handshake. Here every transport is registered the moment it exists, so stop() can
+    abort all of them.
     """
 
     def __init__(self, host: str, port: int, tls: BrokerTls, log_path: Path) -> None:
         self._log_path = log_path
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
-            self._context.load_cert_chain(tls.cert_file, tls.key_file)
+            self.context.load_cert_chain(tls.cert_file, tls.key_file)
             if tls.client_ca_file is not None:
-                self._context.load_verify_locations(tls.client_ca_file)
-                self._context.verify_mode = ssl.CERT_REQUIRED
+                self.context.load_verify_locations(tls.client_ca_file)
+                self.context.verify_mode = ssl.CERT_REQUIRED
         except (ssl.SSLError, OSError) as exc:
             raise BrokerError(f"cannot load the broker TLS files: {exc}") from exc
         try:
@@ -243,17 +245,18 @@ class _TlsTerminator:
         except OSError as exc:
             raise BrokerError(f"cannot listen on {host}:{port} for TLS: {exc}") from exc
         self.port: int = self._sock.getsockname()[1]
-        self._upstream: tuple[str, int] = (host, 0)
+        self.upstream: tuple[str, int] = (host, 0)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._transports: set[asyncio.BaseTransport] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, upstream: tuple[str, int], timeout: float) -> None:
-        """Start forwarding to `upstream`; returns once the TLS listener accepts connections."""
-        self._upstream = upstream
+        """Start relaying to `upstream`; returns once the TLS listener accepts connections."""
+        self.upstream = upstream
         self._thread = threading.Thread(target=self._run, name=f"tansu-tls-{self.port}", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -273,6 +276,31 @@ class _TlsTerminator:
         thread.join()
         self._sock.close()
 
+    def track(self, transport: asyncio.BaseTransport) -> None:
+        """Register a transport so that stop() aborts it; closed ones are forgotten on the way."""
+        _prune_closed(self._transports)
+        self._transports.add(transport)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a coroutine as a task that stop() waits for, logging any unexpected failure."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def log(self, message: str) -> None:
+        """Append one line to the broker log (opened in append mode, like Tansu's own output)."""
+        with contextlib.suppress(OSError), self._log_path.open("a", encoding="utf-8") as log:
+            log.write(f"tls-listener: {message}\n")
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log(f"connection task failed: {task.exception()!r}")
+
+    def _log_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Send the listener loop's unexpected errors to the broker log instead of stderr."""
+        self.log(f"{context.get('message', 'error')}: {context.get('exception')!r}")
+
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         loop.set_exception_handler(self._log_exception)
@@ -286,25 +314,9 @@ class _TlsTerminator:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    def _log(self, message: str) -> None:
-        """Append one line to the broker log (opened in append mode, like Tansu's own output)."""
-        with contextlib.suppress(OSError), self._log_path.open("a", encoding="utf-8") as log:
-            log.write(f"tls-listener: {message}\n")
-
-    def _log_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """Send the listener loop's unexpected errors to the broker log instead of stderr."""
-        self._log(f"{context.get('message', 'error')}: {context.get('exception')!r}")
-
-    def _protocol(self) -> asyncio.StreamReaderProtocol:
-        """What asyncio.start_server builds per connection, plus registration of the transport."""
-        loop = asyncio.get_running_loop()
-        return _TrackedProtocol(asyncio.StreamReader(loop=loop), self._connection, self._transports, loop=loop)
-
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        # TLS is started per connection (start_tls), after our protocol has registered the raw transport.
-        server = await loop.create_server(self._protocol, sock=self._sock)
+        server = await asyncio.get_running_loop().create_server(lambda: _TlsClient(self), sock=self._sock)
         self._ready.set()
         try:
             await self._stopping.wait()
@@ -316,7 +328,7 @@ class _TlsTerminator:
         """Abort every connection and wait until every task they had has finished.
 
         Tasks are not cancelled first: a cancelled, not yet started accept task would drop its socket unclosed.
-        Aborted transports make handshakes and pumps fail promptly; cancellation is only a last resort.
+        Aborted transports make handshakes and connects fail promptly; cancellation is only a last resort.
         """
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
@@ -335,57 +347,112 @@ class _TlsTerminator:
             if others:
                 await asyncio.wait(others, timeout=_PROBE_INTERVAL_S)
             else:
-                await asyncio.sleep(0)  # connection_lost callbacks still to run
-
-    async def _connection(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        upstream_writer: asyncio.StreamWriter | None = None
-        try:
-            await client_writer.start_tls(self._context, ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT_S)
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self._upstream)
-            self._transports.add(upstream_writer.transport)
-            pumps = [
-                asyncio.create_task(_pump(client_reader, upstream_writer)),
-                asyncio.create_task(_pump(upstream_reader, client_writer)),
-            ]
-            try:
-                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for pump in pumps:
-                    pump.cancel()
-                await asyncio.gather(*pumps, return_exceptions=True)
-        except (OSError, TimeoutError) as exc:  # failed handshake (ssl.SSLError is an OSError), or Tansu gone
-            self._log(f"connection from {client_writer.get_extra_info('peername')} ended: {exc!r}")
-        finally:
-            client_writer.transport.abort()  # the TLS transport, or the raw one if the handshake failed
-            if upstream_writer is not None:
-                upstream_writer.transport.abort()
+                await asyncio.sleep(0)  # connection_lost callbacks (which close the sockets) still to run
 
 
-class _TrackedProtocol(asyncio.StreamReaderProtocol):
-    """StreamReaderProtocol that adds its raw transport to a shared set as soon as the connection exists.
+class _TlsClient(asyncio.Protocol):
+    """One client connection: TLS towards the client, plaintext towards Tansu."""
 
-    connection_lost is not a reliable removal point (after start_tls, asyncio's SSL layer does not always forward
-    it), so closed transports are pruned by socket state instead (_prune_closed).
-    """
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        callback: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-        transports: set[asyncio.BaseTransport],
-        *,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        super().__init__(reader, callback, loop=loop)
-        self._tracked = transports
-        self._raw_transport: asyncio.BaseTransport | None = None
+    def __init__(self, terminator: _TlsTerminator) -> None:
+        self._terminator = terminator
+        self._client: asyncio.Transport | None = None  # raw TCP until the handshake is done, then TLS
+        self._upstream: asyncio.Transport | None = None
+        self._backlog: list[bytes] = []
+        self._lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._raw_transport is None:  # start_tls calls connection_made again with the TLS transport
-            self._raw_transport = transport
-            _prune_closed(self._tracked)
-            self._tracked.add(transport)
-        super().connection_made(transport)
+        """The raw TCP connection: register it, hold its bytes back, and start the TLS handshake."""
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # nothing may be read before start_tls has put the TLS layer in place
+        self._client = transport
+        self._terminator.track(transport)
+        self._terminator.spawn(self._start(transport))
+
+    async def _start(self, raw: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(
+                raw, self, self._terminator.context, server_side=True, ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT_S
+            )
+            if tls is None:  # the connection died between handshake and here
+                raise ConnectionResetError("client disconnected right after the TLS handshake")
+            self._client = tls
+            upstream, _ = await loop.create_connection(lambda: _TansuSide(self), *self._terminator.upstream)
+        except OSError as exc:  # handshake refused (ssl.SSLError), timed out or reset; or Tansu unreachable
+            self._terminator.log(f"connection from {raw.get_extra_info('peername')} ended: {exc!r}")
+            raw.abort()
+            return
+        self._terminator.track(upstream)
+        if self._lost:
+            upstream.abort()
+            return
+        self._upstream = upstream
+        for chunk in self._backlog:
+            upstream.write(chunk)
+        self._backlog.clear()
+
+    def data_received(self, data: bytes) -> None:
+        """Decrypted bytes from the client go to Tansu (held back until that connection exists)."""
+        if self._upstream is not None:
+            self._upstream.write(data)
+        else:
+            self._backlog.append(data)
+
+    def eof_received(self) -> bool:
+        """The client finished sending: close the whole connection (Kafka has no half-closed use)."""
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._upstream is not None:
+            self._upstream.abort()
+
+    def tansu_data(self, data: bytes) -> None:
+        """Bytes from Tansu go to the client, encrypted."""
+        if self._client is not None and not self._client.is_closing():
+            self._client.write(data)
+
+    def tansu_lost(self) -> None:
+        """Tansu closed its side: close the client connection."""
+        if self._client is not None:
+            self._client.abort()
+
+    def pause_writing(self) -> None:
+        """The client is not keeping up: stop reading from Tansu."""
+        if self._upstream is not None:
+            self._upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._upstream is not None:
+            self._upstream.resume_reading()
+
+    def pause_tansu_writes(self) -> None:
+        """Tansu is not keeping up: stop reading from the client."""
+        if self._client is not None:
+            self._client.pause_reading()
+
+    def resume_tansu_writes(self) -> None:
+        if self._client is not None:
+            self._client.resume_reading()
+
+
+class _TansuSide(asyncio.Protocol):
+    """The plaintext connection to Tansu belonging to one _TlsClient."""
+
+    def __init__(self, client: _TlsClient) -> None:
+        self._client = client
+
+    def data_received(self, data: bytes) -> None:
+        self._client.tansu_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._client.tansu_lost()
+
+    def pause_writing(self) -> None:
+        self._client.pause_tansu_writes()
+
+    def resume_writing(self) -> None:
+        self._client.resume_tansu_writes()
 
 
 def _prune_closed(transports: set[asyncio.BaseTransport]) -> None:
@@ -394,14 +461,6 @@ def _prune_closed(transports: set[asyncio.BaseTransport]) -> None:
         sock = transport.get_extra_info("socket")
         if sock is None or sock.fileno() == -1:
             transports.discard(transport)
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy bytes from `reader` to `writer` until EOF or an error (which ends the whole connection)."""
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from gateway import config as config_module
 from gateway.app import Gateway
+from gateway.delivery import DeliveryEngine
 from gateway.sandbox.faults import FaultPlan
 from gateway.testbed.broker import EmbeddedBroker
 from gateway.testbed.traffic import Traffic, unibo_takes
@@ -190,3 +193,25 @@ async def test_a_rewound_partition_is_tracked_afresh(broker: EmbeddedBroker, top
         assert not gateway.task.done()
     offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
     assert sum(o or 0 for o in offsets.values()) == len(events)
+
+
+async def test_a_broken_lane_fails_the_gateway_loudly_without_committing(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If a delivery lane dies (a bug in the core), the gateway stops with an error instead of stalling silently."""
+    events = [e for e in _events(200, seed=36) if unibo_takes(e)]
+    await produce(broker.bootstrap_servers, topic, events)
+
+    async def broken(self: DeliveryEngine, tenant: object, items: object) -> None:
+        raise RuntimeError("simulated core bug")
+
+    monkeypatch.setattr(DeliveryEngine, "deliver", broken)
+    tree = gateway_config(broker.bootstrap_servers, topic, [unibo_destination(unibo.url)])
+    gateway = Gateway(config_module.parse(tree, env={}))
+    task = asyncio.create_task(gateway.run(install_signals=False))
+    with pytest.raises(BaseExceptionGroup) as failure:
+        await asyncio.wait_for(task, 60)
+    assert "simulated core bug" in repr(failure.value.exceptions[0].__cause__)
+    offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
+    assert all(offset is None or offset == 0 for offset in offsets.values())
+    assert unibo.sandbox.total_unique == 0

@@ -226,3 +226,20 @@ async def test_destination_stays_failing_while_any_sender_fails() -> None:
     gate.set()
     await asyncio.wait_for(failing_lane, 1)
     assert not harness.engine.failing
+
+
+async def test_a_client_that_raises_is_retried_not_dropped() -> None:
+    """An exception from a connector client (a bug) is retried with backoff as client_error; nothing is lost."""
+    failures = iter([True, True, False])
+
+    def script(records: Sequence[VendorRecord]) -> SendResult:
+        if next(failures):
+            raise KeyError("bug")
+        return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(script)
+    offsets, items = _items(2)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert offsets.committable() == 2
+    assert harness.value("gateway_delivery_retries_total", reason="client_error") == 2
+    assert harness.dead == []
