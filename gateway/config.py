@@ -24,7 +24,8 @@ _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 class StrictModel(BaseModel):
     """Base for configuration sections: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a failing check must never print the raw section, which may hold secrets.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 def _host_port(value: str) -> str:
@@ -148,7 +149,7 @@ class ProxyConfig(StrictModel):
 class DestinationConfig(BaseModel):
     """One vendor destination. Keys beyond these are the connector's own (e.g. InTarget's store and feed)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, hide_input_in_errors=True)
 
     name: str = Field(pattern=_NAME)
     connector: str

@@ -5,9 +5,18 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import ConfigError
 
@@ -16,9 +25,41 @@ __all__ = ["KafkaSasl", "KafkaSecurity", "KafkaTls", "client_security_kwargs", "
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
-# hide_input_in_errors: a failing model validator would otherwise echo the whole raw input (passwords included)
-# in the ValidationError text; SecretStr only masks values that have already been validated.
+# Secrets and validation errors: SecretStr masks only values that validated. A failing model-level check (a missing
+# field, a bad combination) reports the model's whole raw input, passwords included. So secret fields are wrapped in
+# SecretStr before any validation (by each model, and again by KafkaSecurity before its sections are validated), and
+# hide_input_in_errors drops inputs from these models' messages altogether. A parent model (the gateway config) should
+# set hide_input_in_errors too: its own errors show its raw input, which nothing here can mask.
 _MODEL_CONFIG = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class _MaskedInput:
+    """Stands in for a secret of the wrong type, so the resulting validation error can only show asterisks."""
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+
+def _mask_secret_input(data: Any, field: str) -> Any:
+    """Wrap the raw secret in `data[field]` before validation, so no error (even a parent's) can echo it."""
+    if isinstance(data, dict) and data.get(field) is not None:
+        value = data[field]
+        if isinstance(value, str):
+            value = SecretStr(value)
+        elif not isinstance(value, SecretStr):
+            value = _MaskedInput()  # still rejected as "not a string", but displayed masked
+        data = {**data, field: value}
+    return data
+
+
+def _mask_key_password(data: Any) -> Any:
+    """Before-validator masking a raw tls section's key_password."""
+    return _mask_secret_input(data, "key_password")
+
+
+def _mask_sasl_password(data: Any) -> Any:
+    """Before-validator masking a raw sasl section's password."""
+    return _mask_secret_input(data, "password")
 
 
 def _require_file(field: str, path: Path | None) -> Path | None:
@@ -29,7 +70,10 @@ def _require_file(field: str, path: Path | None) -> Path | None:
 
 
 class KafkaTls(BaseModel):
-    """TLS towards the brokers: which CA to trust and, for mutual TLS, the client certificate to present."""
+    """TLS towards the brokers: which CA to trust and, for mutual TLS, the client certificate to present.
+
+    Embed it through KafkaSecurity (which masks key_password before this model's checks report their input).
+    """
 
     model_config = _MODEL_CONFIG
 
@@ -39,6 +83,12 @@ class KafkaTls(BaseModel):
     key_file: Path | None = None
     key_password: SecretStr | None = None
     check_hostname: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mask_secrets(cls, data: Any) -> Any:
+        """Mask key_password first: later errors (here or in an enclosing model) show the input with it hidden."""
+        return _mask_key_password(data)
 
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod
@@ -69,14 +119,21 @@ class KafkaSasl(BaseModel):
     username: str = Field(min_length=1)
     password: SecretStr = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mask_secrets(cls, data: Any) -> Any:
+        """Mask the password first: later errors (a missing username, say) show the input with it hidden."""
+        return _mask_sasl_password(data)
+
 
 class KafkaSecurity(BaseModel):
     """How the gateway authenticates to and encrypts traffic with Kafka; the default is plaintext, no auth."""
 
     model_config = _MODEL_CONFIG
 
-    tls: KafkaTls = Field(default_factory=KafkaTls)
-    sasl: KafkaSasl | None = None
+    # Masking again here, outside KafkaTls/KafkaSasl: their own "after" checks report the input they were given.
+    tls: Annotated[KafkaTls, BeforeValidator(_mask_key_password)] = Field(default_factory=KafkaTls)
+    sasl: Annotated[KafkaSasl | None, BeforeValidator(_mask_sasl_password)] = None
 
 
 def security_protocol(security: KafkaSecurity) -> SecurityProtocol:

@@ -1,1 +1,1 @@
-"""Test beds for the test suite and `gateway demo`: the embedded Tansu Kafka broker (vendor sandboxes live apart)."""
+"""Test beds shared by the test suite, the benchmarks and `gateway demo`: embedded broker, traffic, contracts."""

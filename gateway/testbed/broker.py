@@ -37,21 +37,25 @@ Behaviour worth knowing when writing tests against it (not worked around here):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import ctypes
 import ipaddress
 import os
 import secrets
 import shutil
+import signal
 import socket
 import ssl
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -521,6 +525,44 @@ def _free_port(host: str) -> int:
         return port
 
 
+_PR_SET_PDEATHSIG = 1
+_spawner: concurrent.futures.ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _die_with(parent_pid: int) -> Callable[[], None]:
+    """preexec_fn for the broker: ask Linux to SIGKILL it when its parent goes away, even by SIGKILL or a crash."""
+    libc = ctypes.CDLL(None, use_errno=True)  # resolved before fork: the child only makes two system calls
+
+    def arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return arm
+
+
+def _popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """subprocess.Popen whose child cannot outlive this process on Linux (elsewhere: plain Popen).
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, and start() may run in a short-lived
+    thread (asyncio.to_thread), so every broker is forked from one spawner thread that lives as long as the interpreter.
+    """
+    global _spawner  # noqa: PLW0603 - one lazily created spawner thread per process
+    if sys.platform != "linux":
+        return subprocess.Popen(args, **kwargs)  # noqa: S603 - fixed argv, no shell
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tansu-spawner")
+    preexec = _die_with(os.getpid())
+
+    def spawn() -> subprocess.Popen[bytes]:
+        # preexec_fn runs between fork and exec: it only makes two system calls through a pre-resolved libc.
+        return subprocess.Popen(args, preexec_fn=preexec, **kwargs)  # noqa: S603, PLW1509 - fixed argv; see above
+
+    return _spawner.submit(spawn).result()
+
+
 def _stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
     """SIGTERM, wait `grace` seconds, then SIGKILL; always reaps the child so it never lingers as a zombie."""
     if proc.poll() is None:
@@ -727,7 +769,8 @@ class EmbeddedBroker:
             try:
                 # A file, never a PIPE: nobody drains a pipe, and a full one would block the broker.
                 # start_new_session: Ctrl-C in a terminal reaches us, not Tansu, so shutdown stays in our order.
-                self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                # On Linux the broker also dies with this process, even when it is killed outright.
+                self._proc = _popen(
                     args,
                     stdin=subprocess.DEVNULL,
                     stdout=log,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway.errors import ConfigError
 from gateway.kafka_security import KafkaSasl, KafkaSecurity, KafkaTls, client_security_kwargs, security_protocol
@@ -252,30 +252,53 @@ def test_repr_str_and_json_mask_the_secrets(pki: ThrowawayPki, encrypted_key: Pa
         assert "**********" in rendered
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        # model validator failures (the input would otherwise be echoed whole)
-        {
-            "tls": {"enabled": True, "key_password": KEY_SECRET},
-            "sasl": {"mechanism": "PLAIN", "username": "u", "password": SECRET},
-        },
-        {"tls": {"enabled": True, "ca_file": "/nonexistent/ca.pem", "key_password": KEY_SECRET}},
-        # field failures next to a secret
-        {"sasl": {"mechanism": "NOPE", "username": "u", "password": SECRET}},
-        {"sasl": {"mechanism": "PLAIN", "username": "u", "password": SECRET, "unexpected": SECRET}},
-        {"sasl": {"mechanism": "PLAIN", "username": "u", "password": [SECRET]}},
-        {"tls": {"enabled": "maybe", "key_password": KEY_SECRET}, "sasl": SECRET},
-    ],
-)
+# Invalid inputs whose only secrets sit in the password / key_password fields.
+SECRET_FIELD_CASES: list[dict[str, Any]] = [
+    # model-level failures (these report the whole input of the failing model)
+    {
+        "tls": {"enabled": True, "key_password": KEY_SECRET},
+        "sasl": {"mechanism": "PLAIN", "username": "u", "password": SECRET},
+    },
+    {"sasl": {"mechanism": "PLAIN", "password": SECRET}},
+    # field failures next to a secret, and a secret of the wrong type
+    {"tls": {"enabled": True, "ca_file": "/nonexistent/ca.pem", "key_password": KEY_SECRET}},
+    {"sasl": {"mechanism": "NOPE", "username": "u", "password": SECRET}},
+    {"sasl": {"mechanism": "PLAIN", "username": "u", "password": [SECRET]}},
+    {"tls": {"enabled": True, "cert_file": "/nonexistent/c.pem", "key_password": {"nested": KEY_SECRET}}},
+]
+# Secrets in places no field validator can mask: only hide_input_in_errors keeps them out of messages.
+MISPLACED_SECRET_CASES: list[dict[str, Any]] = [
+    {"sasl": {"mechanism": "PLAIN", "username": "u", "password": SECRET, "unexpected": SECRET}},
+    {"tls": {"enabled": "maybe", "key_password": KEY_SECRET}, "sasl": SECRET},
+]
+
+
+def assert_no_secret(error: ValidationError) -> None:
+    """Neither the message nor the input-free structured errors contain a test secret."""
+    # errors() carries raw inputs unless asked not to: callers turning it into messages must pass include_input=False.
+    for rendered in (str(error), repr(error), repr(error.errors(include_input=False))):
+        # fragments too: pydantic abbreviates long inputs ("{'key_pa...assphrase-do-not-print'}")
+        for fragment in ("hunter2", "passphrase", "do-not-print"):
+            assert fragment not in rendered
+
+
+@pytest.mark.parametrize("raw", SECRET_FIELD_CASES + MISPLACED_SECRET_CASES)
 def test_validation_errors_never_contain_secrets(raw: dict[str, Any]) -> None:
     """Validation error messages (str, and errors() without inputs) do not echo passwords, whatever failed."""
     with pytest.raises(ValidationError) as raised:
         KafkaSecurity.model_validate(raw)
-    message = str(raised.value)
-    assert SECRET not in message
-    assert KEY_SECRET not in message
-    # errors() carries raw inputs unless asked not to: callers turning it into messages must pass include_input=False.
-    structured = repr(raised.value.errors(include_input=False))
-    assert SECRET not in structured
-    assert KEY_SECRET not in structured
+    assert_no_secret(raised.value)
+
+
+class ParentWithoutHiding(BaseModel):
+    """A parent model like the gateway configuration, but without hide_input_in_errors."""
+
+    security: KafkaSecurity
+
+
+@pytest.mark.parametrize("raw", SECRET_FIELD_CASES)
+def test_secret_fields_stay_masked_in_a_parent_models_errors(raw: dict[str, Any]) -> None:
+    """Even inside a parent that shows inputs in its errors, password fields appear only as asterisks."""
+    with pytest.raises(ValidationError) as raised:
+        ParentWithoutHiding.model_validate({"security": raw})
+    assert_no_secret(raised.value)
