@@ -285,6 +285,30 @@ class ResolvedConfig:
     gateway: GatewayConfig
     destinations: tuple[Destination, ...]
 
+    def secrets(self) -> list[str]:
+        """Every secret value in the configuration, for the log and dead-letter scrubber."""
+        found: list[str] = []
+
+        def walk(value: object) -> None:
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+            elif isinstance(value, BaseModel):
+                for key in type(value).model_fields:
+                    walk(getattr(value, key))
+            elif isinstance(value, dict):
+                for item in value.values():
+                    walk(item)
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    walk(item)
+
+        walk(self.gateway)
+        for destination in self.destinations:
+            walk(dict(destination.credentials))
+            walk(destination.options)
+            walk(destination.settings)
+        return found
+
     def destination(self, name: str) -> Destination:
         """The destination called `name`."""
         for destination in self.destinations:

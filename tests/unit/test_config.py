@@ -159,3 +159,11 @@ def test_unloadable_kafka_tls_files_fail_at_startup(tmp_path: Path) -> None:
     tree["kafka"]["security"] = {"tls": {"enabled": True, "ca_file": str(bogus)}}
     with pytest.raises(ConfigError, match=r"tls\.ca_file"):
         config.parse(tree, env={"UNIBO_API_KEY": "k"})
+
+
+def test_secrets_lists_every_secret_for_the_scrubber() -> None:
+    """secrets() finds the vendor keys, the proxy password and the SASL password (what logs and DLQ scrub)."""
+    tree = minimal(proxy={"url": "http://10.0.0.5:3128", "username": "u", "password": "proxy-pass-999"})
+    tree["kafka"]["security"] = {"sasl": {"mechanism": "PLAIN", "username": "gw", "password": "sasl-pass-777"}}
+    resolved = config.parse(tree, env={"UNIBO_API_KEY": "key-abcdef-123"})
+    assert {"key-abcdef-123", "proxy-pass-999", "sasl-pass-777"} <= set(resolved.secrets())
