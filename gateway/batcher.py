@@ -100,7 +100,6 @@ class Lane:
         self._deliver = deliver
         self._wakeup = asyncio.Event()
         self.flushing = False
-        self.busy = False
 
     def add(self, item: Item, now: float) -> None:
         """Queue an item at monotonic time `now` (called on the consume path: cheap, no awaits)."""
@@ -112,10 +111,6 @@ class Lane:
         """Send what is queued without waiting for linger (drain and revocation)."""
         self.flushing = True
         self._wakeup.set()
-
-    def idle(self) -> bool:
-        """True when nothing is queued or being sent."""
-        return not self.busy and not self.batcher
 
     async def run(self) -> None:
         """Deliver batches until cancelled."""
@@ -132,9 +127,4 @@ class Lane:
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), delay)
-            batch = batcher.take(time.monotonic())
-            self.busy = True
-            try:
-                await self._deliver(batch)
-            finally:
-                self.busy = False
+            await self._deliver(batcher.take(time.monotonic()))

@@ -17,7 +17,6 @@ from gateway.connector import Connector
 from gateway.errors import ConfigError
 from gateway.kafka_security import KafkaSecurity, client_security_kwargs
 
-DEFAULT_BRAND = "default"
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 

@@ -60,10 +60,6 @@ class PartitionOffsets:
             return order[0]
         return self.next_offset
 
-    def is_settled(self) -> bool:
-        """True when every consumed message is settled."""
-        return not self._pending
-
     def close(self) -> int:
         """Stop tracking (partition revoked); returns how many unsettled messages were abandoned."""
         abandoned = len(self._pending)
