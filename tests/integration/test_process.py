@@ -148,3 +148,43 @@ async def test_secrets_never_reach_logs_metrics_or_errors(
     assert all(secret not in record.headers["gateway-error"] for record in dead)
     assert port > 0
     assert UNIBO_KEY not in logs
+
+
+async def test_sigterm_with_the_vendor_hanging_exits_in_grace_and_commits_nothing_undelivered(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox, tmp_path: Path
+) -> None:
+    """If in-flight batches cannot finish within the grace period, the gateway still exits 0, commits nothing past
+    them, and a restart delivers every event."""
+    events = [e for e in Traffic(seed=24, players=100, prefix="grace").stream(800) if unibo_takes(e)]
+    unibo.sandbox.faults.add(FaultPlan(kind="hang"))
+    port = free_port()
+    tree = gateway_config(
+        broker.bootstrap_servers, topic, [unibo_destination(unibo.url, timeout=30.0)], http_port=port, grace=2.0
+    )
+    process = GatewayProcess(write_config(tmp_path / "gateway.yaml", tree), tmp_path / "gateway")
+    process.http_port = port  # type: ignore[attr-defined]
+    try:
+        process.start()
+        await _ready(process)
+        await produce(broker.bootstrap_servers, topic, events)
+
+        async def all_consumed() -> bool:
+            _, text = await http_get(f"http://127.0.0.1:{port}/metrics")
+            return (metric_value(text, "gateway_events_consumed_total", destination="unibo") or 0) >= len(events)
+
+        await wait_for(all_consumed, 30, "every event consumed")
+        process.signal(signal.SIGTERM)
+        assert await process.wait(20) == 0
+        offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
+        assert all(offset in (None, 0) for offset in offsets.values())
+        assert unibo.sandbox.total_unique == 0
+        unibo.sandbox.faults.clear()
+        process.start()
+        await wait_for(lambda: unibo.sandbox.total_unique >= len(events), 60, "delivery after the restart")
+        process.signal(signal.SIGTERM)
+        assert await process.wait(30) == 0
+    finally:
+        process.stop()
+    assert set(unibo.sandbox.unique_ids("default")) == {e["event_id"] for e in events}
+    offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
+    assert sum(o or 0 for o in offsets.values()) == len(events)
