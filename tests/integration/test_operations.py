@@ -164,7 +164,8 @@ async def test_kafka_unreachable_at_startup_is_waited_out(unibo: RunningSandbox)
         assert status == 503
         assert not task.done()
         async with EmbeddedBroker(port=port) as late:
-            await late.create_topic(topic, partitions=3)
+            # The waiting gateway may subscribe first, and Tansu then auto-creates the topic: either is fine here.
+            await late.create_topic(topic, partitions=3, exist_ok=True)
             events = [e for e in _events(300, seed=34) if unibo_takes(e)]
             await produce(late.bootstrap_servers, topic, events)
             await wait_for(lambda: unibo.sandbox.total_unique >= len(events), 60, "delivery once Kafka is up")
