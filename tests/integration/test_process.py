@@ -28,9 +28,13 @@ from tests.integration.harness import (
 )
 
 
-def _process(tmp_path: Path, broker: EmbeddedBroker, topic: str, url: str, **destination: Any) -> GatewayProcess:
+def _process(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, url: str, grace: float = 10.0, **destination: Any
+) -> GatewayProcess:
     port = free_port()
-    tree = gateway_config(broker.bootstrap_servers, topic, [unibo_destination(url, **destination)], http_port=port)
+    tree = gateway_config(
+        broker.bootstrap_servers, topic, [unibo_destination(url, **destination)], http_port=port, grace=grace
+    )
     process = GatewayProcess(write_config(tmp_path / "gateway.yaml", tree), tmp_path / "gateway")
     process.http_port = port  # type: ignore[attr-defined]
     return process
@@ -157,12 +161,8 @@ async def test_sigterm_with_the_vendor_hanging_exits_in_grace_and_commits_nothin
     them, and a restart delivers every event."""
     events = [e for e in Traffic(seed=24, players=100, prefix="grace").stream(800) if unibo_takes(e)]
     unibo.sandbox.faults.add(FaultPlan(kind="hang"))
-    port = free_port()
-    tree = gateway_config(
-        broker.bootstrap_servers, topic, [unibo_destination(unibo.url, timeout=30.0)], http_port=port, grace=2.0
-    )
-    process = GatewayProcess(write_config(tmp_path / "gateway.yaml", tree), tmp_path / "gateway")
-    process.http_port = port  # type: ignore[attr-defined]
+    process = _process(tmp_path, broker, topic, unibo.url, grace=2.0, timeout=30.0)
+    port = process.http_port  # type: ignore[attr-defined]
     try:
         process.start()
         await _ready(process)
