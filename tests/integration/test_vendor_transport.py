@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import ssl
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -80,9 +79,13 @@ class ForwardProxy:
     """A minimal HTTP forward proxy that requires Basic auth and records what it forwarded."""
 
     def __init__(self, username: str, password: str) -> None:
-        self.expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.accept(username, password)
         self.forwarded: list[str] = []
         self.refused = 0
+
+    def accept(self, username: str, password: str) -> None:
+        """The credentials the proxy accepts from now on."""
+        self.expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Proxy-Authorization") != self.expected:
@@ -102,9 +105,7 @@ class ForwardProxy:
         return app
 
 
-async def test_egress_proxy_with_credentials_carries_the_traffic(
-    broker: EmbeddedBroker, topic: str, tmp_path: Path
-) -> None:
+async def test_egress_proxy_with_credentials_carries_the_traffic(broker: EmbeddedBroker, topic: str) -> None:
     """A destination's proxy (with credentials) carries every vendor request; the vendor still gets everything."""
     sandbox = UniboSandbox({UNIBO_KEY: "default"})
     proxy = ForwardProxy("gw", "proxy-pass-123")
@@ -124,7 +125,8 @@ async def test_egress_proxy_with_credentials_carries_the_traffic(
 
 
 async def test_proxy_refusing_credentials_halts_without_dead_letters(broker: EmbeddedBroker, topic: str) -> None:
-    """A 407 from the egress proxy halts the tenant (an infrastructure fault), dead-letters nothing, loses nothing."""
+    """A 407 from the egress proxy halts the tenant (an infrastructure fault), dead-letters nothing, and delivery
+    resumes once the proxy accepts the credentials."""
     sandbox = UniboSandbox({UNIBO_KEY: "default"})
     proxy = ForwardProxy("gw", "right-password")
     events = _events(44)
@@ -140,6 +142,9 @@ async def test_proxy_refusing_credentials_halts_without_dead_letters(broker: Emb
                 "the halt",
             )
             assert proxy.refused >= 1
+            assert sandbox.total_unique == 0
+            proxy.accept("gw", "wrong-password")  # the proxy operator fixes the account: the probe gets through
+            await wait_for(lambda: sandbox.total_unique >= len(events), 30, "delivery after the proxy fix")
             assert gateway.value("gateway_events_dead_lettered_total", destination="unibo", reason="rejected") == 0
-    assert sandbox.total_unique == 0
+    assert set(sandbox.unique_ids("default")) == {e["event_id"] for e in events}
     assert await read_topic(broker.bootstrap_servers, f"{topic}.dlq", timeout=1) == []
