@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__
 from gateway.config import GatewayConfig, ResolvedConfig
 from gateway.dlq import DeadLetterWriter
+from gateway.extensions import Extension, ExtensionContext, extensions_of
 from gateway.http_server import HttpServer, build_app
 from gateway.kafka_clients import dead_letter_producer, start_with_retry
 from gateway.logs import scrubber
@@ -30,6 +31,11 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+
+
+def _shared(extensions: dict[str, Extension], name: str) -> object | None:
+    extension = extensions.get(name)
+    return extension.shared if extension is not None else None
 
 
 class Gateway:
@@ -75,6 +81,10 @@ class Gateway:
         async with AsyncExitStack() as stack:
             # The probes come up first: liveness holds and readiness says "not ready" while Kafka is unreachable.
             app = build_app(self.registry, lambda: self.pipelines)
+            contexts = [ExtensionContext(d, gateway.kafka, self.metrics, self.stopping) for d in self.destinations]
+            extensions = extensions_of(contexts)
+            for extension in extensions.values():
+                app.router.add_routes(extension.routes)
             self.http = await stack.enter_async_context(HttpServer(app, gateway.http.host, gateway.http.port))
             log.info("http listening", url=self.http.url)
             producer = dead_letter_producer(gateway.kafka)
@@ -83,7 +93,14 @@ class Gateway:
                 return
             stack.push_async_callback(producer.stop)
             dead_letters = DeadLetterWriter(producer, gateway.kafka.dlq_topic)
-            self.pipelines = [Pipeline(d, gateway.kafka, dead_letters, self.metrics) for d in self.destinations]
+            for name, extension in extensions.items():
+                await extension.start()
+                stack.push_async_callback(extension.stop)
+                log.info("extension started", destination=name)
+            self.pipelines = [
+                Pipeline(d, gateway.kafka, dead_letters, self.metrics, _shared(extensions, d.name))
+                for d in self.destinations
+            ]
             async with asyncio.TaskGroup() as group:
                 for pipeline in self.pipelines:
                     group.create_task(pipeline.run(self.stopping, gateway.shutdown.grace_period))

@@ -67,6 +67,7 @@ class ClientContext:
     options: Any
     settings: Any
     http: HttpTransport
+    shared: Any = None  # what the connector's Extension shares with its client (gateway/extensions.py), if any
 
 
 class VendorClient(Protocol):

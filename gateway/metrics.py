@@ -118,6 +118,45 @@ class Metrics:
             ["destination", "result"],
             registry=registry,
         )
+        # Connector extensions (gateway/extensions.py): InTarget's feed server, Enable3's ambassador and callbacks.
+        self.feed_requests = Counter(
+            "gateway_feed_requests",
+            "Feed requests served to a pulling vendor, by feed and HTTP status.",
+            ["destination", "feed", "status"],
+            registry=registry,
+        )
+        self.feed_rows = Counter(
+            "gateway_feed_rows",
+            "Rows served in feed responses.",
+            ["destination", "feed"],
+            registry=registry,
+        )
+        self.feed_request_duration = Histogram(
+            "gateway_feed_request_duration_seconds",
+            "Feed request duration, first byte to last row.",
+            ["destination", "feed"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.ambassador_requests = Counter(
+            "gateway_ambassador_requests",
+            "Local ambassador requests forwarded to a vendor, by endpoint and status class (error = no response).",
+            ["destination", "endpoint", "status_class"],
+            registry=registry,
+        )
+        self.ambassador_request_duration = Histogram(
+            "gateway_ambassador_request_duration_seconds",
+            "Ambassador request duration, including retries.",
+            ["destination", "endpoint"],
+            buckets=HTTP_BUCKETS,
+            registry=registry,
+        )
+        self.callbacks = Counter(
+            "gateway_callbacks",
+            "Inbound vendor callbacks, by result (accepted, bad_signature, invalid, unavailable).",
+            ["destination", "callback", "result"],
+            registry=registry,
+        )
         self.build_info = Gauge("gateway_build_info", "Build information.", ["version"], registry=registry)
         self.build_info.labels(version=__version__).set(1)
 

@@ -51,7 +51,9 @@ class Pipeline:
         kafka: KafkaConfig,
         dead_letters: DeadLetterWriter,
         metrics: Metrics,
+        shared: object | None = None,
     ) -> None:
+        """`shared` is the destination's connector extension's shared part, handed to its client."""
         self.destination = destination
         self.name = destination.name
         self._kafka = kafka
@@ -63,7 +65,11 @@ class Pipeline:
         self._transport = HttpTransport(config, self.metrics, pool_size=max(lanes, 4))
         self._client = destination.connector.client(
             ClientContext(
-                destination=config, options=destination.options, settings=destination.settings, http=self._transport
+                destination=config,
+                options=destination.options,
+                settings=destination.settings,
+                http=self._transport,
+                shared=shared,
             )
         )
         retry = config.retry
