@@ -4,7 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration bench clean
+.PHONY: demo test lint typecheck unit integration bench clean tools
+
+# Tools the deploy/ tests run, both from Debian's packages and installed only when missing (so this is idempotent):
+# - promtool (`promtool check rules`, `promtool test rules`), from the `prometheus` package;
+# - kubectl's `kustomize`, from `kubernetes-client` (Debian's kubectl) when no kubectl is installed.
+# Only the binaries are taken: `apt-get download` + `dpkg-deb -x` into .venv/bin, which the tests put first on PATH.
+# A plain `apt-get install prometheus` would also install the server, its service and eleven JavaScript packages.
+define deb_tool
+	@command -v $(1) >/dev/null 2>&1 || test -x $(BIN)/$(1) || { \
+	  echo "installing $(1) from Debian's $(2) package"; \
+	  work=$$(mktemp -d) && cd $$work && \
+	  { apt-get download -q $(2) >/dev/null 2>&1 || { apt-get update -qq && apt-get download -q $(2) >/dev/null; }; } && \
+	  dpkg-deb -x $(2)_*.deb root && install -m 0755 root/usr/bin/$(1) $(CURDIR)/$(BIN)/$(1) && \
+	  cd $(CURDIR) && rm -rf $$work; }
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(1) $(3) >/dev/null
+endef
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,7 +37,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+tools: $(STAMP)
+	$(call deb_tool,promtool,prometheus,--version)
+	$(call deb_tool,kubectl,kubernetes-client,kustomize --help)
+
+test: lint typecheck tools
 	$(BIN)/pytest
 
 unit: $(STAMP)

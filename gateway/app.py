@@ -15,7 +15,7 @@ from gateway import __version__
 from gateway.config import GatewayConfig, ResolvedConfig
 from gateway.dlq import DeadLetterWriter
 from gateway.extensions import Extension, ExtensionContext, extensions_of
-from gateway.http_server import HttpServer, build_app
+from gateway.http_server import HttpServer, build_app, readiness
 from gateway.kafka_clients import dead_letter_producer, start_with_retry
 from gateway.logs import scrubber
 from gateway.metrics import Metrics
@@ -52,6 +52,7 @@ class Gateway:
         self.pipelines: list[Pipeline] = []
         self.stopping = asyncio.Event()
         self.http: HttpServer | None = None
+        self.metrics.ready.set_function(lambda: 1.0 if readiness(self.pipelines)[0] else 0.0)
         scrubber.register(config.secrets())
 
     def stop(self) -> None:

@@ -24,6 +24,12 @@ def _json(payload: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
 
 
+def readiness(pipelines: Sequence[PipelineState]) -> tuple[bool, dict[str, str]]:
+    """Ready when every pipeline joined its group and none is halted; also each destination's state."""
+    states = {p.name: "halted" if p.halted else ("ready" if p.joined else "joining") for p in pipelines}
+    return bool(states) and all(state == "ready" for state in states.values()), states
+
+
 def build_app(registry: CollectorRegistry, pipelines: Callable[[], Sequence[PipelineState]]) -> web.Application:
     """The application; `pipelines` is called per request so readiness reflects the current state."""
 
@@ -35,8 +41,7 @@ def build_app(registry: CollectorRegistry, pipelines: Callable[[], Sequence[Pipe
         return _json({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        states = {p.name: "halted" if p.halted else ("ready" if p.joined else "joining") for p in pipelines()}
-        ready = bool(states) and all(state == "ready" for state in states.values())
+        ready, states = readiness(pipelines())
         return _json({"status": "ready" if ready else "not_ready", "destinations": states}, 200 if ready else 503)
 
     app = web.Application()

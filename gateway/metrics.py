@@ -157,6 +157,8 @@ class Metrics:
             ["destination", "callback", "result"],
             registry=registry,
         )
+        # Set through set_function by the gateway: /readyz's verdict at scrape time (alerts on readiness flapping).
+        self.ready = Gauge("gateway_ready", "1 while /readyz answers 200, 0 while it answers 503.", registry=registry)
         self.build_info = Gauge("gateway_build_info", "Build information.", ["version"], registry=registry)
         self.build_info.labels(version=__version__).set(1)
 

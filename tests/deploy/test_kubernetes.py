@@ -1,0 +1,160 @@
+"""deploy/kubernetes: both overlays render with `kubectl kustomize` and every object validates against Kubernetes."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from gateway import config as config_module
+from tests.deploy.tools import DEPLOY, run
+
+KUBERNETES = DEPLOY / "kubernetes"
+OVERLAYS = ("standalone", "sidecar")
+# The oldest Kubernetes the manifests target, and the newest schema kubernetes-validate bundles.
+VERSIONS = ("1.27.0", kubernetes_validate.latest_version())
+CONTAINER = "event-gateway"
+ENV = {"UNIBO_API_KEY": "k"}  # what the Secret provides; the rest has defaults
+
+
+@cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    """The objects `kubectl kustomize` renders for an overlay."""
+    result = run("kubectl", "kustomize", str(KUBERNETES / "overlays" / overlay))
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def one(overlay: str, kind: str, name: str | None = None) -> dict[str, Any]:
+    """The single rendered object of `kind` (and `name`)."""
+    found = [o for o in rendered(overlay) if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    assert len(found) == 1, (overlay, kind, name, [o["metadata"]["name"] for o in found])
+    return found[0]
+
+
+def pod_spec(overlay: str) -> dict[str, Any]:
+    """The pod template spec of the workload that runs the gateway."""
+    spec: dict[str, Any] = one(overlay, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def gateway_container(overlay: str) -> dict[str, Any]:
+    """The gateway's container in the overlay's pod."""
+    containers = [c for c in pod_spec(overlay)["containers"] if c["name"] == CONTAINER]
+    assert len(containers) == 1
+    container: dict[str, Any] = containers[0]
+    return container
+
+
+def validate_servicemonitor(monitor: dict[str, Any], service: dict[str, Any]) -> None:
+    """ServiceMonitor is a CRD (no bundled schema): check its shape and that it selects the Service."""
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(monitor["spec"]) <= {"selector", "endpoints", "namespaceSelector", "jobLabel"}
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ports = {port["name"] for port in service["spec"]["ports"]}
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
+        assert endpoint["port"] in ports
+        assert endpoint["path"] == "/metrics"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_rendered_object_validates(overlay: str, version: str) -> None:
+    """Each object validates strictly against the Kubernetes schema (the ServiceMonitor CRD structurally)."""
+    kinds = []
+    for obj in rendered(overlay):
+        kinds.append(obj["kind"])
+        if obj["kind"] == "ServiceMonitor":
+            validate_servicemonitor(obj, one(overlay, "Service"))
+        else:
+            kubernetes_validate.validate(obj, version, strict=True)
+    assert {"ConfigMap", "Service", "ServiceMonitor", "Deployment"} <= set(kinds)
+
+
+def test_validation_catches_a_misspelt_field() -> None:
+    """The validation above is not vacuous: a misspelt field of a rendered Deployment fails it."""
+    deployment = one("standalone", "Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 3}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, VERSIONS[0], strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_security_and_resources(overlay: str) -> None:
+    """Liveness on /healthz, readiness on /readyz, a locked-down non-root container with resources."""
+    container = gateway_container(overlay)
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["port"] == "http-metrics"
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] != 0
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert "memory" in container["resources"]["limits"]
+    assert container["envFrom"] == [{"secretRef": {"name": "event-gateway-secrets"}}]
+    assert container["args"] == ["run", "--config", "/etc/event-gateway/config.yaml"]
+    assert container["image"] == "event-gateway:0.1.0"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_config_map_holds_a_valid_config_and_the_pod_outlives_its_drain(overlay: str) -> None:
+    """The mounted config parses as a gateway config, listens where the probes look, and drains within the grace."""
+    config_map = one(overlay, "ConfigMap")
+    resolved = config_module.parse(yaml.safe_load(config_map["data"]["config.yaml"]), env=ENV)
+    spec = pod_spec(overlay)
+    assert spec["terminationGracePeriodSeconds"] > resolved.gateway.shutdown.grace_period + 5
+    port = next(p for p in gateway_container(overlay)["ports"] if p["name"] == "http-metrics")
+    assert port["containerPort"] == resolved.gateway.http.port
+    assert resolved.gateway.http.host == "0.0.0.0"  # the kubelet probes the pod IP
+    mounts = {m["name"]: m for m in gateway_container(overlay)["volumeMounts"]}
+    assert mounts["config"]["mountPath"] == "/etc/event-gateway"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]  # generator suffix followed
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_service_selects_the_gateway_pod(overlay: str) -> None:
+    """The metrics Service's selector matches the pod that runs the gateway, on its named port."""
+    service = one(overlay, "Service")
+    labels = one(overlay, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"][0]["targetPort"] == "http-metrics"
+
+
+def test_standalone_runs_replicas_under_a_disruption_budget() -> None:
+    """Standalone: several replicas, one PodDisruptionBudget selecting them, no InTarget volume claim."""
+    deployment = one("standalone", "Deployment", "event-gateway")
+    assert deployment["spec"]["replicas"] >= 2
+    budget = one("standalone", "PodDisruptionBudget")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert not [o for o in rendered("standalone") if o["kind"] == "PersistentVolumeClaim"]
+
+
+def test_sidecar_joins_the_producer_pod_with_the_store_claim() -> None:
+    """Sidecar: the producer keeps its container and gains the gateway's, with the InTarget store on the claim."""
+    workload = one("sidecar", "Deployment", "player-platform")
+    names = [c["name"] for c in workload["spec"]["template"]["spec"]["containers"]]
+    assert sorted(names) == ["event-gateway", "platform"]
+    assert workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "player-platform"
+    claim = one("sidecar", "PersistentVolumeClaim")
+    volumes = {v["name"]: v for v in pod_spec("sidecar")["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    mounts = {m["name"]: m["mountPath"] for m in gateway_container("sidecar")["volumeMounts"]}
+    assert mounts["state"] == "/var/lib/event-gateway"
+    assert not [o for o in rendered("sidecar") if o["kind"] == "PodDisruptionBudget"]
+
+
+def test_both_layouts_run_the_same_gateway_container() -> None:
+    """The sidecar patch and the standalone Deployment define one container (kept identical by this test)."""
+    assert gateway_container("sidecar") == gateway_container("standalone")
