@@ -8,12 +8,22 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import orjson
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway import __version__
 from gateway.errors import ConfigError
+
+DEAD_LETTER_REASONS = (
+    "invalid_json",
+    "invalid_event",
+    "unknown_brand",
+    "mapping_error",
+    "unsupported_currency",
+    "rejected",
+)
 
 
 class CliEnvironment(BaseSettings):
@@ -54,6 +64,29 @@ def _parser() -> argparse.ArgumentParser:
         help="inject vendor faults (5xx, 429, a bad item) during the run",
     )
 
+    replay = commands.add_parser(
+        "replay", help="re-deliver a destination's dead letters after a fix, with a progress bar and a summary"
+    )
+    replay.add_argument("--config", required=config_default is None, default=config_default, help=config_help)
+    replay.add_argument("--destination", required=True, metavar="NAME", help="whose dead letters to replay")
+    replay.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        choices=sorted(DEAD_LETTER_REASONS),
+        help="only records dead-lettered for this reason (repeatable)",
+    )
+    replay.add_argument(
+        "--since", type=_timestamp, metavar="TIME", help="only records that failed at or after TIME (RFC 3339; UTC)"
+    )
+    replay.add_argument("--limit", type=_positive, metavar="N", help="replay at most N records in this run")
+    replay.add_argument("--dry-run", action="store_true", help="count what would be replayed; send and commit nothing")
+    replay.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="read the whole dead-letter topic again, ignoring the replay group's progress",
+    )
+
     sandbox = commands.add_parser("sandbox", help="run the local vendor sandboxes with fault injection")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--unibo-port", type=int, default=9201)
@@ -65,6 +98,20 @@ def _parser() -> argparse.ArgumentParser:
         help="accepted Unibo key for a tenant (default: default=sandbox-unibo-key)",
     )
     return parser
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
 
 
 def _check_config(path: str) -> int:
@@ -116,6 +163,36 @@ def _run(path: str, destinations: Sequence[str]) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from gateway import config as config_module  # noqa: PLC0415
+    from gateway.logs import configure  # noqa: PLC0415
+    from gateway.replay import Replay  # noqa: PLC0415
+    from gateway.replay_records import ProgressBar, ReplaySelection  # noqa: PLC0415
+
+    try:
+        resolved = config_module.load(args.config)
+        resolved.destination(args.destination)
+    except ConfigError as error:
+        print(f"invalid configuration {args.config}:\n{error}", file=sys.stderr)
+        return 1
+    configure("warning", resolved.gateway.logging.format)  # the progress bar and the summary are the output
+    selection = ReplaySelection(args.destination, frozenset(args.reason), args.since, args.limit)
+    bar = ProgressBar()
+    replay = Replay(resolved, selection, dry_run=args.dry_run, from_beginning=args.from_beginning, progress=bar.update)
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await replay.run(stopping)
+
+    asyncio.run(run())
+    bar.update(replay.summary, replay.in_flight, final=True)
+    sys.stdout.write(replay.summary.report())
+    return 3 if replay.summary.failed else 0
+
+
 def _sandbox(host: str, port: int, keys: Sequence[str]) -> int:
     from gateway.sandbox.server import run_sandbox_forever  # noqa: PLC0415
 
@@ -143,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.config)
     if args.command == "run":
         return _run(args.config, args.destination)
+    if args.command == "replay":
+        return _replay(args)
     if args.command == "sandbox":
         return _sandbox(args.host, args.unibo_port, args.unibo_key)
     if args.command == "demo":

@@ -59,7 +59,10 @@ class DeadLetterWriter:
         """Write one dead letter for `message`; the caller settles the source offset after this returns."""
         if reason not in REASONS:
             raise ValueError(f"unknown dead-letter reason {reason!r}")
-        headers = dead_letter_headers(message, destination, reason, error, status)
+        await self.send(message, dead_letter_headers(message, destination, reason, error, status), destination)
+
+    async def send(self, message: Any, headers: list[tuple[str, bytes]], destination: str) -> None:
+        """Write `message`'s key and value with these headers; returns once acknowledged (retries until then)."""
         attempt = 0
         while True:
             try:

@@ -1,0 +1,422 @@
+"""DLQ replay: re-deliver one destination's dead letters through its connector and the same delivery engine.
+
+It reads the dead-letter topic from the replay group's committed position (`<group_prefix>.<destination>.replay`) up
+to the end the topic had when the run started, takes the destination's records (header `gateway-destination`) that
+pass the selection, and sends them like `gateway run` would: decode, route, map, lanes, DeliveryEngine. A record that
+fails again is written back to the topic with `gateway-attempt` incremented. The group's offsets move only past
+settled records, so an interrupted replay resumes where it stopped without re-sending what was delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
+
+from gateway.backoff import FullJitterBackoff
+from gateway.batcher import Batcher, Item, Lane
+from gateway.config import Destination, ResolvedConfig
+from gateway.connector import ClientContext
+from gateway.delivery import DeliveryEngine, Tenant
+from gateway.dlq import DeadLetterWriter
+from gateway.errors import EventError, MappingError, UnknownBrand
+from gateway.events import decode
+from gateway.extensions import ExtensionContext, extensions_of
+from gateway.http_client import HttpTransport
+from gateway.kafka_clients import dead_letter_producer, start_with_retry
+from gateway.kafka_security import client_security_kwargs
+from gateway.metrics import DestinationMetrics, Metrics
+from gateway.offsets import PartitionOffsets
+from gateway.replay_records import ReplaySelection, ReplaySummary, failed_again_headers, gateway_headers
+
+log = structlog.get_logger("gateway.replay")
+
+Progress = Callable[[ReplaySummary, int], None]
+
+
+class _ReplayOffsets(PartitionOffsets):
+    """Partition offsets that report each message the moment all its records are settled."""
+
+    __slots__ = ("_on_settled",)
+
+    def __init__(self, on_settled: Callable[[int], None]) -> None:
+        super().__init__()
+        self._on_settled = on_settled
+
+    def settle(self, offset: int, records: int = 1) -> bool:
+        """Settle as usual; tell the replay when the whole message is done."""
+        done = super().settle(offset, records)
+        if done:
+            self._on_settled(offset)
+        return done
+
+
+@dataclass(slots=True)
+class _Span:
+    """One DLQ partition's range for this run: where it starts, the end the broker reported, and progress."""
+
+    start: int
+    end: int
+    read: int = 0
+    done: bool = False
+
+    def remaining(self, highwater: int | None) -> int:
+        """Records this run reads from the partition (known exactly once done)."""
+        if self.done:
+            return self.read
+        return max(self.read, max(self.end, highwater or 0) - self.start)
+
+
+class Replay:
+    """One `gateway replay` run for one destination."""
+
+    def __init__(
+        self,
+        config: ResolvedConfig,
+        selection: ReplaySelection,
+        *,
+        dry_run: bool = False,
+        from_beginning: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        self.config = config
+        self.kafka = config.gateway.kafka
+        self.destination: Destination = config.destination(selection.destination)
+        self.selection = selection
+        self.dry_run = dry_run
+        self.from_beginning = from_beginning
+        self.group = f"{self.destination.group_id(self.kafka.group_prefix)}.replay"
+        self.summary = ReplaySummary(selection.destination, self.kafka.dlq_topic, self.group, dry_run=dry_run)
+        self._progress = progress
+        self.metrics = Metrics(CollectorRegistry())
+        self._partitions: dict[TopicPartition, _ReplayOffsets] = {}
+        self._spans: dict[TopicPartition, _Span] = {}
+        self._failed: dict[tuple[int, int], asyncio.Task[None]] = {}  # (partition, offset) -> write-back task
+        self._lanes: dict[tuple[str, int], Lane] = {}
+        self._lane_tasks: list[asyncio.Task[None]] = []
+        self._sending = 0  # batches at the vendor right now
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._engine: DeliveryEngine | None = None
+        self._writer: DeadLetterWriter | None = None
+        self._tenants = {brand: Tenant(brand, creds) for brand, creds in self.destination.credentials.items()}
+
+    @property
+    def in_flight(self) -> int:
+        """Selected records read but not settled yet."""
+        return sum(len(offsets) for offsets in self._partitions.values())
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> ReplaySummary:
+        """Replay until the selection is exhausted or `stopping` is set; returns the tally with offsets committed."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.kafka.servers,
+            group_id=self.group,
+            client_id=f"{self.kafka.client_id}.{self.destination.name}.replay",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **client_security_kwargs(self.kafka.security),
+        )
+        if not await start_with_retry("replay-consumer", consumer.start, stopping):
+            await consumer.stop()
+            self.summary.interrupted = True
+            return self.summary
+        try:
+            await self._position(consumer)
+            if self.dry_run:
+                await self._read(consumer, stopping)
+            else:
+                await self._replay(consumer, stopping)
+        finally:
+            await consumer.stop()
+        return self.summary
+
+    async def _position(self, consumer: AIOKafkaConsumer) -> None:
+        """Assign every DLQ partition at the group's position (or the beginning), and note where each ends."""
+        await consumer.topics()
+        numbers = consumer.partitions_for_topic(self.kafka.dlq_topic) or set()
+        partitions = [TopicPartition(self.kafka.dlq_topic, n) for n in sorted(numbers)]
+        if not partitions:
+            return
+        consumer.assign(partitions)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            committed = None if self.from_beginning else await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+            self._spans[tp] = _Span(await consumer.position(tp), ends[tp])
+        self._update_total(consumer)
+
+    def _update_total(self, consumer: AIOKafkaConsumer) -> None:
+        self.summary.total = sum(span.remaining(consumer.highwater(tp)) for tp, span in self._spans.items())
+
+    async def _replay(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> None:
+        producer = dead_letter_producer(self.kafka)
+        if not await start_with_retry("dlq-producer", producer.start, stopping):
+            await producer.stop()
+            self.summary.interrupted = True
+            return
+        self._writer = DeadLetterWriter(producer, self.kafka.dlq_topic)
+        extensions = extensions_of([ExtensionContext(self.destination, self.kafka, self.metrics, stopping)])
+        extension = extensions.get(self.destination.name)
+        config = self.destination.config
+        metrics = DestinationMetrics(self.metrics, self.destination.name)
+        lanes = self.destination.concurrency * max(1, len(self._tenants))
+        transport = HttpTransport(config, metrics, pool_size=max(lanes, 4))
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(producer.stop)
+            if extension is not None:
+                await extension.start()
+                stack.push_async_callback(extension.stop)
+            stack.push_async_callback(transport.close)
+            client = self.destination.connector.client(
+                ClientContext(
+                    destination=config,
+                    options=self.destination.options,
+                    settings=self.destination.settings,
+                    http=transport,
+                    shared=extension.shared if extension is not None else None,
+                )
+            )
+            stack.push_async_callback(client.close)
+            retry = config.retry
+            self._engine = DeliveryEngine(
+                self.destination.name,
+                client,
+                FullJitterBackoff(initial=retry.initial, maximum=retry.max, retry_after_cap=retry.retry_after_cap),
+                retry.halt_probe,
+                metrics,
+                self._dead_letter_items,
+            )
+            committer = asyncio.create_task(self._commit_forever(consumer))
+            try:
+                await self._read(consumer, stopping)
+                await self._drain(stopping)
+            finally:
+                committer.cancel()
+                await asyncio.gather(committer, return_exceptions=True)
+                tasks = list(self._tasks)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await self._commit(consumer)
+        self.summary.interrupted = self.summary.interrupted or self.in_flight > 0
+
+    # ---- reading -----------------------------------------------------------------------------------------------
+
+    async def _read(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> None:
+        """Read what the topic held when the run started; each record is settled at once or handed to a lane.
+
+        A partition is done once the consumer caught up with its high watermark, or at the first record appended
+        after the start (this run's own write-backs, a running gateway's new dead letters). The start's end offsets
+        alone are not relied on: some Kafka-compatible brokers (Tansu) under-report them.
+        """
+        started_ms = int(time.time() * 1000)
+        active = set(self._spans)
+        max_in_flight = self.destination.config.max_in_flight
+        while active and not stopping.is_set() and not self._limit_reached():
+            if self.in_flight >= max_in_flight:
+                await asyncio.sleep(0.05)
+                continue
+            self._report()
+            try:
+                batches = await consumer.getmany(*active, timeout_ms=200, max_records=500)
+            except KafkaError as error:
+                log.warning("dead-letter read failed, retrying", error=type(error).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            for tp, messages in batches.items():
+                span = self._spans[tp]
+                for message in messages:
+                    if (message.offset >= span.end and message.timestamp >= started_ms) or self._limit_reached():
+                        span.done = True
+                        break
+                    span.read += 1
+                    self._take(tp, message)
+            for tp in list(active):
+                span = self._spans[tp]
+                highwater = consumer.highwater(tp)
+                if span.done or (highwater is not None and await consumer.position(tp) >= highwater):
+                    span.done = True
+                    active.discard(tp)
+            self._update_total(consumer)
+        self.summary.interrupted = stopping.is_set() and bool(active)
+        self._report()
+
+    def _limit_reached(self) -> bool:
+        limit = self.selection.limit
+        return limit is not None and self.summary.selected >= limit
+
+    def _offsets(self, tp: TopicPartition) -> _ReplayOffsets:
+        offsets = self._partitions.get(tp)
+        if offsets is None:
+            offsets = self._partitions[tp] = _ReplayOffsets(lambda offset: self._settled(tp.partition, offset))
+        return offsets
+
+    def _take(self, tp: TopicPartition, message: Any) -> None:
+        """Classify one dead letter: another destination's, filtered out, or replayed."""
+        summary = self.summary
+        summary.read += 1
+        offsets = self._offsets(tp)
+        headers = gateway_headers(message)
+        if headers.get("gateway-destination") != self.destination.name:
+            summary.other_destinations += 1
+            offsets.track(message.offset, 0)
+            return
+        if not self.selection.wants(headers):
+            summary.skipped_by_filter += 1
+            offsets.track(message.offset, 0)
+            return
+        summary.selected += 1
+        summary.reasons[headers.get("gateway-reason", "")] += 1
+        if self.dry_run:
+            offsets.track(message.offset, 0)
+            return
+        self._deliver(offsets, message)
+
+    def _deliver(self, offsets: _ReplayOffsets, message: Any) -> None:
+        """The pipeline's decode, route and map for one record, then onto its lane."""
+        try:
+            event = decode(message.value)
+            if event.type not in self.destination.events:
+                self._not_taken(offsets, message)
+                return
+            tenant = self._tenants.get(event.brand)
+            if tenant is None:
+                raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {self.destination.name}")
+            records = self.destination.connector.map(event, self.destination.options)
+        except EventError as error:
+            offsets.track(message.offset, 1)
+            self._fail(offsets, message, error.reason, error.detail, None)
+            return
+        except Exception as error:  # a connector bug costs this record, never the replay
+            log.exception("mapping failed", destination=self.destination.name, offset=message.offset)
+            offsets.track(message.offset, 1)
+            failure = MappingError(f"{type(error).__name__} in connector {self.destination.connector.name}")
+            self._fail(offsets, message, failure.reason, failure.detail, None)
+            return
+        if not records:
+            self._not_taken(offsets, message)
+            return
+        offsets.track(message.offset, len(records))
+        now, monotonic, occurred_at = time.time(), time.monotonic(), event.occurred_at.timestamp()
+        for record in records:
+            item = Item(record, offsets, message.offset, event.type, now, occurred_at, message)
+            self._lane(tenant, record.key).add(item, monotonic)
+
+    def _not_taken(self, offsets: _ReplayOffsets, message: Any) -> None:
+        offsets.track(message.offset, 0)
+        self.summary.skipped_not_taken += 1
+
+    def _lane(self, tenant: Tenant, key: str) -> Lane:
+        concurrency = self.destination.concurrency
+        index = hash(key) % concurrency if concurrency > 1 else 0
+        lane = self._lanes.get((tenant.name, index))
+        if lane is None:
+            engine = self._engine
+            assert engine is not None
+
+            async def deliver(items: list[Item], tenant: Tenant = tenant) -> None:
+                self._sending += 1
+                try:
+                    await engine.deliver(tenant, items)
+                finally:
+                    self._sending -= 1
+
+            lane = self._lanes[(tenant.name, index)] = Lane(Batcher(self.destination.batch), deliver)
+            self._lane_tasks.append(self._spawn(lane.run()))
+        return lane
+
+    # ---- verdicts ----------------------------------------------------------------------------------------------
+
+    def _settled(self, partition: int, offset: int) -> None:
+        if (partition, offset) not in self._failed:
+            self.summary.delivered += 1
+
+    def _dead_letter_items(self, items: Sequence[Item], reason: str, status: int | None, detail: str) -> None:
+        for item in items:
+            self._fail(item.offsets, item.message, reason, detail, status)
+
+    def _fail(self, offsets: PartitionOffsets, message: Any, reason: str, detail: str, status: int | None) -> None:
+        """Write the record back to the DLQ once (however many of its vendor records failed), then settle."""
+        key = (message.partition, message.offset)
+        first = self._failed.get(key)
+        if first is None:
+            self.summary.failed += 1
+            writer = self._writer
+            assert writer is not None
+            headers = failed_again_headers(message, reason, detail, status)
+            first = self._failed[key] = self._spawn(writer.send(message, headers, self.destination.name))
+            log.warning("failed again", destination=self.destination.name, reason=reason, status=status)
+
+        async def settle_after_write(first: asyncio.Task[None] = first) -> None:
+            await asyncio.shield(first)
+            offsets.settle(message.offset)
+
+        self._spawn(settle_after_write())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---- drain, commit, progress -------------------------------------------------------------------------------
+
+    async def _drain(self, stopping: asyncio.Event) -> None:
+        """Send what is queued without lingering and wait for every record. Once stopping, queued records stay
+        unsent (and uncommitted, for the next run) and only the batches at the vendor finish, within the grace."""
+        for lane in self._lanes.values():
+            lane.flush()
+        deadline: float | None = None
+        while self.in_flight:
+            if stopping.is_set():
+                if deadline is None:
+                    deadline = time.monotonic() + self.config.gateway.shutdown.grace_period
+                    for lane in self._lanes.values():
+                        lane.batcher.purge(lambda _: False)
+                    log.info("stopping: finishing the batches being sent", sending=self._sending)
+                writing = any(not task.done() for task in self._failed.values())
+                if time.monotonic() >= deadline or (not self._sending and not writing):
+                    break
+            for task in self._lane_tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise RuntimeError("a delivery lane of the replay failed") from task.exception()
+            self._report()
+            await asyncio.sleep(0.05)
+        self._report()
+
+    async def _commit_forever(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            await asyncio.sleep(self.kafka.commit_interval)
+            await self._commit(consumer)
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for tp, tracker in self._partitions.items():
+            position = tracker.committable()
+            if position is not None and position != tracker.committed:
+                offsets[tp] = position
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as error:
+            log.warning("replay commit failed; will retry", error=type(error).__name__)
+            return
+        for tp, position in offsets.items():
+            self._partitions[tp].committed = position
+
+    def _report(self) -> None:
+        if self._progress is not None:
+            self._progress(self.summary, self.in_flight)
