@@ -12,6 +12,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from gateway import config as config_module
+from gateway.connector import ClientContext
+from gateway.extensions import Extension, ExtensionContext
 from gateway.replay import Replay
 from gateway.replay_records import ReplaySelection, ReplaySummary
 from gateway.sandbox.faults import FaultPlan
@@ -228,3 +230,57 @@ async def test_records_that_fail_again_go_back_with_the_attempt_counted(
     assert set(unibo.sandbox.unique_ids("default")) == {event["event_id"] for event in events}
     last = (await read_topic(broker.bootstrap_servers, dlq, expect=16, timeout=20))[-1]
     assert (last.value, last.headers["gateway-attempt"]) == (b"\xff not json", "3")
+
+
+class _Store(Extension):
+    """An extension part standing in for InTarget's feed store: it must be started before any send."""
+
+    def __init__(self) -> None:
+        super().__init__(shared=self)
+        self.events: list[str] = []
+
+    async def start(self) -> None:
+        """Record the start."""
+        self.events.append("start")
+
+    async def stop(self) -> None:
+        """Record the stop."""
+        self.events.append("stop")
+
+
+class _WithStore:
+    """The Unibo connector plus an extension whose shared part its client receives."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.store = _Store()
+        self.shared_seen: list[object] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def extension(self, context: ExtensionContext) -> Extension | None:
+        """The store, for every destination."""
+        return self.store
+
+    def client(self, context: ClientContext) -> Any:
+        """Unibo's client; notes what the core handed over as `shared`."""
+        self.shared_seen.append(context.shared)
+        self.store.events.append("client")
+        return self._inner.client(context)
+
+
+async def test_a_connector_extension_is_started_and_shared_with_the_client(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
+) -> None:
+    """Replay builds the destination's extension, hands its shared part to the client, and stops it afterwards."""
+    events = _events(5, seed=5)
+    await _dead_letters(broker.bootstrap_servers, f"{topic}.dlq", _values(events), "unibo")
+    resolved = config_module.parse(_tree(broker, topic, unibo.url), env={})
+    destination = resolved.destination("unibo")
+    connector = _WithStore(destination.connector)
+    object.__setattr__(destination, "connector", connector)
+    summary = await asyncio.wait_for(Replay(resolved, ReplaySelection("unibo")).run(asyncio.Event()), 60)
+    assert summary.delivered == len(events)
+    assert connector.shared_seen == [connector.store]
+    assert connector.store.events == ["start", "client", "stop"]
