@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -35,44 +34,18 @@ from gateway.kafka_clients import dead_letter_producer, start_with_retry
 from gateway.kafka_security import client_security_kwargs
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
-from gateway.replay_records import ReplaySelection, ReplaySummary, failed_again_headers, gateway_headers
+from gateway.replay_records import (
+    PartitionSpan,
+    ReplayOffsets,
+    ReplaySelection,
+    ReplaySummary,
+    failed_again_headers,
+    gateway_headers,
+)
 
 log = structlog.get_logger("gateway.replay")
 
 Progress = Callable[[ReplaySummary, int], None]
-
-
-class _ReplayOffsets(PartitionOffsets):
-    """Partition offsets that report each message the moment all its records are settled."""
-
-    __slots__ = ("_on_settled",)
-
-    def __init__(self, on_settled: Callable[[int], None]) -> None:
-        super().__init__()
-        self._on_settled = on_settled
-
-    def settle(self, offset: int, records: int = 1) -> bool:
-        """Settle as usual; tell the replay when the whole message is done."""
-        done = super().settle(offset, records)
-        if done:
-            self._on_settled(offset)
-        return done
-
-
-@dataclass(slots=True)
-class _Span:
-    """One DLQ partition's range for this run: where it starts, the end the broker reported, and progress."""
-
-    start: int
-    end: int
-    read: int = 0
-    done: bool = False
-
-    def remaining(self, highwater: int | None) -> int:
-        """Records this run reads from the partition (known exactly once done)."""
-        if self.done:
-            return self.read
-        return max(self.read, max(self.end, highwater or 0) - self.start)
 
 
 class Replay:
@@ -97,8 +70,8 @@ class Replay:
         self.summary = ReplaySummary(selection.destination, self.kafka.dlq_topic, self.group, dry_run=dry_run)
         self._progress = progress
         self.metrics = Metrics(CollectorRegistry())
-        self._partitions: dict[TopicPartition, _ReplayOffsets] = {}
-        self._spans: dict[TopicPartition, _Span] = {}
+        self._partitions: dict[TopicPartition, ReplayOffsets] = {}
+        self._spans: dict[TopicPartition, PartitionSpan] = {}
         self._failed: dict[tuple[int, int], asyncio.Task[None]] = {}  # (partition, offset) -> write-back task
         self._lanes: dict[tuple[str, int], Lane] = {}
         self._lane_tasks: list[asyncio.Task[None]] = []
@@ -154,7 +127,7 @@ class Replay:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)
-            self._spans[tp] = _Span(await consumer.position(tp), ends[tp])
+            self._spans[tp] = PartitionSpan(await consumer.position(tp), ends[tp])
         self._update_total(consumer)
 
     def _update_total(self, consumer: AIOKafkaConsumer) -> None:
@@ -257,10 +230,10 @@ class Replay:
         limit = self.selection.limit
         return limit is not None and self.summary.selected >= limit
 
-    def _offsets(self, tp: TopicPartition) -> _ReplayOffsets:
+    def _offsets(self, tp: TopicPartition) -> ReplayOffsets:
         offsets = self._partitions.get(tp)
         if offsets is None:
-            offsets = self._partitions[tp] = _ReplayOffsets(lambda offset: self._settled(tp.partition, offset))
+            offsets = self._partitions[tp] = ReplayOffsets(lambda offset: self._settled(tp.partition, offset))
         return offsets
 
     def _take(self, tp: TopicPartition, message: Any) -> None:
@@ -284,7 +257,7 @@ class Replay:
             return
         self._deliver(offsets, message)
 
-    def _deliver(self, offsets: _ReplayOffsets, message: Any) -> None:
+    def _deliver(self, offsets: ReplayOffsets, message: Any) -> None:
         """The pipeline's decode, route and map for one record, then onto its lane."""
         try:
             event = decode(message.value)
@@ -314,7 +287,7 @@ class Replay:
             item = Item(record, offsets, message.offset, event.type, now, occurred_at, message)
             self._lane(tenant, record.key).add(item, monotonic)
 
-    def _not_taken(self, offsets: _ReplayOffsets, message: Any) -> None:
+    def _not_taken(self, offsets: ReplayOffsets, message: Any) -> None:
         offsets.track(message.offset, 0)
         self.summary.skipped_not_taken += 1
 

@@ -1,17 +1,18 @@
-"""What DLQ replay reads and reports: dead-letter headers, the operator's selection, the tally and the progress line."""
+"""What DLQ replay reads and tracks: dead-letter headers, the selection, partition progress, the tally, the bar."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from gateway.dlq import truncate_utf8
 from gateway.logs import scrubber
+from gateway.offsets import PartitionOffsets
 
 ATTEMPT_HEADER = "gateway-attempt"
 
@@ -162,3 +163,36 @@ class ProgressBar:
         else:
             self._stream.write(text + "\n")
         self._stream.flush()
+
+
+class ReplayOffsets(PartitionOffsets):
+    """Partition offsets that report each message the moment all its records are settled."""
+
+    __slots__ = ("_on_settled",)
+
+    def __init__(self, on_settled: Callable[[int], None]) -> None:
+        super().__init__()
+        self._on_settled = on_settled
+
+    def settle(self, offset: int, records: int = 1) -> bool:
+        """Settle as usual; tell the replay when the whole message is done."""
+        done = super().settle(offset, records)
+        if done:
+            self._on_settled(offset)
+        return done
+
+
+@dataclass(slots=True)
+class PartitionSpan:
+    """One DLQ partition's range for this run: where it starts, the end the broker reported, and progress."""
+
+    start: int
+    end: int
+    read: int = 0
+    done: bool = False
+
+    def remaining(self, highwater: int | None) -> int:
+        """Records this run reads from the partition (known exactly once done)."""
+        if self.done:
+            return self.read
+        return max(self.read, max(self.end, highwater or 0) - self.start)
