@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from gateway.cli import DEAD_LETTER_REASONS, _parser
+from gateway.cli import DEAD_LETTER_REASONS, _parser, main
 from gateway.dlq import REASONS
 from gateway.logs import scrubber
 from gateway.replay_records import (
@@ -144,3 +145,14 @@ def test_cli_replay_options() -> None:
     for bad in (["--since", "yesterday"], ["--limit", "0"], ["--reason", "bored"]):
         with pytest.raises(SystemExit):
             _parser().parse_args(["replay", "--config", "c.yaml", "--destination", "unibo", *bad])
+
+
+def test_cli_replay_refuses_an_unknown_destination(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A destination the configuration does not have is a clear error (exit 1) before anything connects."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "kafka: {bootstrap_servers: '127.0.0.1:1', topics: [t], dlq_topic: t.dlq}\n"
+        "destinations: [{name: unibo, connector: unibo, credentials: {default: {api_key: k}}}]\n"
+    )
+    assert main(["replay", "--config", str(config), "--destination", "enable3"]) == 1
+    assert "no destination named 'enable3'" in capsys.readouterr().err
