@@ -78,6 +78,8 @@ class Enable3Options(BaseModel):
     @field_validator("segment_template")
     @classmethod
     def _places_the_user_and_segments(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise ValueError("the segment template must be a non-empty JSON array (Enable3 documents an array body)")
         if not mentions(value, USER_ID):
             raise ValueError(f"the segment template must contain {USER_ID!r}")
         if not (mentions(value, SEGMENTS) or mentions(value, SEGMENT)):

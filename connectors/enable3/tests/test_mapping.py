@@ -67,8 +67,9 @@ def test_template_with_a_segment_list_and_nested_objects() -> None:
         [{"segment": "{segment}"}],  # no user
         [{"userId": "{userId}"}],  # no segment
         [{"userId": "{userId}", "segment": "{segment}"}, {"x": 1}],  # {segment} outside a one-element list
+        {"userId": "{userId}", "segments": "{segments}"},  # not an array
     ],
-    ids=["no-user", "no-segment", "segment-outside-single-list"],
+    ids=["no-user", "no-segment", "segment-outside-single-list", "not-an-array"],
 )
 def test_unusable_segment_templates_fail_at_startup(template: Any) -> None:
     """A template that cannot carry the user and the segments is a configuration error."""
