@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.sandbox.faults import FaultPlan
 from gateway.testbed.broker import EmbeddedBroker
 from gateway.testbed.traffic import Traffic
 from tests.integration.enable3_support import (
@@ -103,4 +104,27 @@ async def test_401_halts_the_tenant_then_resumes_with_nothing_lost(
         )
         await wait_for(lambda: gateway.value("gateway_in_flight_events", destination="enable3") == 0, 20, "settled")
     assert sorted(enable3.sandbox.event_ids("default")) == sorted(e["event_id"] for e in events)
+    assert await read_topic(broker.bootstrap_servers, f"{topic}.dlq", timeout=2) == []
+
+
+async def test_429_5xx_and_resets_are_retried_honouring_retry_after_with_nothing_lost(
+    broker: EmbeddedBroker,
+    topic: str,
+    enable3: RunningEnable3,  # noqa: F811
+) -> None:
+    """Rate limits, 503s and connection resets are each retried (by reason) until every event is delivered once."""
+    events = _missions(800, seed=43)
+    enable3.sandbox.faults.add(FaultPlan(kind="rate_limit", count=3, retry_after=1, path_prefix="/api/v1/event"))
+    enable3.sandbox.faults.add(FaultPlan(kind="status", status=503, count=5, path_prefix="/api/v1/event"))
+    enable3.sandbox.faults.add(FaultPlan(kind="reset", count=2, path_prefix="/api/v1/event"))
+    await produce(broker.bootstrap_servers, topic, events)
+    tree = gateway_config(broker.bootstrap_servers, topic, [enable3_destination(enable3.url)])
+    async with running_gateway(tree) as gateway:
+        await wait_for(lambda: enable3.sandbox.total_events >= len(events), 60, "every event")
+        await wait_for(lambda: gateway.value("gateway_in_flight_events", destination="enable3") == 0, 20, "settled")
+        assert gateway.value("gateway_delivery_retries_total", destination="enable3", reason="rate_limited") == 3
+        assert gateway.value("gateway_delivery_retries_total", destination="enable3", reason="http_503") == 5
+        assert gateway.value("gateway_delivery_retries_total", destination="enable3", reason="connection") == 2
+    assert sorted(enable3.sandbox.event_ids("default")) == sorted(e["event_id"] for e in events)
+    assert enable3.sandbox.faults.total_injected == 10
     assert await read_topic(broker.bootstrap_servers, f"{topic}.dlq", timeout=2) == []
