@@ -232,6 +232,37 @@ async def fixed_rate(
     )
 
 
+async def broker_latency(broker: EmbeddedBroker, count: int = 300) -> None:
+    """The floor under every latency figure: raw aiokafka produce → consume on the embedded broker at ~100/s."""
+    await broker.create_topic("bench-floor", 1)
+    consumer = AIOKafkaConsumer("bench-floor", bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest")
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=1)
+    await producer.start()
+    latencies: list[float] = []
+
+    async def consume() -> None:
+        while len(latencies) < count:
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            latencies.extend(now - float(m.value) for records in batches.values() for m in records)
+
+    try:
+        reading = asyncio.create_task(consume())
+        for _ in range(count):
+            await producer.send("bench-floor", str(time.time()).encode())
+            await asyncio.sleep(0.01)
+        await reading
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    print(
+        f"floor: raw produce → consume on the embedded broker at ~100/s: p50 {_pct(latencies, 0.5) * 1000:.0f} ms, "
+        f"p99 {_pct(latencies, 0.99) * 1000:.0f} ms",
+        flush=True,
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=30_000, help="backlog size (concurrency 1 uses a tenth)")
@@ -242,6 +273,7 @@ async def main() -> None:
     sandbox = SandboxProcess()
     try:
         async with EmbeddedBroker() as broker:
+            await broker_latency(broker)
             for concurrency in args.concurrency:
                 count = args.events if concurrency > 1 else max(1000, args.events // 10)
                 throughput = await backlog(broker, sandbox, concurrency, count)
