@@ -118,7 +118,10 @@ def _answer(response: HttpResponse) -> web.Response:
     status = response.status
     if 200 <= status < 300:
         content_type = response.headers.get("Content-Type", "application/json").split(";", 1)[0]
-        return web.Response(status=status, body=response.body, content_type=content_type)
+        # The body holds a token: no cache along the way may keep it.
+        return web.Response(
+            status=status, body=response.body, content_type=content_type, headers={"Cache-Control": "no-store"}
+        )
     if status == TRANSPORT_FAILURE:
         reason = response.error.split(":", 1)[0]
         return _error(504 if reason == "timeout" else 502, "Enable3 did not answer", reason=reason)

@@ -93,8 +93,9 @@ async def test_ambassador_endpoints_forward_with_the_key_require_the_bearer_and_
             assert "lang=en" in body["url"] and "section=missions" in body["url"]
             widget_token = enable3.sandbox.issued_tokens[-1]
             assert widget_token in body["url"]
-            status, body = await _call(session, "GET", f"{base}/users/p-1/token", auth)
-            assert status == 200 and body == {"token": enable3.sandbox.issued_tokens[-1]}
+            async with session.get(f"{base}/users/p-1/token", headers=auth) as response:
+                assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
+                assert await response.json() == {"token": enable3.sandbox.issued_tokens[-1]}
             status, body = await _call(session, "GET", f"{base}/users/p-1/balance", auth)
             assert status == 200 and body == {"balance": "0", "userExists": False}
 
