@@ -97,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TENANT=KEY",
         help="accepted Unibo key for a tenant (default: default=sandbox-unibo-key)",
     )
+    sandbox.add_argument("--enable3-port", type=int, default=9202, help="Enable3 sandbox port (0 = off)")
+    sandbox.add_argument(
+        "--enable3-key",
+        action="append",
+        default=[],
+        metavar="TENANT=KEY",
+        help="accepted Enable3 X-API-KEY for a tenant (default: default=sandbox-enable3-key)",
+    )
     return parser
 
 
@@ -193,18 +201,27 @@ def _replay(args: argparse.Namespace) -> int:
     return 3 if replay.summary.failed else 0
 
 
-def _sandbox(host: str, port: int, keys: Sequence[str]) -> int:
-    from gateway.sandbox.server import run_sandbox_forever  # noqa: PLC0415
-
-    accepted: dict[str, str] = {}  # api key -> tenant
-    for entry in keys or ["default=sandbox-unibo-key"]:
+def _accepted_keys(option: str, entries: Sequence[str]) -> dict[str, str] | None:
+    """`TENANT=KEY` entries as api key -> tenant (what a sandbox looks keys up by); None after printing an error."""
+    accepted: dict[str, str] = {}
+    for entry in entries:
         tenant, sep, key = entry.partition("=")
         if not sep or not tenant or not key:
-            print(f"--unibo-key must be TENANT=KEY, got {entry!r}", file=sys.stderr)
-            return 2
-        accepted[key] = tenant  # the sandbox maps each accepted key to its tenant
+            print(f"{option} must be TENANT=KEY, got {entry!r}", file=sys.stderr)
+            return None
+        accepted[key] = tenant
+    return accepted
+
+
+def _sandbox(host: str, port: int, keys: Sequence[str], enable3_port: int, enable3_keys: Sequence[str]) -> int:
+    from gateway.sandbox.server import run_sandbox_forever  # noqa: PLC0415
+
+    accepted = _accepted_keys("--unibo-key", keys or ["default=sandbox-unibo-key"])
+    enable3 = _accepted_keys("--enable3-key", enable3_keys or ["default=sandbox-enable3-key"])
+    if accepted is None or enable3 is None:
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_sandbox_forever(host, port, accepted))
+        asyncio.run(run_sandbox_forever(host, port, accepted, enable3_port or None, enable3))
     return 0
 
 
@@ -223,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "replay":
         return _replay(args)
     if args.command == "sandbox":
-        return _sandbox(args.host, args.unibo_port, args.unibo_key)
+        return _sandbox(args.host, args.unibo_port, args.unibo_key, args.enable3_port, args.enable3_key)
     if args.command == "demo":
         from gateway.demo import run_demo  # noqa: PLC0415
 

@@ -150,7 +150,8 @@ class DeliveryEngine:
                 self._resumed(tenant)
             if result.delivered:
                 done = [item for index, item in enumerate(segment) if index in result.delivered]
-                self._settle_delivered(done, stats)
+                # A partial result's duplicates are among the records it settled now (counted once, here).
+                self._settle_delivered(done, stats, result.duplicates)
                 segment = [item for index, item in enumerate(segment) if index not in result.delivered]
                 result = _reindexed(result, sorted(result.delivered))
             outcome = result.outcome
@@ -264,7 +265,8 @@ class DeliveryEngine:
 
 
 def _reindexed(result: SendResult, removed: list[int]) -> SendResult:
-    """Shift a partial result's `rejected` indexes after the delivered records were taken out."""
+    """Shift a partial result's `rejected` indexes after the delivered records were taken out (its duplicates are
+    already counted with them)."""
     if not result.rejected:
         return SendResult(
             result.outcome,
@@ -274,7 +276,7 @@ def _reindexed(result: SendResult, removed: list[int]) -> SendResult:
             result.retry_after,
             result.rejected,
             None,
-            result.duplicates,
+            0,
         )
     rejected = frozenset(index - bisect.bisect_left(removed, index) for index in result.rejected)
     return SendResult(
@@ -285,5 +287,5 @@ def _reindexed(result: SendResult, removed: list[int]) -> SendResult:
         result.retry_after,
         rejected,
         None,
-        result.duplicates,
+        0,
     )

@@ -70,7 +70,8 @@ class SendResult:
 
     `delivered` names records (by index in the batch) already stored on a partial result; the outcome then applies
     only to the others. `rejected` names the records the vendor said are bad; None means it did not say which, and
-    the engine isolates them by splitting the batch.
+    the engine isolates them by splitting the batch. `duplicates` counts records the vendor already had: among the
+    `delivered` ones on a partial result, else among the whole batch when the outcome is DELIVERED.
     """
 
     outcome: Outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import ssl
 from types import TracebackType
@@ -10,6 +11,7 @@ from typing import Self
 
 from aiohttp import web
 
+from gateway.sandbox.enable3 import Enable3Sandbox
 from gateway.sandbox.unibo import UniboSandbox
 
 # Sandboxes hold hanging requests until shutdown releases them, so pending handlers finish quickly; this only bounds
@@ -85,15 +87,33 @@ def _base_url(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{shown}:{port}"
 
 
-async def run_sandbox_forever(host: str, unibo_port: int, unibo_keys: dict[str, str]) -> None:
-    """Serve the Unibo sandbox (`unibo_keys`: accepted api key -> tenant name) until cancelled, printing its URLs."""
+async def run_sandbox_forever(
+    host: str,
+    unibo_port: int,
+    unibo_keys: dict[str, str],
+    enable3_port: int | None = None,
+    enable3_keys: dict[str, str] | None = None,
+) -> None:
+    """Serve the Unibo sandbox and, with `enable3_port`, the Enable3 one (keys: accepted api key -> tenant name)
+    until cancelled, printing their URLs."""
     unibo = UniboSandbox(unibo_keys)
     tenants = ", ".join(sorted(set(unibo_keys.values()))) or "none: no key is accepted"
-    async with SandboxServer(unibo.app(), host, unibo_port) as server:
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(SandboxServer(unibo.app(), host, unibo_port))
         print(f"unibo sandbox at {server.url}  (tenants: {tenants})", flush=True)
         print(f"  events:  POST {server.url}/api/v1/events", flush=True)
         print(f"  report:  GET {server.url}/_sandbox/unibo/received", flush=True)
         print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
+        if enable3_port is not None:
+            keys = enable3_keys or {}
+            enable3 = Enable3Sandbox(keys)
+            server = await stack.enter_async_context(SandboxServer(enable3.app(), host, enable3_port))
+            tenants = ", ".join(sorted(set(keys.values()))) or "none: no key is accepted"
+            print(f"enable3 sandbox at {server.url}  (tenants: {tenants})", flush=True)
+            print(f"  events:  POST {server.url}/api/v1/event  (+ /api/v1/revenue, /api/v1/segment/users)", flush=True)
+            print(f"  widget:  GET {server.url}/api/v1/integration/user/<id>/widget|token|balance", flush=True)
+            print(f"  report:  GET {server.url}/_sandbox/enable3/received", flush=True)
+            print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
         await asyncio.Event().wait()
 
 

@@ -88,6 +88,8 @@ async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
         str(port),
         "--unibo-key",
         "brand-x=k-123",
+        "--enable3-port",
+        "0",  # off: this test is about Unibo, and the default Enable3 port may be taken
         stdout=asyncio.subprocess.PIPE,
         cwd=ROOT,
     )
@@ -104,6 +106,47 @@ async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
             async with session.get(f"http://127.0.0.1:{port}/_sandbox/unibo/received?ids=1") as response:
                 report = await response.json()
         assert "u1" in orjson.dumps(report).decode()
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_sandbox_command_also_serves_the_enable3_sandbox() -> None:
+    """`gateway sandbox --enable3-port` serves Enable3 beside Unibo: an event with its key is stored and reported."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    unibo_port, enable3_port = ports
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "sandbox",
+        "--unibo-port",
+        str(unibo_port),
+        "--enable3-port",
+        str(enable3_port),
+        "--enable3-key",
+        "brand-y=e3-key",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        while f"enable3 sandbox at http://127.0.0.1:{enable3_port}" not in (
+            line := (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        ):
+            assert line, "the sandbox exited before serving Enable3"
+        event = {"id": "e1", "userId": "u", "eventId": "login", "value": 1, "createdAt": "2026-01-01 00:00:00"}
+        base = f"http://127.0.0.1:{enable3_port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/api/v1/event", json=event, headers={"X-API-KEY": "e3-key"}) as response:
+                assert response.status == 201
+            async with session.get(f"{base}/_sandbox/enable3/received?ids=1") as response:
+                report = await response.json()
+        assert report["tenants"]["brand-y"]["ids"] == ["e1"]
     finally:
         process.terminate()
         await process.wait()

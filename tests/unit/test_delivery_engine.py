@@ -152,6 +152,24 @@ async def test_partial_delivery_resends_only_the_rest() -> None:
     assert offsets.committable() == 4
 
 
+async def test_duplicates_on_a_partial_result_are_counted_once() -> None:
+    """Duplicates a partial result reports among its delivered records count once, beside the final send's own."""
+    answers = iter(
+        [
+            SendResult(Outcome.RETRY, 503, delivered=frozenset({0, 1}), duplicates=1),
+            SendResult(Outcome.REJECT, 400, delivered=frozenset({0}), rejected=frozenset({1}), duplicates=1),
+            SendResult(Outcome.DELIVERED, 201, duplicates=1),
+        ]
+    )
+    harness = Harness(lambda records: next(answers))
+    offsets, items = _items(5)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert harness.client.sends[1:] == [["id-2", "id-3", "id-4"], ["id-4"]]
+    assert harness.dead == [("id-3", "rejected", 400)]
+    assert harness.value("gateway_events_duplicate_total") == 3
+    assert offsets.committable() == 5
+
+
 async def test_halt_keeps_events_and_probes_until_accepted() -> None:
     """401/403 halts the tenant, dead-letters nothing, probes at the probe interval, and resumes on success."""
     answers = iter([SendResult(Outcome.HALT, 403)] * 3 + [SendResult(Outcome.DELIVERED, 204)])

@@ -1,0 +1,88 @@
+"""Enable3 HTTP client: one request per record, in order, and the answer classified (409 = already received)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from connectors.enable3.config import Enable3Credentials
+from connectors.enable3.mapping import EVENT, REVENUE, SEGMENT_ADD, SEGMENT_REMOVE
+from gateway.backoff import parse_retry_after
+from gateway.connector import ClientContext, VendorRecord
+from gateway.http_client import HttpResponse
+from gateway.outcomes import Outcome, SendResult, classify
+
+DEFAULT_BASE_URL = "https://integration.enable3.io"
+# route -> (method, path). The paths are Enable3's, trailing slash included where its documents show one.
+ENDPOINTS: dict[str, tuple[str, str]] = {
+    EVENT: ("POST", "/api/v1/event"),
+    REVENUE: ("POST", "/api/v1/revenue"),
+    SEGMENT_ADD: ("POST", "/api/v1/segment/users/"),
+    SEGMENT_REMOVE: ("DELETE", "/api/v1/segment/users"),
+}
+# Enable3's only documented 409 is "duplicate entry": the record is already there. 400/404 (user not found) are the
+# core's REJECT and 401/403 (key or IP allow-list) its HALT already.
+DUPLICATE = 409
+OVERRIDES = {DUPLICATE: Outcome.DELIVERED}
+MAX_DETAIL = 1000
+
+
+class Enable3Client:
+    """Sends one tenant's records to Enable3 one request each, with its X-API-KEY, stopping at the first failure.
+
+    A lane's batch holds records of several players in source order; sending them in order keeps each player's
+    order, and the lanes (the destination's `concurrency`) send different players in parallel over pooled
+    keep-alive connections. A failure ends the send with a partial result: the records before it are settled,
+    and the engine retries, dead-letters or halts on the rest.
+    """
+
+    def __init__(self, context: ClientContext) -> None:
+        base_url = context.destination.base_url or DEFAULT_BASE_URL
+        self._urls = {route: (method, base_url + path) for route, (method, path) in ENDPOINTS.items()}
+        self._http = context.http
+
+    async def send(self, credentials: Enable3Credentials, records: Sequence[VendorRecord]) -> SendResult:
+        """Send each record in order; DELIVERED when all are stored, else the first failure with what went before."""
+        headers = {"X-API-KEY": credentials.api_key.get_secret_value(), "content-type": "application/json"}
+        duplicates = 0
+        for index, record in enumerate(records):
+            method, url = self._urls[record.route]
+            response = await self._http.request(method, url, body=record.body, headers=headers)
+            outcome = classify(response.status, OVERRIDES)
+            if outcome is Outcome.DELIVERED:
+                duplicates += response.status == DUPLICATE
+                continue
+            return failure(response, outcome, index, duplicates)
+        return SendResult(Outcome.DELIVERED, 200, duplicates=duplicates)
+
+    async def close(self) -> None:
+        """Nothing to release: the transport belongs to the pipeline."""
+
+
+def failure(response: HttpResponse, outcome: Outcome, index: int, duplicates: int) -> SendResult:
+    """The result of a send that stopped at record `index`: the records before it are delivered."""
+    status = response.status
+    delivered = frozenset(range(index)) if index else None
+    if outcome is Outcome.REJECT:
+        detail = response.text[:MAX_DETAIL] or f"Enable3 answered {status}"
+        return SendResult(
+            Outcome.REJECT,
+            status,
+            detail=detail,
+            rejected=frozenset({index}),
+            delivered=delivered,
+            duplicates=duplicates,
+        )
+    if outcome is Outcome.RETRY:
+        reason = response.error.split(":", 1)[0] if status == 0 else ""
+        retry_after = parse_retry_after(response.headers.get("Retry-After")) if status else None
+        detail = response.error or response.text[:200]
+        return SendResult(
+            Outcome.RETRY,
+            status,
+            reason=reason,
+            detail=detail,
+            retry_after=retry_after,
+            delivered=delivered,
+            duplicates=duplicates,
+        )
+    return SendResult(Outcome.HALT, status, detail=response.text[:200], delivered=delivered, duplicates=duplicates)

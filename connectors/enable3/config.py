@@ -1,0 +1,131 @@
+"""Enable3 destination settings: the per-tenant API key, mapping options, the ambassador and callback keys, defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from gateway.connector import ConnectorDefaults
+
+DEFAULTS = ConnectorDefaults(
+    events=frozenset({"deposit", "withdrawal", "gameround", "login", "custom", "revenue", "segment"}),
+    # One request per event: a lane's batch is sent record by record, so a batch only amortises the lane's
+    # bookkeeping. Small batches and a short linger keep latency low; throughput comes from the lanes.
+    max_events=50,
+    max_bytes=256 * 1024,
+    linger_ms=5,
+    concurrency=32,
+)
+
+# Placeholders of the segment body template (see SEGMENT_TEMPLATE and the README).
+USER_ID = "{userId}"
+SEGMENTS = "{segments}"
+SEGMENT = "{segment}"
+# ASSUMPTION: Enable3's public documents say the segment endpoints take "a JSON array" without naming its fields.
+# The default sends one object per segment; operators set `options.segment_template` once Enable3 confirms the shape.
+SEGMENT_TEMPLATE: list[dict[str, str]] = [{"userId": USER_ID, "segment": SEGMENT}]
+
+
+class Enable3Credentials(BaseModel):
+    """One tenant (brand) of Enable3: its X-API-KEY."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: SecretStr = Field(min_length=1)
+
+
+def mentions(template: Any, placeholder: str) -> bool:
+    """Whether a JSON template holds `placeholder` as one of its strings."""
+    if isinstance(template, str):
+        return template == placeholder
+    if isinstance(template, dict):
+        return any(mentions(value, placeholder) for value in template.values())
+    if isinstance(template, list):
+        return any(mentions(value, placeholder) for value in template)
+    return False
+
+
+class Enable3Options(BaseModel):
+    """How normalized events become Enable3 requests."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_ids: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="rename an eventId (deposit, withdrawal, bet, win, login or a custom name); null = not sent",
+    )
+    statuses: dict[str, list[str]] = Field(
+        default_factory=lambda: {"deposit": ["success"], "withdrawal": ["success"], "login": ["success"]},
+        description="per type, the statuses sent (deposit/withdrawal: status; login: success or failed)",
+    )
+    player_revenue: bool = Field(
+        False, description="also send revenue events that carry a player_id to the operator-level revenue endpoint"
+    )
+    segment_template: Any = Field(
+        default_factory=lambda: [dict(item) for item in SEGMENT_TEMPLATE],
+        description="JSON body of the segment requests; {userId}, {segments} (a list) and {segment} are replaced",
+    )
+
+    @field_validator("statuses")
+    @classmethod
+    def _known_types(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = sorted(set(value) - {"deposit", "withdrawal", "login"})
+        if unknown:
+            raise ValueError(f"statuses apply to deposit, withdrawal and login only, not {unknown}")
+        return value
+
+    @field_validator("segment_template")
+    @classmethod
+    def _places_the_user_and_segments(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise ValueError("the segment template must be a non-empty JSON array (Enable3 documents an array body)")
+        if not mentions(value, USER_ID):
+            raise ValueError(f"the segment template must contain {USER_ID!r}")
+        if not (mentions(value, SEGMENTS) or mentions(value, SEGMENT)):
+            raise ValueError(f"the segment template must contain {SEGMENTS!r} or {SEGMENT!r}")
+        if mentions(value, SEGMENT) and not (isinstance(value, list) and len(value) == 1):
+            raise ValueError(f"{SEGMENT!r} is for a one-element list template, repeated once per segment")
+        return value
+
+
+class AmbassadorSettings(BaseModel):
+    """Local endpoints handing out widget URLs, JWTs and balances; off unless enabled, since they hand out tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    token: SecretStr | None = Field(None, description="bearer token the operator's app must present")
+    timeout: float = Field(5.0, gt=0, description="seconds per vendor request (one retry on a transient fault)")
+
+    @field_validator("token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the ambassador token must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _token_when_enabled(self) -> AmbassadorSettings:
+        if self.enabled and self.token is None:
+            raise ValueError("ambassador.token is required when ambassador.enabled is true")
+        return self
+
+
+class WithdrawalCallbackSettings(BaseModel):
+    """Enable3's signed withdrawal callback, produced unchanged to a Kafka topic keyed by transactionId."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: SecretStr = Field(min_length=1, description="the HMAC secret agreed with Enable3")
+    topic: str = Field(min_length=1, description="Kafka topic the callbacks are produced to")
+    produce_timeout: float = Field(10.0, gt=0, description="seconds to wait for Kafka's acknowledgement, else 503")
+
+
+class Enable3Settings(BaseModel):
+    """Enable3's own destination keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    ambassador: AmbassadorSettings = AmbassadorSettings()
+    withdrawal_callback: WithdrawalCallbackSettings | None = None

@@ -1,0 +1,107 @@
+"""Unit tests for the Enable3 client: one request per record in order, partial results, 409, 400, Retry-After."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from connectors.enable3 import connector
+from connectors.enable3.config import Enable3Credentials
+from gateway.config import DestinationConfig
+from gateway.connector import ClientContext, VendorRecord
+from gateway.http_client import HttpResponse
+from gateway.outcomes import Outcome
+
+KEY = "enable3-unit-key"
+
+
+class SequenceTransport:
+    """Answers requests with a list of (status, body, headers) in turn, recording each request (the edge fake)."""
+
+    def __init__(self, answers: Sequence[tuple[int, bytes, dict[str, str]]]) -> None:
+        self.answers = list(answers)
+        self.requests: list[dict[str, Any]] = []
+
+    async def request(
+        self, method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> HttpResponse:
+        self.requests.append({"method": method, "url": url, "body": body, "headers": dict(headers or {})})
+        status, payload, extra = self.answers.pop(0)
+        return HttpResponse(status, payload, CIMultiDictProxy(CIMultiDict(extra)), "timeout" if status == 0 else "")
+
+
+def _client(transport: SequenceTransport) -> Any:
+    destination = DestinationConfig(name="e3", connector="enable3", base_url="https://e3.invalid")
+    context = ClientContext(destination=destination, options=None, settings=None, http=transport)  # type: ignore[arg-type]
+    return connector.client(context)
+
+
+def _records(count: int, route: str = "event") -> list[VendorRecord]:
+    return [VendorRecord(route, orjson.dumps({"id": f"e{i}"}), f"p{i % 2}", f"e{i}") for i in range(count)]
+
+
+async def test_records_go_one_per_request_in_order_with_the_key() -> None:
+    """Each record is its own request, in batch order, with X-API-KEY and its route's method and path."""
+    transport = SequenceTransport([(201, b"", {})] * 3 + [(200, b"", {})])
+    records = [*_records(2), *_records(1, "revenue"), VendorRecord("segment_remove", b"[1]", "p", "s")]
+    result = await _client(transport).send(Enable3Credentials(api_key=KEY), records)
+    assert result.outcome is Outcome.DELIVERED and result.duplicates == 0
+    sent = [(r["method"], r["url"], r["body"]) for r in transport.requests]
+    assert sent == [
+        ("POST", "https://e3.invalid/api/v1/event", records[0].body),
+        ("POST", "https://e3.invalid/api/v1/event", records[1].body),
+        ("POST", "https://e3.invalid/api/v1/revenue", records[2].body),
+        ("DELETE", "https://e3.invalid/api/v1/segment/users", b"[1]"),
+    ]
+    assert all(r["headers"]["X-API-KEY"] == KEY for r in transport.requests)
+
+
+async def test_409_counts_as_a_delivered_duplicate() -> None:
+    """A 409 is Enable3's "duplicate entry": delivered, counted as a duplicate, and the rest still sent."""
+    transport = SequenceTransport([(201, b"", {}), (409, b"dup", {}), (201, b"", {})])
+    result = await _client(transport).send(Enable3Credentials(api_key=KEY), _records(3))
+    assert (result.outcome, result.duplicates, len(transport.requests)) == (Outcome.DELIVERED, 1, 3)
+
+
+async def test_a_400_names_only_its_record_and_keeps_the_body() -> None:
+    """A 400 stops the send: earlier records are delivered, that one is rejected with the vendor's body."""
+    transport = SequenceTransport(
+        [(409, b"", {}), (201, b"", {}), (400, b'{"message":["value must be a number"]}', {})]
+    )
+    result = await _client(transport).send(Enable3Credentials(api_key=KEY), _records(5))
+    assert result.outcome is Outcome.REJECT
+    assert (result.delivered, result.rejected, result.duplicates) == (frozenset({0, 1}), frozenset({2}), 1)
+    assert "value must be a number" in result.detail
+    assert len(transport.requests) == 3  # nothing after the failure was sent
+
+
+async def test_404_user_not_found_is_rejected() -> None:
+    """404 (user not found) dead-letters the record rather than halting."""
+    transport = SequenceTransport([(404, b"User not found", {})])
+    result = await _client(transport).send(Enable3Credentials(api_key=KEY), _records(2))
+    assert (result.outcome, result.rejected, result.delivered) == (Outcome.REJECT, frozenset({0}), None)
+
+
+async def test_429_retries_the_rest_with_retry_after() -> None:
+    """A 429 mid-batch settles what went before and retries the rest after Retry-After."""
+    transport = SequenceTransport([(201, b"", {}), (429, b"", {"Retry-After": "3"})])
+    result = await _client(transport).send(Enable3Credentials(api_key=KEY), _records(4))
+    assert (result.outcome, result.retry_after, result.delivered) == (Outcome.RETRY, 3.0, frozenset({0}))
+
+
+async def test_401_and_403_halt_keeping_the_rest() -> None:
+    """401 and 403 halt; only the records before them count as delivered."""
+    for status in (401, 403):
+        transport = SequenceTransport([(201, b"", {}), (201, b"", {}), (status, b"no", {})])
+        result = await _client(transport).send(Enable3Credentials(api_key=KEY), _records(3))
+        assert (result.outcome, result.delivered, result.rejected) == (Outcome.HALT, frozenset({0, 1}), None)
+
+
+async def test_network_failure_retries_with_its_reason() -> None:
+    """No answer (status 0) retries, with the transport's reason as the retry reason."""
+    transport = SequenceTransport([(0, b"", {})])
+    result = await _client(transport).send(Enable3Credentials(api_key=KEY), _records(1))
+    assert (result.outcome, result.reason, result.delivered) == (Outcome.RETRY, "timeout", None)

@@ -1,0 +1,19 @@
+"""The Enable3 connector against the shared connector contract suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from connectors.enable3 import connector
+from gateway.connector import Connector
+from gateway.testbed.contract import ConnectorContract
+
+
+class TestEnable3Contract(ConnectorContract):
+    """Golden fixtures, purity, outcome table and secret handling for Enable3."""
+
+    connector: ClassVar[Connector] = connector
+    golden_dir: ClassVar[Path] = Path(__file__).parent / "golden"
+    credentials: ClassVar[dict[str, Any]] = {"api_key": "enable3-contract-secret-456"}
+    secrets: ClassVar[tuple[str, ...]] = ("enable3-contract-secret-456",)

@@ -1,0 +1,66 @@
+"""The Enable3 extension mounts only what the destination enables, and answers 503 before it has started."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from prometheus_client import CollectorRegistry
+
+from connectors.enable3.extension import Enable3Extension
+from gateway.config import parse
+from gateway.extensions import ExtensionContext, extensions_of
+from gateway.metrics import Metrics
+
+
+def _context(**destination: Any) -> ExtensionContext:
+    resolved = parse(
+        {
+            "kafka": {"bootstrap_servers": "127.0.0.1:9092", "topics": ["t"], "dlq_topic": "t.dlq"},
+            "destinations": [
+                {"name": "e3", "connector": "enable3", "credentials": {"default": {"api_key": "k"}}, **destination}
+            ],
+        },
+        env={},
+    )
+    return ExtensionContext(
+        resolved.destinations[0], resolved.gateway.kafka, Metrics(CollectorRegistry()), asyncio.Event()
+    )
+
+
+def _paths(extension: Enable3Extension) -> list[str]:
+    return [route.path for route in extension.routes]  # type: ignore[attr-defined]
+
+
+def test_nothing_is_mounted_unless_enabled() -> None:
+    """A destination that enables neither part gets no extension (so no routes at all)."""
+    assert extensions_of([_context()]) == {}
+    assert extensions_of([_context(ambassador={"enabled": False, "token": "t" * 20})]) == {}
+
+
+def test_each_part_mounts_only_its_own_routes() -> None:
+    """The ambassador alone mounts three GET routes; the callback alone mounts one POST route."""
+    ambassador = extensions_of([_context(ambassador={"enabled": True, "token": "t" * 20})])["e3"]
+    assert isinstance(ambassador, Enable3Extension)
+    assert _paths(ambassador) == [
+        "/enable3/e3/users/{user}/widget-url",
+        "/enable3/e3/users/{user}/token",
+        "/enable3/e3/users/{user}/balance",
+    ]
+    callback = extensions_of([_context(withdrawal_callback={"secret": "s", "topic": "w"})])["e3"]
+    assert isinstance(callback, Enable3Extension)
+    assert _paths(callback) == ["/enable3/e3/callbacks/withdrawal"]
+
+
+async def test_handlers_answer_503_before_start() -> None:
+    """Routes are mounted before the listener starts; until `start` ran they answer 503, never a half-built answer."""
+    extension = extensions_of(
+        [_context(ambassador={"enabled": True, "token": "t" * 20}, withdrawal_callback={"secret": "s", "topic": "w"})]
+    )["e3"]
+    for route in extension.routes:
+        assert isinstance(route, web.RouteDef)
+        request = make_mocked_request(route.method, route.path.replace("{user}", "p1"), match_info={"user": "p1"})
+        response = await route.handler(request)
+        assert isinstance(response, web.Response) and response.status == 503

@@ -1,0 +1,93 @@
+"""Unit tests for the Enable3 mapping beyond the golden fixtures: ids, timestamps, currencies, options, templates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from connectors.enable3.config import Enable3Options, Enable3Settings
+from connectors.enable3.mapping import created_at, fill_template, map_event
+from gateway.errors import UnsupportedCurrency
+from gateway.events import decode
+from gateway.testbed.traffic import Traffic
+
+
+def _map(event: dict[str, Any], **options: Any) -> list[Any]:
+    return list(map_event(decode(orjson.dumps(event)), Enable3Options.model_validate(options)))
+
+
+def test_ids_are_the_event_ids_and_stable() -> None:
+    """Every record's `id` is its event's event_id, so a re-sent event carries the same id."""
+    for event in Traffic(seed=3, players=20).stream(500):
+        for record in _map(event):
+            body = orjson.loads(record.body)
+            if record.route == "event":
+                assert body["id"] == event["event_id"] == record.record_id
+                assert body["userId"] == event["player_id"] == record.key
+
+
+def test_created_at_is_utc_without_zone_or_fraction() -> None:
+    """Offsets are converted to UTC and microseconds dropped: `YYYY-MM-DD HH:MM:SS`."""
+    event = {"event_id": "e", "type": "login", "occurred_at": "2026-01-01T01:59:59.999+03:00", "player_id": "p"}
+    assert orjson.loads(_map(event)[0].body)["createdAt"] == "2025-12-31 22:59:59"
+    assert created_at(decode(orjson.dumps(event)).occurred_at) == "2025-12-31 22:59:59"
+
+
+@pytest.mark.parametrize("currency", ["EUR", "USD", "USDC", "BTC"])
+def test_revenue_in_other_currencies_is_unsupported(currency: str) -> None:
+    """Operator revenue not in USDT raises UnsupportedCurrency (reason unsupported_currency), never converted."""
+    event = {"event_id": "r", "type": "revenue", "occurred_at": "2026-01-01T00:00:00Z", "revenue_id": "x"}
+    with pytest.raises(UnsupportedCurrency) as raised:
+        _map({**event, "amount": "10", "currency": currency})
+    assert raised.value.reason == "unsupported_currency"
+    assert currency in raised.value.detail and "USDT" in raised.value.detail
+
+
+def test_revenue_request_id_comes_from_revenue_id() -> None:
+    """requestId is the revenue_id, so a re-sent revenue is recognisable as the same."""
+    event = {"event_id": "e1", "type": "revenue", "occurred_at": "2026-01-01T00:00:00Z", "revenue_id": "rev-9"}
+    records = _map({**event, "amount": "3.10", "currency": "USDT"})
+    assert orjson.loads(records[0].body) == {"requestId": "rev-9", "revenue": 3.1, "date": "2026-01-01 00:00:00"}
+
+
+def test_template_with_a_segment_list_and_nested_objects() -> None:
+    """{segments} becomes the list, {userId} the player, other values stay as written."""
+    template = {"data": {"user": "{userId}", "names": "{segments}", "n": 1, "flags": [True, "{userId}"]}}
+    assert fill_template(template, "p1", ["a", "b"]) == {
+        "data": {"user": "p1", "names": ["a", "b"], "n": 1, "flags": [True, "p1"]}
+    }
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        [{"segment": "{segment}"}],  # no user
+        [{"userId": "{userId}"}],  # no segment
+        [{"userId": "{userId}", "segment": "{segment}"}, {"x": 1}],  # {segment} outside a one-element list
+        {"userId": "{userId}", "segments": "{segments}"},  # not an array
+    ],
+    ids=["no-user", "no-segment", "segment-outside-single-list", "not-an-array"],
+)
+def test_unusable_segment_templates_fail_at_startup(template: Any) -> None:
+    """A template that cannot carry the user and the segments is a configuration error."""
+    with pytest.raises(ValidationError):
+        Enable3Options.model_validate({"segment_template": template})
+
+
+def test_statuses_only_for_types_that_have_one() -> None:
+    """A status filter for a type without statuses is a configuration error."""
+    with pytest.raises(ValidationError):
+        Enable3Options.model_validate({"statuses": {"gameround": ["success"]}})
+
+
+def test_enabled_ambassador_requires_a_long_token() -> None:
+    """The ambassador cannot be enabled without a bearer token, nor with a short one."""
+    with pytest.raises(ValidationError):
+        Enable3Settings.model_validate({"ambassador": {"enabled": True}})
+    with pytest.raises(ValidationError):
+        Enable3Settings.model_validate({"ambassador": {"enabled": True, "token": "short"}})
+    settings = Enable3Settings.model_validate({"ambassador": {"enabled": True, "token": "t" * 16}})
+    assert "t" * 16 not in repr(settings)
