@@ -12,6 +12,7 @@ from gateway.errors import ConfigError
 
 BUILTIN: dict[str, str] = {
     "unibo": "connectors.unibo:connector",
+    "userwise": "connectors.userwise:connector",
 }
 
 ENTRY_POINT_GROUP = "gateway.connectors"
