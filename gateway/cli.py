@@ -64,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TENANT=KEY",
         help="accepted Unibo key for a tenant (default: default=sandbox-unibo-key)",
     )
+    sandbox.add_argument("--userwise-port", type=int, default=9203)
+    sandbox.add_argument(
+        "--userwise-key",
+        action="append",
+        default=[],
+        metavar="TENANT=KEY",
+        help="accepted UserWise app key for a tenant (default: default=sandbox-userwise-key)",
+    )
+    sandbox.add_argument(
+        "--userwise-secret", default="sandbox-userwise-secret", help="the company secret that signs UserWise requests"
+    )
     return parser
 
 
@@ -116,18 +127,28 @@ def _run(path: str, destinations: Sequence[str]) -> int:
     return 0
 
 
-def _sandbox(host: str, port: int, keys: Sequence[str]) -> int:
-    from gateway.sandbox.server import run_sandbox_forever  # noqa: PLC0415
-
-    accepted: dict[str, str] = {}  # api key -> tenant
-    for entry in keys or ["default=sandbox-unibo-key"]:
+def _accepted_keys(option: str, entries: Sequence[str]) -> dict[str, str] | None:
+    """`TENANT=KEY` entries as api key -> tenant (how the sandboxes look keys up); None after printing an error."""
+    accepted: dict[str, str] = {}
+    for entry in entries:
         tenant, sep, key = entry.partition("=")
         if not sep or not tenant or not key:
-            print(f"--unibo-key must be TENANT=KEY, got {entry!r}", file=sys.stderr)
-            return 2
-        accepted[key] = tenant  # the sandbox maps each accepted key to its tenant
+            print(f"{option} must be TENANT=KEY, got {entry!r}", file=sys.stderr)
+            return None
+        accepted[key] = tenant
+    return accepted
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from gateway.sandbox.server import UserWiseOptions, run_sandbox_forever  # noqa: PLC0415
+
+    unibo_keys = _accepted_keys("--unibo-key", args.unibo_key or ["default=sandbox-unibo-key"])
+    userwise_keys = _accepted_keys("--userwise-key", args.userwise_key or ["default=sandbox-userwise-key"])
+    if unibo_keys is None or userwise_keys is None:
+        return 2
+    userwise = UserWiseOptions(args.userwise_port, userwise_keys, args.userwise_secret)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_sandbox_forever(host, port, accepted))
+        asyncio.run(run_sandbox_forever(args.host, args.unibo_port, unibo_keys, userwise=userwise))
     return 0
 
 
@@ -144,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(args.config, args.destination)
     if args.command == "sandbox":
-        return _sandbox(args.host, args.unibo_port, args.unibo_key)
+        return _sandbox(args)
     if args.command == "demo":
         from gateway.demo import run_demo  # noqa: PLC0415
 

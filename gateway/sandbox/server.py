@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 from aiohttp import web
 
 from gateway.sandbox.unibo import UniboSandbox
+from gateway.sandbox.userwise import DEFAULT_SECRET, UserWiseSandbox
 
 # Sandboxes hold hanging requests until shutdown releases them, so pending handlers finish quickly; this only bounds
 # a handler that misbehaves.
@@ -85,8 +89,32 @@ def _base_url(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{shown}:{port}"
 
 
-async def run_sandbox_forever(host: str, unibo_port: int, unibo_keys: dict[str, str]) -> None:
-    """Serve the Unibo sandbox (`unibo_keys`: accepted api key -> tenant name) until cancelled, printing its URLs."""
+@dataclass(frozen=True, slots=True)
+class UserWiseOptions:
+    """How `gateway sandbox` serves the UserWise sandbox: port, accepted app keys (key -> tenant), company secret."""
+
+    port: int = 9203
+    keys: dict[str, str] | None = None
+    secret: str = DEFAULT_SECRET
+
+
+@contextlib.asynccontextmanager
+async def _serve_userwise(host: str, options: UserWiseOptions) -> AsyncIterator[None]:
+    keys = options.keys if options.keys is not None else {"sandbox-userwise-key": "default"}
+    userwise = UserWiseSandbox(keys, options.secret)
+    async with SandboxServer(userwise.app(), host, options.port) as server:
+        tenants = ", ".join(sorted(set(keys.values()))) or "none: no key is accepted"
+        print(f"userwise sandbox at {server.url}  (tenants: {tenants})", flush=True)
+        print(f"  events:  POST {server.url}/api/v1/appuser/{{id}}/events|revenue_events|attributes", flush=True)
+        print(f"  report:  GET {server.url}/_sandbox/userwise/received[?ids=1&player=ID]", flush=True)
+        print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
+        yield
+
+
+async def run_sandbox_forever(
+    host: str, unibo_port: int, unibo_keys: dict[str, str], *, userwise: UserWiseOptions | None = None
+) -> None:
+    """Serve the Unibo sandbox (`unibo_keys`: accepted api key -> tenant name) and the UserWise one until cancelled."""
     unibo = UniboSandbox(unibo_keys)
     tenants = ", ".join(sorted(set(unibo_keys.values()))) or "none: no key is accepted"
     async with SandboxServer(unibo.app(), host, unibo_port) as server:
@@ -94,7 +122,8 @@ async def run_sandbox_forever(host: str, unibo_port: int, unibo_keys: dict[str, 
         print(f"  events:  POST {server.url}/api/v1/events", flush=True)
         print(f"  report:  GET {server.url}/_sandbox/unibo/received", flush=True)
         print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
-        await asyncio.Event().wait()
+        async with _serve_userwise(host, userwise or UserWiseOptions()):
+            await asyncio.Event().wait()
 
 
-__all__ = ["SandboxServer", "run_sandbox_forever"]
+__all__ = ["SandboxServer", "UserWiseOptions", "run_sandbox_forever"]
