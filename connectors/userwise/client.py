@@ -20,6 +20,7 @@ from connectors.userwise.signing import api_key_header, appuser_url, signed_url
 from gateway.backoff import parse_retry_after
 from gateway.connector import ClientContext, VendorRecord
 from gateway.http_client import HttpResponse
+from gateway.logs import scrubber
 from gateway.outcomes import Outcome, SendResult, classify
 
 DEFAULT_BASE_URL = "https://api.userwise.io"
@@ -49,7 +50,7 @@ def classify_response(response: HttpResponse) -> SendResult:
     return SendResult(outcome, status, detail=response.text[:MAX_DETAIL])
 
 
-def combine(size: int, delivered: set[int], failures: Sequence[RequestFailure]) -> SendResult:
+def combine(delivered: set[int], failures: Sequence[RequestFailure]) -> SendResult:
     """The batch's verdict from the requests that got a 2xx and those that did not (see the module docstring)."""
     if not failures:
         return SendResult(Outcome.DELIVERED, 204)
@@ -85,13 +86,21 @@ class UserWiseClient:
         # ambiguous for UserWise (no dedupe for plain events), so spurious timeouts would mean duplicates.
         lanes = (destination.concurrency or DEFAULTS.concurrency) * max(1, len(destination.credentials))
         self._slots = asyncio.Semaphore(max(lanes, 4))
+        self._headers: dict[UserWiseCredentials, dict[str, str]] = {}
+
+    def _headers_for(self, credentials: UserWiseCredentials) -> dict[str, str]:
+        """The tenant's headers, built once. The base64 key is as good as the key: it is registered with the scrubber
+        too, so a vendor echoing the header cannot leak it into a log line or a dead letter."""
+        headers = self._headers.get(credentials)
+        if headers is None:
+            api_key = api_key_header(credentials.api_key.get_secret_value())
+            scrubber.register([api_key])
+            headers = self._headers[credentials] = {"X-Api-Key": api_key, "Content-Type": "application/json"}
+        return headers
 
     async def send(self, credentials: UserWiseCredentials, records: Sequence[VendorRecord]) -> SendResult:
         """Send every player's requests (players in parallel, each in order) and combine the answers."""
-        headers = {
-            "X-Api-Key": api_key_header(credentials.api_key.get_secret_value()),
-            "Content-Type": "application/json",
-        }
+        headers = self._headers_for(credentials)
         secret = credentials.secret_key.get_secret_value()
         delivered: set[int] = set()
         failures: list[RequestFailure] = []
@@ -116,7 +125,7 @@ class UserWiseClient:
         async with asyncio.TaskGroup() as group:
             for requests in plan(records, self._max_items):
                 group.create_task(player(requests))
-        return combine(len(records), delivered, failures)
+        return combine(delivered, failures)
 
     async def _post(self, request: PlannedRequest, headers: dict[str, str], secret: str) -> SendResult:
         url = appuser_url(self._base_url, request.player, request.route)

@@ -200,3 +200,25 @@ def test_connector_is_registered() -> None:
     from gateway import registry  # noqa: PLC0415
 
     assert registry.get("userwise") is connector
+
+
+async def test_an_echoed_base64_key_never_reaches_a_dead_letter() -> None:
+    """The X-Api-Key value (base64 of the key, as good as the key) is scrubbed from an echoing vendor's error text."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from gateway.dlq import dead_letter_headers  # noqa: PLC0415
+
+    credentials = UserWiseCredentials.model_validate({"api_key": "echo-app-key-789", "secret_key": "s3cret-value"})
+    encoded = "ZWNoby1hcHAta2V5LTc4OQ=="
+
+    def echo(url: str, body: bytes) -> tuple[int, dict[str, str]]:
+        return 400, {}
+
+    transport = AnsweringTransport(echo)
+    client = _client(transport)
+    result = await client.send(credentials, [_record("a", "events", "1")])
+    assert transport.requests[0]["headers"]["X-Api-Key"] == encoded
+    message = SimpleNamespace(topic="t", partition=0, offset=1, key=None, value=b"{}", headers=[])
+    detail = f"{result.detail} echoed header: {encoded}"
+    headers = dict(dead_letter_headers(message, "uw", "rejected", detail, result.status))
+    assert encoded.encode() not in headers["gateway-error"]
