@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
 from connectors.userwise.signing import api_key_header, appuser_url, request_hash, signed_url
@@ -76,3 +79,17 @@ def test_dot_segments_cannot_be_addressed(player: str) -> None:
     """ "." and ".." would be resolved away by any URL normalizer, reaching another endpoint: refused."""
     with pytest.raises(ValueError, match="path segment"):
         appuser_url("https://api.userwise.io", player, "events")
+
+
+@settings(max_examples=500, deadline=None)
+@given(player=st.text(min_size=1, max_size=40).filter(lambda text: text not in (".", "..")))
+def test_any_player_id_is_one_segment_that_survives_the_wire_spelling(player: str) -> None:
+    """For any id: the URL is a fixed point of the client's normalization and its one segment decodes to the id."""
+    url = appuser_url("https://api.userwise.io", player, "revenue_events")
+    assert str(URL(url)) == url
+    prefix, _, rest = url.partition("/api/v1/appuser/")
+    segment, _, endpoint = rest.rpartition("/")
+    assert prefix == "https://api.userwise.io"
+    assert endpoint == "revenue_events"
+    assert "/" not in segment and "?" not in segment and "#" not in segment
+    assert unquote(segment, errors="strict") == player
