@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connectors.userwise.config import UserWiseOptions
@@ -102,3 +105,37 @@ def test_every_event_item_carries_event_uid_and_occurred_at() -> None:
                 assert item["attributes"][0]["value"] == event["event_id"]
                 seen += 1
     assert seen > 500
+
+
+_custom_values = st.one_of(
+    st.text(max_size=20),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.booleans(),
+    st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-(10**9), max_value=10**9),
+    st.lists(st.text(max_size=5), max_size=3),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    custom=st.dictionaries(st.text(min_size=1, max_size=10), _custom_values, max_size=5),
+    data_type=st.sampled_from(["string", "boolean", "integer", "float", "datetime"]),
+    country=st.one_of(st.none(), st.sampled_from(["DE", "br"])),
+)
+def test_any_profile_maps_to_valid_attributes_or_a_mapping_error(
+    custom: dict[str, Any], data_type: str, country: str | None
+) -> None:
+    """Whatever custom values and configured types: attributes with a declared type, or a MappingError (DLQ)."""
+    names = list(custom)
+    options = {"profile_fields": ["country", "custom.*"], "data_types": dict.fromkeys(names[:1], data_type)}
+    event = _player(
+        country=country, custom={name: float(v) if isinstance(v, Decimal) else v for name, v in custom.items()}
+    )
+    try:
+        mapped = _map(event, **options)
+    except MappingError:
+        return
+    for attributes in mapped:
+        for item in attributes:
+            assert item["data_type"] in {"string", "boolean", "integer", "float", "datetime"}
+            assert set(item) == {"name", "value", "data_type"}
