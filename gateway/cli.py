@@ -105,6 +105,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TENANT=KEY",
         help="accepted Enable3 X-API-KEY for a tenant (default: default=sandbox-enable3-key)",
     )
+    sandbox.add_argument("--userwise-port", type=int, default=9203, help="UserWise sandbox port (0 = off)")
+    sandbox.add_argument(
+        "--userwise-key",
+        action="append",
+        default=[],
+        metavar="TENANT=KEY",
+        help="accepted UserWise app key for a tenant (default: default=sandbox-userwise-key)",
+    )
+    sandbox.add_argument(
+        "--userwise-secret", default="sandbox-userwise-secret", help="the company secret that signs UserWise requests"
+    )
     return parser
 
 
@@ -213,15 +224,18 @@ def _accepted_keys(option: str, entries: Sequence[str]) -> dict[str, str] | None
     return accepted
 
 
-def _sandbox(host: str, port: int, keys: Sequence[str], enable3_port: int, enable3_keys: Sequence[str]) -> int:
-    from gateway.sandbox.server import run_sandbox_forever  # noqa: PLC0415
+def _sandbox(args: argparse.Namespace) -> int:
+    from gateway.sandbox.server import Enable3Options, UserWiseOptions, run_sandbox_forever  # noqa: PLC0415
 
-    accepted = _accepted_keys("--unibo-key", keys or ["default=sandbox-unibo-key"])
-    enable3 = _accepted_keys("--enable3-key", enable3_keys or ["default=sandbox-enable3-key"])
-    if accepted is None or enable3 is None:
+    unibo_keys = _accepted_keys("--unibo-key", args.unibo_key or ["default=sandbox-unibo-key"])
+    enable3_keys = _accepted_keys("--enable3-key", args.enable3_key or ["default=sandbox-enable3-key"])
+    userwise_keys = _accepted_keys("--userwise-key", args.userwise_key or ["default=sandbox-userwise-key"])
+    if unibo_keys is None or enable3_keys is None or userwise_keys is None:
         return 2
+    enable3 = Enable3Options(args.enable3_port, enable3_keys) if args.enable3_port else None
+    userwise = UserWiseOptions(args.userwise_port, userwise_keys, args.userwise_secret) if args.userwise_port else None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_sandbox_forever(host, port, accepted, enable3_port or None, enable3))
+        asyncio.run(run_sandbox_forever(args.host, args.unibo_port, unibo_keys, enable3=enable3, userwise=userwise))
     return 0
 
 
@@ -240,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "replay":
         return _replay(args)
     if args.command == "sandbox":
-        return _sandbox(args.host, args.unibo_port, args.unibo_key, args.enable3_port, args.enable3_key)
+        return _sandbox(args)
     if args.command == "demo":
         from gateway.demo import run_demo  # noqa: PLC0415
 

@@ -13,6 +13,7 @@ from gateway.errors import ConfigError
 BUILTIN: dict[str, str] = {
     "unibo": "connectors.unibo:connector",
     "enable3": "connectors.enable3:connector",
+    "userwise": "connectors.userwise:connector",
 }
 
 ENTRY_POINT_GROUP = "gateway.connectors"

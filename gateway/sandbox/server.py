@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -13,6 +15,7 @@ from aiohttp import web
 
 from gateway.sandbox.enable3 import Enable3Sandbox
 from gateway.sandbox.unibo import UniboSandbox
+from gateway.sandbox.userwise import DEFAULT_SECRET, UserWiseSandbox
 
 # Sandboxes hold hanging requests until shutdown releases them, so pending handlers finish quickly; this only bounds
 # a handler that misbehaves.
@@ -87,34 +90,74 @@ def _base_url(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{shown}:{port}"
 
 
+@dataclass(frozen=True, slots=True)
+class Enable3Options:
+    """How `gateway sandbox` serves the Enable3 sandbox: port and accepted X-API-KEY values (key -> tenant)."""
+
+    port: int = 9202
+    keys: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserWiseOptions:
+    """How `gateway sandbox` serves the UserWise sandbox: port, accepted app keys (key -> tenant), company secret."""
+
+    port: int = 9203
+    keys: dict[str, str] | None = None
+    secret: str = DEFAULT_SECRET
+
+
+def _tenants(keys: dict[str, str]) -> str:
+    return ", ".join(sorted(set(keys.values()))) or "none: no key is accepted"
+
+
+@contextlib.asynccontextmanager
+async def _serve_enable3(host: str, options: Enable3Options) -> AsyncIterator[None]:
+    keys = options.keys if options.keys is not None else {"sandbox-enable3-key": "default"}
+    enable3 = Enable3Sandbox(keys)
+    async with SandboxServer(enable3.app(), host, options.port) as server:
+        print(f"enable3 sandbox at {server.url}  (tenants: {_tenants(keys)})", flush=True)
+        print(f"  events:  POST {server.url}/api/v1/event  (+ /api/v1/revenue, /api/v1/segment/users)", flush=True)
+        print(f"  widget:  GET {server.url}/api/v1/integration/user/<id>/widget|token|balance", flush=True)
+        print(f"  report:  GET {server.url}/_sandbox/enable3/received", flush=True)
+        print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _serve_userwise(host: str, options: UserWiseOptions) -> AsyncIterator[None]:
+    keys = options.keys if options.keys is not None else {"sandbox-userwise-key": "default"}
+    userwise = UserWiseSandbox(keys, options.secret)
+    async with SandboxServer(userwise.app(), host, options.port) as server:
+        print(f"userwise sandbox at {server.url}  (tenants: {_tenants(keys)})", flush=True)
+        print(f"  events:  POST {server.url}/api/v1/appuser/{{id}}/events|revenue_events|attributes", flush=True)
+        print(f"  report:  GET {server.url}/_sandbox/userwise/received[?ids=1&player=ID]", flush=True)
+        print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
+        yield
+
+
 async def run_sandbox_forever(
     host: str,
     unibo_port: int,
     unibo_keys: dict[str, str],
-    enable3_port: int | None = None,
-    enable3_keys: dict[str, str] | None = None,
+    *,
+    enable3: Enable3Options | None = None,
+    userwise: UserWiseOptions | None = None,
 ) -> None:
-    """Serve the Unibo sandbox and, with `enable3_port`, the Enable3 one (keys: accepted api key -> tenant name)
-    until cancelled, printing their URLs."""
+    """Serve the Unibo sandbox (`unibo_keys`: accepted api key -> tenant name) and, when given, the Enable3 and
+    UserWise ones, until cancelled, printing their URLs."""
     unibo = UniboSandbox(unibo_keys)
-    tenants = ", ".join(sorted(set(unibo_keys.values()))) or "none: no key is accepted"
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(SandboxServer(unibo.app(), host, unibo_port))
-        print(f"unibo sandbox at {server.url}  (tenants: {tenants})", flush=True)
+        print(f"unibo sandbox at {server.url}  (tenants: {_tenants(unibo_keys)})", flush=True)
         print(f"  events:  POST {server.url}/api/v1/events", flush=True)
         print(f"  report:  GET {server.url}/_sandbox/unibo/received", flush=True)
         print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
-        if enable3_port is not None:
-            keys = enable3_keys or {}
-            enable3 = Enable3Sandbox(keys)
-            server = await stack.enter_async_context(SandboxServer(enable3.app(), host, enable3_port))
-            tenants = ", ".join(sorted(set(keys.values()))) or "none: no key is accepted"
-            print(f"enable3 sandbox at {server.url}  (tenants: {tenants})", flush=True)
-            print(f"  events:  POST {server.url}/api/v1/event  (+ /api/v1/revenue, /api/v1/segment/users)", flush=True)
-            print(f"  widget:  GET {server.url}/api/v1/integration/user/<id>/widget|token|balance", flush=True)
-            print(f"  report:  GET {server.url}/_sandbox/enable3/received", flush=True)
-            print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
+        if enable3 is not None:
+            await stack.enter_async_context(_serve_enable3(host, enable3))
+        if userwise is not None:
+            await stack.enter_async_context(_serve_userwise(host, userwise))
         await asyncio.Event().wait()
 
 
-__all__ = ["SandboxServer", "run_sandbox_forever"]
+__all__ = ["Enable3Options", "SandboxServer", "UserWiseOptions", "run_sandbox_forever"]

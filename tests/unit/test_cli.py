@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
 import socket
 import subprocess
@@ -89,7 +91,9 @@ async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
         "--unibo-key",
         "brand-x=k-123",
         "--enable3-port",
-        "0",  # off: this test is about Unibo, and the default Enable3 port may be taken
+        "0",  # off: this test is about Unibo, and the default Enable3 and UserWise ports may be taken
+        "--userwise-port",
+        "0",
         stdout=asyncio.subprocess.PIPE,
         cwd=ROOT,
     )
@@ -130,6 +134,8 @@ async def test_sandbox_command_also_serves_the_enable3_sandbox() -> None:
         str(enable3_port),
         "--enable3-key",
         "brand-y=e3-key",
+        "--userwise-port",
+        "0",
         stdout=asyncio.subprocess.PIPE,
         cwd=ROOT,
     )
@@ -147,6 +153,57 @@ async def test_sandbox_command_also_serves_the_enable3_sandbox() -> None:
             async with session.get(f"{base}/_sandbox/enable3/received?ids=1") as response:
                 report = await response.json()
         assert report["tenants"]["brand-y"]["ids"] == ["e1"]
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_sandbox_command_serves_the_userwise_sandbox() -> None:
+    """`gateway sandbox` also serves UserWise: a request signed with the given key and secret is recorded."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    unibo_port, userwise_port = ports
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "sandbox",
+        "--unibo-port",
+        str(unibo_port),
+        "--enable3-port",
+        "0",
+        "--userwise-port",
+        str(userwise_port),
+        "--userwise-key",
+        "brand-y=uw-key",
+        "--userwise-secret",
+        "uw-secret",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        line = b""
+        while b"userwise sandbox" not in line:
+            line = await asyncio.wait_for(process.stdout.readline(), 20)
+            assert line, "the sandbox exited"
+        assert f"127.0.0.1:{userwise_port}" in line.decode()
+        assert "brand-y" in line.decode()
+        url = f"http://127.0.0.1:{userwise_port}/api/v1/appuser/p%201/events"
+        body = b'{"events":[{"event_id":"login","attributes":[{"name":"event_uid","value":"e1"}]}]}'
+        enc = hashlib.sha3_256(url.encode() + body + b"uw-secret").hexdigest()
+        headers = {"X-Api-Key": base64.b64encode(b"uw-key").decode(), "Content-Type": "application/json"}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url}?enc={enc}", data=body, headers=headers) as response:
+                assert response.status == 204
+            report_url = f"http://127.0.0.1:{userwise_port}/_sandbox/userwise/received?ids=1&player=p%201"
+            async with session.get(report_url) as response:
+                report = await response.json()
+        assert report["apps"]["brand-y"]["event_uids"] == ["e1"]
+        assert report["apps"]["brand-y"]["timeline"] == [["events", "e1"]]
     finally:
         process.terminate()
         await process.wait()

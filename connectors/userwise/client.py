@@ -1,0 +1,138 @@
+"""UserWise HTTP client: sends a batch as per-player requests, signs each one, and folds the answers into one verdict.
+
+Per player the requests go one after another and stop at the first that fails, so a player's order holds; players go
+in parallel. The batch's verdict (a partial SendResult) combines the per-request outcomes, most severe first:
+HALT (the key or hash is refused: nothing else can pass) > RETRY (transient: back off, then send the rest again) >
+REJECT (a request UserWise refuses: dead-letter its record, or let the engine split to find it) > DELIVERED.
+`delivered` always names the records whose request got a 2xx, so a retry never re-sends them: UserWise has no dedupe
+for plain events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from connectors.userwise.config import DEFAULTS, UserWiseCredentials, UserWiseOptions
+from connectors.userwise.requests import PlannedRequest, plan
+from connectors.userwise.signing import api_key_header, appuser_url, signed_url
+from gateway.backoff import parse_retry_after
+from gateway.connector import ClientContext, VendorRecord
+from gateway.http_client import HttpResponse
+from gateway.logs import scrubber
+from gateway.outcomes import Outcome, SendResult, classify
+
+DEFAULT_BASE_URL = "https://api.userwise.io"
+MAX_DETAIL = 1000
+SEVERITY = {Outcome.DELIVERED: 0, Outcome.REJECT: 1, Outcome.RETRY: 2, Outcome.HALT: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailure:
+    """A request that did not get a 2xx, and its classified result."""
+
+    request: PlannedRequest
+    result: SendResult
+
+
+def classify_response(response: HttpResponse) -> SendResult:
+    """One request's answer on the core outcome table (400/422 and other 4xx reject, 401/403 halt, 429/5xx retry)."""
+    status = response.status
+    outcome = classify(status)
+    if outcome is Outcome.DELIVERED:
+        return SendResult(Outcome.DELIVERED, status)
+    if outcome is Outcome.RETRY:
+        reason = response.error.split(":", 1)[0] if status == 0 else ""
+        retry_after = parse_retry_after(response.headers.get("Retry-After")) if status else None
+        detail = response.error or response.text[:200]
+        return SendResult(Outcome.RETRY, status, reason=reason, detail=detail, retry_after=retry_after)
+    return SendResult(outcome, status, detail=response.text[:MAX_DETAIL])
+
+
+def combine(delivered: set[int], failures: Sequence[RequestFailure]) -> SendResult:
+    """The batch's verdict from the requests that got a 2xx and those that did not (see the module docstring)."""
+    if not failures:
+        return SendResult(Outcome.DELIVERED, 204)
+    worst = max(failures, key=lambda failure: SEVERITY[failure.result.outcome])
+    outcome = worst.result.outcome
+    done = frozenset(delivered) if delivered else None
+    if outcome is Outcome.RETRY:
+        waits = [f.result.retry_after for f in failures if f.result.retry_after is not None]
+        result = worst.result
+        return SendResult(
+            Outcome.RETRY, result.status, result.reason, result.detail, max(waits) if waits else None, delivered=done
+        )
+    if outcome is Outcome.HALT:
+        return SendResult(Outcome.HALT, worst.result.status, detail=worst.result.detail, delivered=done)
+    # REJECT: a refused request of one record names it; larger ones are isolated by the engine's splitting.
+    single = frozenset(f.request.indexes[0] for f in failures if len(f.request.indexes) == 1)
+    first = next((f for f in failures if len(f.request.indexes) == 1), worst)
+    detail = f"{first.request.route}: {first.result.detail}"[:MAX_DETAIL]
+    return SendResult(Outcome.REJECT, first.result.status, detail=detail, rejected=single or None, delivered=done)
+
+
+class UserWiseClient:
+    """Sends one tenant's batch to `POST {base_url}/api/v1/appuser/{id}/{events|revenue_events|attributes}?enc=...`."""
+
+    def __init__(self, context: ClientContext) -> None:
+        destination = context.destination
+        self._base_url = destination.base_url or DEFAULT_BASE_URL
+        self._http = context.http
+        options: UserWiseOptions = context.options
+        self._max_items = options.max_items_per_request
+        # Requests in flight for the destination stay within the pipeline's connection pool (one connection per
+        # lane, at least 4), so a request never waits for a connection inside its timeout: a timed-out request is
+        # ambiguous for UserWise (no dedupe for plain events), so spurious timeouts would mean duplicates.
+        lanes = (destination.concurrency or DEFAULTS.concurrency) * max(1, len(destination.credentials))
+        self._slots = asyncio.Semaphore(max(lanes, 4))
+        self._headers: dict[UserWiseCredentials, dict[str, str]] = {}
+
+    def _headers_for(self, credentials: UserWiseCredentials) -> dict[str, str]:
+        """The tenant's headers, built once. The base64 key is as good as the key: it is registered with the scrubber
+        too, so a vendor echoing the header cannot leak it into a log line or a dead letter."""
+        headers = self._headers.get(credentials)
+        if headers is None:
+            api_key = api_key_header(credentials.api_key.get_secret_value())
+            scrubber.register([api_key])
+            headers = self._headers[credentials] = {"X-Api-Key": api_key, "Content-Type": "application/json"}
+        return headers
+
+    async def send(self, credentials: UserWiseCredentials, records: Sequence[VendorRecord]) -> SendResult:
+        """Send every player's requests (players in parallel, each in order) and combine the answers."""
+        headers = self._headers_for(credentials)
+        secret = credentials.secret_key.get_secret_value()
+        delivered: set[int] = set()
+        failures: list[RequestFailure] = []
+        stop = asyncio.Event()  # set on HALT or RETRY: the rest would fail the same way; it is sent again later
+
+        async def player(requests: list[PlannedRequest]) -> None:
+            for request in requests:
+                if stop.is_set():
+                    return
+                async with self._slots:
+                    if stop.is_set():
+                        return
+                    result = await self._post(request, headers, secret)
+                if result.outcome is Outcome.DELIVERED:
+                    delivered.update(request.indexes)
+                    continue
+                failures.append(RequestFailure(request, result))
+                if result.outcome is not Outcome.REJECT:
+                    stop.set()
+                return  # the player's later requests wait, so its order holds
+
+        async with asyncio.TaskGroup() as group:
+            for requests in plan(records, self._max_items):
+                group.create_task(player(requests))
+        return combine(delivered, failures)
+
+    async def _post(self, request: PlannedRequest, headers: dict[str, str], secret: str) -> SendResult:
+        url = appuser_url(self._base_url, request.player, request.route)
+        response = await self._http.request(
+            "POST", signed_url(url, request.body, secret), body=request.body, headers=headers
+        )
+        return classify_response(response)
+
+    async def close(self) -> None:
+        """Nothing to release: the transport belongs to the pipeline."""

@@ -1,0 +1,207 @@
+"""Pure mapping from normalized events to UserWise items, one route per endpoint, keyed by player for ordering.
+
+Every record's `key` is the player id: it is both the lane key (so one player's events, revenue events and attribute
+upserts reach UserWise in source order) and the `appuser_external_id` the client puts in the URL.
+Record bodies: an `events[]` item, a `revenue_events[]` item, or a JSON array of `attributes[]` items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from connectors.userwise.attributes import FIELD_TYPES, Attribute, attribute, number
+from connectors.userwise.config import CUSTOM_PREFIX, UserWiseOptions
+from connectors.userwise.signing import UNADDRESSABLE_IDS
+from gateway.connector import VendorRecord, record_body
+from gateway.errors import MappingError
+from gateway.events import (
+    CustomEvent,
+    DepositEvent,
+    Event,
+    GameRoundEvent,
+    LoginEvent,
+    PlayerEvent,
+    RevenueEvent,
+    WithdrawalEvent,
+)
+
+EVENTS = "events"
+REVENUE_EVENTS = "revenue_events"
+ATTRIBUTES = "attributes"
+ROUTES = (EVENTS, REVENUE_EVENTS, ATTRIBUTES)
+
+# The attributes every event and revenue event carries: UserWise has no event-instance id and no timestamp field.
+EVENT_UID = "event_uid"
+OCCURRED_AT = "occurred_at"
+LAST_LOGIN = "last_login"
+
+
+def _player(event: Event) -> str:
+    player_id = event.player_id
+    if player_id is None:  # pragma: no cover - every type mapped here requires player_id
+        raise MappingError("event has no player_id")
+    if player_id in UNADDRESSABLE_IDS:
+        raise MappingError(f"player_id {player_id!r} cannot be addressed in a UserWise URL path")
+    return player_id
+
+
+def _identity(event: Event, options: UserWiseOptions) -> list[Attribute]:
+    return [
+        attribute(EVENT_UID, event.event_id, options, "string"),
+        attribute(OCCURRED_AT, event.occurred_at, options, "datetime"),
+    ]
+
+
+def _event_record(event: Event, name: str, extra: list[Attribute], options: UserWiseOptions) -> VendorRecord:
+    item = {"event_id": name, "attributes": _identity(event, options) + extra}
+    return VendorRecord(route=EVENTS, body=record_body(item), key=_player(event), record_id=event.event_id)
+
+
+def _payment(event: DepositEvent | WithdrawalEvent, options: UserWiseOptions) -> list[Attribute]:
+    extra = [
+        attribute("amount", event.amount, options, "float"),
+        attribute("currency", event.currency, options, "string"),
+        attribute("transaction_id", event.transaction_id, options, "string"),
+    ]
+    if event.method is not None:
+        extra.append(attribute("method", event.method, options, "string"))
+    return extra
+
+
+def _deposit(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, DepositEvent)
+    if event.status != "success":
+        return ()  # only money that arrived is revenue or a deposit
+    records: list[VendorRecord] = []
+    if options.deposit_revenue:
+        item = {
+            "revenue": number(event.amount),
+            "transaction_id": event.transaction_id,  # UserWise upserts by it: a re-send updates, never duplicates
+            "revenue_type": options.revenue_types["deposit"],
+            "attributes": [*_identity(event, options), attribute("currency", event.currency, options, "string")],
+        }
+        records.append(
+            VendorRecord(
+                route=REVENUE_EVENTS, body=record_body(item), key=_player(event), record_id=event.transaction_id
+            )
+        )
+    name = options.event_names["deposit"]
+    if name is not None:
+        records.append(_event_record(event, name, _payment(event, options), options))
+    return records
+
+
+def _withdrawal(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, WithdrawalEvent)
+    name = options.event_names["withdrawal"]
+    if event.status != "success" or name is None:
+        return ()
+    return (_event_record(event, name, _payment(event, options), options),)
+
+
+def _gameround(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, GameRoundEvent)
+    name = options.event_names[event.kind]
+    if name is None:
+        return ()
+    extra = [
+        attribute("amount", event.amount, options, "float"),
+        attribute("currency", event.currency, options, "string"),
+        attribute("game_id", event.game_id, options, "string"),
+        attribute("round_id", event.round_id, options, "string"),
+        attribute("is_bonus", event.is_bonus, options, "boolean"),
+    ]
+    return (_event_record(event, name, extra, options),)
+
+
+def _login(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, LoginEvent)
+    if not event.success:
+        return ()  # a failed attempt is neither a login nor a last login
+    records: list[VendorRecord] = []
+    name = options.event_names["login"]
+    if name is not None:
+        records.append(_event_record(event, name, [], options))
+    if options.last_login:
+        attributes = [attribute(LAST_LOGIN, event.occurred_at, options, "datetime")]
+        records.append(
+            VendorRecord(
+                route=ATTRIBUTES,
+                body=record_body(attributes),
+                key=_player(event),
+                record_id=f"{event.event_id}/{LAST_LOGIN}",
+            )
+        )
+    return records
+
+
+def _custom_attributes(custom: dict[str, Any] | None, options: UserWiseOptions) -> list[Attribute]:
+    if not custom:
+        return []
+    every = f"{CUSTOM_PREFIX}*" in options.profile_fields
+    return [
+        attribute(name, value, options)
+        for name, value in custom.items()
+        if every or f"{CUSTOM_PREFIX}{name}" in options.profile_fields
+    ]
+
+
+def _profile(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, PlayerEvent)
+    changes = event.changes()
+    attributes: list[Attribute] = []
+    # Partial update: only the fields this message carried; an explicit null upserts null (or is left out).
+    for field in options.profile_fields:
+        if field in changes and (changes[field] is not None or options.send_nulls):
+            attributes.append(attribute(field, changes[field], options, FIELD_TYPES.get(field, "string")))
+    attributes.extend(_custom_attributes(changes.get("custom"), options))
+    if not attributes:
+        return ()
+    return (VendorRecord(route=ATTRIBUTES, body=record_body(attributes), key=_player(event), record_id=event.event_id),)
+
+
+def _custom(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, CustomEvent)
+    extra = [attribute("value", event.value, options, "float")]
+    if event.tags:
+        extra.append(attribute("tags", event.tags, options, "string"))
+    reserved = {EVENT_UID, OCCURRED_AT, "value", "tags"}
+    extra.extend(attribute(name, value, options) for name, value in event.attributes.items() if name not in reserved)
+    return (_event_record(event, event.name, extra, options),)
+
+
+def _revenue(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
+    assert isinstance(event, RevenueEvent)
+    if event.player_id is None:
+        return ()  # operator-level revenue has no app user to attach it to
+    amount = number(event.amount)
+    item: dict[str, Any] = {
+        # A refund is its own transaction with a negative amount (UserWise's rule for a new transaction_id).
+        "revenue": -abs(amount) if event.kind == "refund" else amount,
+        "transaction_id": event.revenue_id,
+        "revenue_type": options.revenue_types[event.kind],
+    }
+    if event.product_id is not None:
+        item["product_id"] = event.product_id
+    item["attributes"] = [*_identity(event, options), attribute("currency", event.currency, options, "string")]
+    return (VendorRecord(route=REVENUE_EVENTS, body=record_body(item), key=_player(event), record_id=event.revenue_id),)
+
+
+MAPPERS: dict[str, Callable[[Event, UserWiseOptions], Sequence[VendorRecord]]] = {
+    "deposit": _deposit,
+    "withdrawal": _withdrawal,
+    "gameround": _gameround,
+    "login": _login,
+    "player": _profile,
+    "custom": _custom,
+    "revenue": _revenue,
+}
+
+
+def map_event(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
+    """The UserWise records for one event; empty when UserWise does not take it."""
+    mapper = MAPPERS.get(event.type)
+    if mapper is None:
+        return ()
+    return mapper(event, options)

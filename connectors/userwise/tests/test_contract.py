@@ -1,0 +1,22 @@
+"""The UserWise connector against the shared connector contract suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from connectors.userwise import connector
+from gateway.connector import Connector
+from gateway.testbed.contract import ConnectorContract
+
+
+class TestUserWiseContract(ConnectorContract):
+    """Golden fixtures, purity, outcome table and secret handling for UserWise."""
+
+    connector: ClassVar[Connector] = connector
+    golden_dir: ClassVar[Path] = Path(__file__).parent / "golden"
+    credentials: ClassVar[dict[str, Any]] = {
+        "api_key": "userwise-contract-key-123",
+        "secret_key": "userwise-contract-secret-456",
+    }
+    secrets: ClassVar[tuple[str, ...]] = ("userwise-contract-key-123", "userwise-contract-secret-456")
