@@ -12,6 +12,7 @@ from gateway.errors import ConfigError
 
 BUILTIN: dict[str, str] = {
     "unibo": "connectors.unibo:connector",
+    "intarget": "connectors.intarget:connector",
 }
 
 ENTRY_POINT_GROUP = "gateway.connectors"
