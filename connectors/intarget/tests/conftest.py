@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -13,23 +12,9 @@ import pytest
 from connectors.intarget.store import FeedStore
 from connectors.intarget.store_postgres import PostgresStore
 from connectors.intarget.store_sqlite import SqliteStore
+from connectors.intarget.tests.clock import ManualClock
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-START = 1_780_000_000  # 2026-05-28 20:26:40 UTC
-
-
-@dataclass
-class ManualClock:
-    """A store clock the test moves."""
-
-    now: float = START + 0.5
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move forward (or back, to prove stamps never decrease)."""
-        self.now += seconds
 
 
 async def drop_schema(schema: str) -> None:

@@ -19,7 +19,7 @@ from connectors.intarget.config import FeedSettings
 from connectors.intarget.server import FeedServer
 from connectors.intarget.store import FeedStore
 from connectors.intarget.store_sqlite import SqliteStore
-from connectors.intarget.tests.conftest import ManualClock
+from connectors.intarget.tests.clock import ManualClock
 from connectors.intarget.tests.test_store import player, records
 from gateway.metrics import Metrics
 

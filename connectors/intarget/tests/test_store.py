@@ -10,7 +10,7 @@ import orjson
 
 from connectors.intarget import connector
 from connectors.intarget.store import FeedStore
-from connectors.intarget.tests.conftest import START, ManualClock
+from connectors.intarget.tests.clock import START, ManualClock
 from gateway.connector import VendorRecord
 from gateway.events import decode
 
