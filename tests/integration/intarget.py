@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -109,3 +110,37 @@ async def settled(running: InProcessGateway, produced: int, timeout: float = 60)
 def basic(user: str, password: str) -> str:
     """An HTTP Basic header value."""
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def fill_logins(backend: StoreBackend, count: int, stamp: int) -> None:
+    """Create the store's tables and `count` login rows stamped `stamp`, in one bulk statement (test setup only)."""
+    from connectors.intarget.store_postgres import PostgresStore  # noqa: PLC0415
+    from connectors.intarget.store_sqlite import SqliteStore  # noqa: PLC0415
+
+    columns = "id, player_id, ip, created_at, user_agent, is_success, modified_at, brand"
+    values = f"'203.0.113.7', '2026-03-01 10:00:00', 'Mozilla/5.0 (X11; Linux x86_64)', 1, {int(stamp)}, 'default'"
+    if backend.kind == "sqlite":
+        store = SqliteStore(backend.path)
+        await store.open()
+        await store.close()
+        connection = sqlite3.connect(backend.path)
+        try:
+            connection.execute(
+                f"WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {int(count)}) "
+                f"INSERT INTO logins ({columns}) SELECT 'login-' || x, 'p-' || (x % 5000), {values} FROM n"
+            )
+            connection.commit()
+        finally:
+            connection.close()
+        return
+    postgres = PostgresStore(backend.url)
+    await postgres.open()
+    await postgres.close()
+    connection = await asyncpg.connect(POSTGRES_URL, server_settings={"search_path": backend.schema})
+    try:
+        await connection.execute(
+            f"INSERT INTO logins ({columns}) SELECT 'login-' || x, 'p-' || (x % 5000), {values} "
+            f"FROM generate_series(1, {int(count)}) AS x"
+        )
+    finally:
+        await connection.close()
