@@ -90,7 +90,8 @@ class PostgresStore(FeedStore):
         if self._pool is not None:
             return
         try:
-            settings = {}
+            # Named per schema, so an operator (or a test) can find this store's sessions in pg_stat_activity.
+            settings = {"application_name": f"event-gateway:{self.schema or 'public'}"[:63]}
             if self.schema is not None:
                 connection = await asyncpg.connect(self._dsn)
                 try:
