@@ -207,3 +207,45 @@ async def test_retention_purges_old_rows(store: FeedStore, clock: ManualClock) -
     assert [row["id"] for row in await read(store, "logins")] == ["li-2"]
     await store.write(records(action("a1", "bet", "1", "2026-03-01T10:00:00Z")))  # its action is gone too
     assert (await read(store, "casino_sessions"))[0]["bet_count"] == 1
+
+
+async def test_two_postgres_writers_never_stamp_into_an_answered_window(clock: ManualClock) -> None:
+    """Two stores (two replicas) write one PostgreSQL schema concurrently while a reader answers 200 consecutive
+    closed windows: every row ends up in exactly the windows read, none lands in one already answered."""
+    from connectors.intarget.store_postgres import PostgresStore  # noqa: PLC0415
+    from connectors.intarget.tests.conftest import POSTGRES_URL, drop_schema, unique_schema  # noqa: PLC0415
+
+    schema = unique_schema()
+    replicas = [PostgresStore(f"{POSTGRES_URL}?schema={schema}", clock) for _ in range(2)]
+    for replica in replicas:
+        await replica.open()
+    done = asyncio.Event()
+
+    async def write(replica: FeedStore, name: str) -> None:
+        count = 0
+        while not done.is_set():
+            await replica.write(records(*(
+                {"event_id": f"{name}-{count}-{i}", "type": "login", "occurred_at": "2026-03-01T10:00:00Z",
+                 "player_id": f"p-{i}"} for i in range(20)
+            )))  # fmt: skip
+            count += 1
+            await asyncio.sleep(0)
+
+    try:
+        writers = [asyncio.create_task(write(replica, f"r{n}")) for n, replica in enumerate(replicas)]
+        seen: dict[str, int] = {}
+        start = int(clock.now)
+        for second in range(200):
+            clock.now = start + second + 1.5
+            assert await replicas[second % 2].await_watermark(5)
+            for row in await read(replicas[second % 2], "logins", start + second, start + second + 1):
+                assert row["id"] not in seen
+                seen[row["id"]] = row["modified_at"]
+        done.set()
+        await asyncio.gather(*writers)
+        full = {row["id"]: row["modified_at"] for row in await read(replicas[0], "logins", start, start + 200)}
+        assert len(seen) > 200 and seen == full
+    finally:
+        for replica in replicas:
+            await replica.close()
+        await drop_schema(schema)
