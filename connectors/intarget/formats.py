@@ -52,7 +52,11 @@ class FeedEncoder:
     def __init__(self, feed: str, custom_fields: Sequence[tuple[str, str]] = ()) -> None:
         self.columns: tuple[Column, ...] = FEEDS[feed].columns
         self.custom = [name for name, _ in custom_fields] if feed == "players" else []
-        self.header = [column.name for column in self.columns] + self.custom
+        seed = {column.name for column in self.columns}
+        # A custom field named like a seed column (e.g. `status`) is served as `custom_<name>`: names stay unique.
+        self.header = [column.name for column in self.columns] + [
+            f"custom_{name}" if name in seed else name for name in self.custom
+        ]
         self._keys = [orjson.dumps(name) + b":" for name in self.header]
         self._json = [_json_value(column.kind) for column in self.columns]
         self._csv = [_csv_value(column.kind) for column in self.columns]

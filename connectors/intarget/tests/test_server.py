@@ -70,7 +70,8 @@ async def served(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Served]:
     running = await serve(tmp_path, clock, username="intarget", password=PASSWORD, token=TOKEN)
     await running.store.write(
         records(
-            player("pl-1", first_name='Ann "the, best"', is_blocked=True, custom={"level": 3, "tags2": ["a", "b"]}),
+            player("pl-1", first_name='Ann "the, best"', is_blocked=True,
+                   custom={"level": 3, "tags2": ["a", "b"], "city": "x"}),
             {"event_id": "li-1", "type": "login", "occurred_at": "2026-03-01T10:00:00Z", "player_id": "p-1",
              "success": False},
         )
@@ -89,10 +90,11 @@ async def test_csv_parses_with_the_csv_module(served: Served) -> None:
     assert list(rows[0]) == [
         "id", "first_name", "last_name", "gender", "country", "city", "ip", "locale", "timezone", "birthday",
         "registered_at", "ref_code", "traffic_source", "user_agent", "modified_at", "is_blocked", "status",
-        "self_excluded", "level", "tags2",
+        "self_excluded", "custom_city", "level", "tags2",
     ]  # fmt: skip
     assert rows[0]["first_name"] == 'Ann "the, best"' and rows[0]["is_blocked"] == "1"
     assert rows[0]["modified_at"] == "2026-05-28 20:26:40" and rows[0]["level"] == "3" and rows[0]["tags2"] == "a, b"
+    assert rows[0]["custom_city"] == "x" and rows[0]["city"] == ""  # a custom field never shadows a seed column
 
 
 async def test_json_is_an_array_with_typed_values(served: Served) -> None:
@@ -229,3 +231,17 @@ async def test_feed_metrics_count_requests_rows_and_latency(served: Served) -> N
     assert value("gateway_feed_requests_total", {**labels, "status": "401"}) == 1
     assert value("gateway_feed_rows_total", labels) == 1
     assert value("gateway_feed_request_duration_seconds_count", labels) == 2
+
+
+async def test_the_poller_reads_closed_windows_only(served: Served, clock: ManualClock) -> None:
+    """The InTarget-like poller reads each closed window once, keeps rows by id, and stops at the open one."""
+    from connectors.intarget.poller import IntargetPoller  # noqa: PLC0415
+    from connectors.intarget.tests.clock import START  # noqa: PLC0415
+
+    poller = IntargetPoller(served.url.removesuffix("/intarget"), START - 60, token=TOKEN, window=60)
+    async with aiohttp.ClientSession() as session:
+        assert await poller.poll(session, now=clock.now) == 2  # the player and the login
+        assert poller.cursor == START + 1800  # 31 closed minutes read; the one ending after the clock is still open
+        requests = poller.requests
+        assert await poller.poll(session, now=clock.now) == 0 and poller.requests == requests
+    assert list(poller.rows["logins"]) == ["li-1"] and poller.refused == 0
