@@ -12,6 +12,7 @@ from connectors.intarget.server import FeedServer
 from connectors.intarget.store import Clock, FeedStore, StoreUnavailable
 from connectors.intarget.store_postgres import PostgresStore
 from connectors.intarget.store_sqlite import SqliteStore
+from gateway.backoff import FullJitterBackoff
 from gateway.extensions import Extension, ExtensionContext
 
 log = structlog.get_logger("connectors.intarget.extension")
@@ -35,11 +36,29 @@ class FeedExtension(Extension):
         self.store = store
         self.settings = settings
         self.server = FeedServer(context.destination.name, store, settings.feed, context.metrics)
+        self.stopping = context.stopping
         self._purge: asyncio.Task[None] | None = None
+
+    async def _open_store(self) -> bool:
+        """Open the store, retrying while it is unreachable (e.g. PostgreSQL restarting); False if asked to stop."""
+        backoff = FullJitterBackoff(initial=0.5, maximum=15.0)
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                await self.store.open()
+                return True
+            except StoreUnavailable as error:
+                delay = backoff.delay(attempt)
+                attempt += 1
+                log.warning("feed store unreachable, retrying", error=str(error)[:200], delay_s=round(delay, 2))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+        return False
 
     async def start(self) -> None:
         """Open the store, then listen; the purge runs in the background."""
-        await self.store.open()
+        if not await self._open_store():
+            return  # stopping before the store came up: the pipeline's writes retry until it drains
         await self.server.start()
         if self.settings.retention:
             self._purge = asyncio.create_task(self._purge_forever(), name="intarget-purge")
