@@ -152,6 +152,24 @@ EXTRA_COLUMNS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
 """Stored, not served as such: players' custom fields (a JSON object, served as extra columns)."""
 
 
+INTERNAL_COLUMNS: Final[dict[str, dict[str, str]]] = {
+    "casino_actions": {"id": "TEXT", "session_id": "TEXT"},
+    "games": {"id": "TEXT", "name": "TEXT"},
+    "player_custom_fields": {"name": "TEXT", "kind": "TEXT"},
+}
+
+
+def column_types(table: str) -> dict[str, str]:
+    """Column → SQL type of a stored table (feeds, with brand and extras, and the internal tables)."""
+    if table in INTERNAL_COLUMNS:
+        return INTERNAL_COLUMNS[table]
+    feed = FEEDS[table]
+    types = {column.name: SQL_TYPES[column.kind] for column in feed.columns}
+    types.update(dict(EXTRA_COLUMNS.get(table, ())))
+    types["brand"] = "TEXT"
+    return types
+
+
 def ddl() -> list[str]:
     """CREATE statements for every table and index (SQLite and PostgreSQL alike)."""
     statements = []

@@ -36,6 +36,11 @@ class Transaction(Protocol):
         """One statement over many parameter rows, in order."""
         ...
 
+    async def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """An `INSERT INTO t (cols) VALUES (?, ...) [ON CONFLICT ...]` over rows whose keys are distinct (so a
+        backend may send them as one statement)."""
+        ...
+
     def any_of(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
         """A `column IN (values)` condition and its arguments, in the backend's dialect."""
         ...

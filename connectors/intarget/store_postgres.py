@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from connectors.intarget.feeds import ddl
+from connectors.intarget.feeds import column_types, ddl
 from connectors.intarget.store import Clock, FeedStore, StoreUnavailable, Transaction, next_stamp
 from connectors.intarget.store_sqlite import select_sql
 
@@ -31,6 +31,22 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 DB_CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_INSERT = re.compile(r"^INSERT INTO (\w+) \(([^)]*)\) VALUES \(([?, ]+)\)")
+UNNEST_FROM = 8  # below this many rows, a pipelined executemany is as quick
+
+
+@cache
+def unnested(sql: str) -> str:
+    """`INSERT INTO t (a, b) VALUES (?, ?) ...` as `INSERT INTO t (a, b) SELECT * FROM unnest(?::text[], ?::bigint[])
+    ...`, typed from the table's columns (the rest of the statement, e.g. ON CONFLICT, is kept)."""
+    match = _INSERT.match(sql)
+    if match is None:
+        raise ValueError(f"not a plain multi-row INSERT: {sql[:80]}")
+    table, names = match.group(1), [name.strip() for name in match.group(2).split(",")]
+    types = column_types(table)
+    arrays = ", ".join(f"?::{types[name].lower()}[]" for name in names)
+    # Table and column names come from the store's own statements, never from input.
+    return f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays}){sql[match.end() :]}"  # noqa: S608
 
 
 @cache
@@ -67,6 +83,13 @@ class _PostgresTransaction:
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             await self._connection.executemany(numbered(sql), rows)
+
+    async def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if len(rows) < UNNEST_FROM:
+            await self.executemany(sql, rows)
+            return
+        # One statement for the whole batch: a row per array element, instead of one execution per row.
+        await self._connection.execute(numbered(unnested(sql)), *(list(column) for column in zip(*rows, strict=True)))
 
     def any_of(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?::text[])", [list(values)]

@@ -45,6 +45,9 @@ class _SqliteTransaction:
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._store.on_writer(lambda: self._connection.executemany(sql, rows))
 
+    async def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self.executemany(sql, rows)
+
     def any_of(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
         return f"{column} IN ({', '.join('?' * len(values))})", list(values)
 

@@ -67,9 +67,10 @@ async def apply_changes(tx: Transaction, stamp: int, changes: Sequence[tuple[str
     for route, row in changes:
         by_route[route].append(row)
     if "games" in by_route:
-        await tx.executemany(
+        names = {row["id"]: row["name"] for row in by_route["games"]}  # the last name of each game wins
+        await tx.insert_many(
             "INSERT INTO games (id, name) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name",
-            [[row["id"], row["name"]] for row in by_route["games"]],
+            sorted(names.items()),
         )
     if "players" in by_route:
         await _players(tx, stamp, by_route["players"])
@@ -83,14 +84,32 @@ async def apply_changes(tx: Transaction, stamp: int, changes: Sequence[tuple[str
         await _sessions(tx, stamp, by_route["casino_actions"])
 
 
+def _fold(table: str, key: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of one batch folded per key as applying them in order would: later values win (for partial-snapshot
+    tables, only non-null ones), insert-only columns keep the first sighting."""
+    folded: dict[str, dict[str, Any]] = {}
+    keep = table in KEEP_NULLS
+    for row in rows:
+        current = folded.get(row[key])
+        if current is None:
+            folded[row[key]] = dict(row)
+            continue
+        for name, value in row.items():
+            if name not in INSERT_ONLY and (value is not None or not keep):
+                current[name] = value
+    return list(folded.values())
+
+
 async def _simple(tx: Transaction, stamp: int, table: str, rows: list[dict[str, Any]]) -> None:
-    """Full-row tables: one statement, rows in order."""
+    """Full-row tables: one statement over the batch's rows, folded per natural key."""
     feed = FEEDS[table]
     insert_only = [c for c in rows[0] if c in INSERT_ONLY]
     columns = [c for c in rows[0] if c not in INSERT_ONLY and c not in (feed.key, "brand")]
     sql = upsert_sql(table, feed.key, columns, insert_only)
     order = [feed.key, *columns, *insert_only]
-    await tx.executemany(sql, [[*(row.get(c) for c in order), row["brand"], stamp] for row in rows])
+    await tx.insert_many(
+        sql, [[*(row.get(c) for c in order), row["brand"], stamp] for row in _fold(table, feed.key, rows)]
+    )
 
 
 def _merge(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
@@ -120,7 +139,7 @@ async def _partial(tx: Transaction, stamp: int, table: str, rows: list[dict[str,
     insert_only = ["created_at"] if "created_at" in feed.names else []
     for columns, group in groups.items():
         sql = upsert_sql(table, feed.key, columns, insert_only)
-        await tx.executemany(
+        await tx.insert_many(
             sql,
             [
                 [row[feed.key], *(row[c] for c in columns), *(row["seen_at"] for _ in insert_only), row["brand"], stamp]
@@ -145,7 +164,7 @@ async def _players(tx: Transaction, stamp: int, rows: list[dict[str, Any]]) -> N
             values = {name: value for name, value in values.items() if value is not None}
             kinds.update({name: value[0] for name, value in values.items()})
             merged[player_id]["custom"] = orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode() if values else None
-        await tx.executemany(
+        await tx.insert_many(
             "INSERT INTO player_custom_fields (name, kind) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
             sorted(kinds.items()),
         )
@@ -155,7 +174,7 @@ async def _players(tx: Transaction, stamp: int, rows: list[dict[str, Any]]) -> N
     for columns, group in groups.items():
         given = "registered_at" in columns
         sql = upsert_sql("players", "id", columns, () if given else ("registered_at",))
-        await tx.executemany(
+        await tx.insert_many(
             sql,
             [
                 [row["id"], *(row[c] for c in columns), *(() if given else (row["seen_at"],)), row["brand"], stamp]
@@ -189,7 +208,7 @@ async def _sessions(tx: Transaction, stamp: int, actions: list[dict[str, Any]]) 
     new = [action for action in unique if action["id"] not in seen]
     if not new:
         return
-    await tx.executemany(
+    await tx.insert_many(
         "INSERT INTO casino_actions (id, session_id) VALUES (?, ?)", [[a["id"], a["session_id"]] for a in new]
     )
     session_ids = list(dict.fromkeys(action["session_id"] for action in new))
@@ -226,4 +245,4 @@ async def _sessions(tx: Transaction, stamp: int, actions: list[dict[str, Any]]) 
         f"ON CONFLICT (session_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in columns)}, "
         "modified_at = excluded.modified_at"
     )
-    await tx.executemany(sql, [[s["session_id"], *(s.get(c) for c in columns), stamp] for s in sessions.values()])
+    await tx.insert_many(sql, [[s["session_id"], *(s.get(c) for c in columns), stamp] for s in sessions.values()])
