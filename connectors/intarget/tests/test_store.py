@@ -249,3 +249,27 @@ async def test_two_postgres_writers_never_stamp_into_an_answered_window(clock: M
         for replica in replicas:
             await replica.close()
         await drop_schema(schema)
+
+
+async def test_one_batch_with_repeated_ids_applies_in_order(store: FeedStore, clock: ManualClock) -> None:
+    """A large batch (one statement per table on PostgreSQL) holding the same ids several times ends as if applied
+    one by one: the last status wins, created_at is the first sighting, a later null keeps a sports value."""
+    deposits = [
+        {"event_id": f"d-{n}", "type": "deposit", "occurred_at": f"2026-03-01T10:{n:02d}:00Z", "player_id": "p-1",
+         "transaction_id": f"tx-{n % 4}", "amount": str(n), "currency": "EUR",
+         "status": ("pending", "success", "failed")[n % 3]}
+        for n in range(12)
+    ]  # fmt: skip
+    bets = [
+        {"event_id": f"sb-{n}", "type": "sports_bet", "occurred_at": "2026-03-01T10:00:00Z", "player_id": "p-1",
+         "bet_id": f"b-{n % 2}", "status": f"s{n}", "bet_type": "single", "stake": "5" if n < 2 else None}
+        for n in range(10)
+    ]  # fmt: skip
+    await store.write(records(*deposits, *bets))
+    transactions = by_id(await read(store, "transactions"))
+    assert sorted(transactions) == ["tx-0", "tx-1", "tx-2", "tx-3"]
+    assert (transactions["tx-0"]["amount"], transactions["tx-0"]["status"]) == ("8", "Fail")  # d-8: 8 % 3 == 2
+    assert transactions["tx-0"]["created_at"] == "2026-03-01 10:00:00"  # d-0 saw it first
+    sports = by_id(await read(store, "sports_bets"))
+    assert (sports["b-0"]["status"], sports["b-0"]["stake"]) == ("s8", "5")
+    assert (sports["b-1"]["status"], sports["b-1"]["stake"]) == ("s9", "5")
