@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -100,11 +100,28 @@ class IntargetSettings(BaseModel):
     model_config = _STRICT
 
     store: str = Field("sqlite:///intarget.db", description="sqlite:///rel.db, sqlite:////abs.db or postgresql://...")
+    store_password: SecretStr | None = Field(
+        None, description="the PostgreSQL password; one written inside the URL is moved here, so it is masked"
+    )
     feed: FeedSettings
     retention: dict[str, float] = Field(
         default_factory=dict, description="feed -> days a row is kept after its last change (absent = forever)"
     )
     purge_interval: float = Field(300.0, gt=0, description="seconds between retention purges")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_out_of_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("store"), str):
+            return data
+        parts = urlsplit(data["store"])
+        if not parts.scheme.startswith("postgres") or parts.password is None:
+            return data
+        host = parts.netloc.rpartition("@")[2]
+        user = f"{parts.username}@" if parts.username else ""
+        moved = {**data, "store": urlunsplit(parts._replace(netloc=user + host))}
+        moved.setdefault("store_password", unquote(parts.password))
+        return moved
 
     @field_validator("store")
     @classmethod

@@ -23,7 +23,8 @@ def open_store(settings: IntargetSettings, clock: Clock | None = None) -> FeedSt
     path = settings.sqlite_path
     if path is not None:
         return SqliteStore(path, clock)
-    return PostgresStore(settings.store, clock)
+    password = settings.store_password.get_secret_value() if settings.store_password is not None else None
+    return PostgresStore(settings.store, clock, password=password)
 
 
 class FeedExtension(Extension):

@@ -98,9 +98,10 @@ class _PostgresTransaction:
 class PostgresStore(FeedStore):
     """Feed store in PostgreSQL tables (in `?schema=` when given)."""
 
-    def __init__(self, url: str, clock: Clock | None = None, pool_size: int = 6) -> None:
+    def __init__(self, url: str, clock: Clock | None = None, pool_size: int = 6, password: str | None = None) -> None:
         super().__init__(clock)
         self._dsn, self.schema = split_url(url)
+        self._password = password
         self._pool_size = pool_size
         self._pool: Any = None
 
@@ -121,14 +122,14 @@ class PostgresStore(FeedStore):
                 "plan_cache_mode": "force_custom_plan",
             }
             if self.schema is not None:
-                connection = await asyncpg.connect(self._dsn)
+                connection = await asyncpg.connect(self._dsn, password=self._password)
                 try:
                     await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 finally:
                     await connection.close()
                 settings["search_path"] = self.schema
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._pool_size, server_settings=settings
+                self._dsn, password=self._password, min_size=1, max_size=self._pool_size, server_settings=settings
             )
             async with self._pool.acquire() as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock(727274)")  # replicas create tables one at a time

@@ -86,3 +86,15 @@ def test_feed_secrets_are_masked_and_scrubbed() -> None:
     assert SECRET not in str(destination.describe()) and SECRET not in repr(destination.settings)
     assert SECRET not in repr(destination.config)
     assert {SECRET, SECRET + "-t"} <= set(resolved.secrets())
+
+
+def test_a_password_in_the_postgres_url_is_moved_out_and_masked() -> None:
+    """`postgresql://user:secret@host/db` keeps the URL without the password; the password is masked and scrubbed."""
+    resolved = config_module.parse(
+        tree(store=f"postgresql://gw:{SECRET}@db.internal:5432/gw?schema=intarget", feed={"token": "t"}), env={}
+    )
+    destination = resolved.destinations[0]
+    assert destination.settings.store == "postgresql://gw@db.internal:5432/gw?schema=intarget"
+    assert destination.settings.store_password.get_secret_value() == SECRET
+    assert SECRET not in str(destination.describe()) and SECRET not in repr(destination.settings)
+    assert SECRET in resolved.secrets()

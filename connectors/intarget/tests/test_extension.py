@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -57,3 +58,29 @@ async def test_start_serves_and_stop_releases(tmp_path: Path) -> None:
     await extension.stop()
     await extension.stop()
     assert (await http_get(f"http://127.0.0.1:{port}/intarget/players"))[0] == 0
+
+
+async def test_the_purge_runs_in_the_background(tmp_path: Path) -> None:
+    """With retention set, rows older than it disappear without any request, every purge_interval."""
+    from connectors.intarget.tests.test_store import read, records  # noqa: PLC0415
+
+    stopping = asyncio.Event()
+    clock = ManualClock()
+    ctx = context(f"sqlite:///{tmp_path}/feeds.db", free_port(), stopping)
+    settings = ctx.destination.settings.model_copy(update={"retention": {"logins": 1.0}, "purge_interval": 0.05})
+    ctx = ExtensionContext(replace(ctx.destination, settings=settings), ctx.kafka, ctx.metrics, stopping)
+    extension = FeedExtension(ctx, clock)
+    login = {"event_id": "li-1", "type": "login", "occurred_at": "2026-03-01T10:00:00Z", "player_id": "p-1"}
+    await extension.start()
+    try:
+        await extension.store.write(records(login))
+        await asyncio.sleep(0.2)
+        assert len(await read(extension.store, "logins")) == 1  # younger than a day: kept
+        clock.advance(2 * 86400)
+        for _ in range(100):
+            if not await read(extension.store, "logins"):
+                break
+            await asyncio.sleep(0.05)
+        assert await read(extension.store, "logins") == []
+    finally:
+        await extension.stop()
