@@ -148,8 +148,10 @@ SQL_TYPES: Final[dict[Kind, str]] = {
 
 EXTRA_COLUMNS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "players": (("custom", "TEXT"),),
+    "casino_sessions": (("name_from", "TEXT"),),
 }
-"""Stored, not served as such: players' custom fields (a JSON object, served as extra columns)."""
+"""Stored, not served as such: players' custom fields (a JSON object, served as extra columns); where a session's
+game name came from (`event`, `catalog` or `default`), so a later catalog entry can name it."""
 
 
 INTERNAL_COLUMNS: Final[dict[str, dict[str, str]]] = {
@@ -180,6 +182,7 @@ def ddl() -> list[str]:
         statements.append(f"CREATE TABLE IF NOT EXISTS {feed.name} ({', '.join(columns)})")
         statements.append(f"CREATE INDEX IF NOT EXISTS {feed.name}_window ON {feed.name} ({feed.window}, {feed.key})")
     statements += [
+        "CREATE INDEX IF NOT EXISTS casino_sessions_game ON casino_sessions (game_code)",
         "CREATE TABLE IF NOT EXISTS casino_actions (id TEXT PRIMARY KEY, session_id TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS casino_actions_session ON casino_actions (session_id)",
         "CREATE TABLE IF NOT EXISTS games (id TEXT PRIMARY KEY, name TEXT)",

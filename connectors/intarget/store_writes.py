@@ -35,7 +35,7 @@ SIMPLE_TABLES: Final = (
     "sports_bets",
     "sports_odds",
 )
-SESSION_COLUMNS: Final = (*FEEDS["casino_sessions"].names[:-1], "brand")
+SESSION_COLUMNS: Final = (*FEEDS["casino_sessions"].names[:-1], "brand", "name_from")
 IN_CHUNK: Final = 500
 
 
@@ -71,6 +71,12 @@ async def apply_changes(tx: Transaction, stamp: int, changes: Sequence[tuple[str
         await tx.insert_many(
             "INSERT INTO games (id, name) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name",
             sorted(names.items()),
+        )
+        # Sessions stored before their game was in the catalog take its name now (and are served again).
+        await tx.executemany(
+            "UPDATE casino_sessions SET game_name = ?, name_from = 'catalog', modified_at = ? "
+            "WHERE game_code = ? AND name_from <> 'event' AND game_name IS DISTINCT FROM ?",
+            [[name, stamp, game_id, name] for game_id, name in sorted(names.items())],
         )
     if "players" in by_route:
         await _players(tx, stamp, by_route["players"])
@@ -183,6 +189,17 @@ async def _players(tx: Transaction, stamp: int, rows: list[dict[str, Any]]) -> N
         )
 
 
+def _name(session: dict[str, Any], action: dict[str, Any], catalog: dict[str, str]) -> None:
+    """The session's game name: from an action, else from the catalog, else the default; never a lesser source
+    over a better one (a catalog name does not replace one the events gave)."""
+    if action["game_name"]:
+        session["game_name"], session["name_from"] = action["game_name"], "event"
+    elif action["game_code"] in catalog and session["name_from"] != "event":
+        session["game_name"], session["name_from"] = catalog[action["game_code"]], "catalog"
+    elif not session["game_name"]:
+        session["game_name"], session["name_from"] = action["default_game_name"], "default"
+
+
 def _fresh_session(action: dict[str, Any]) -> dict[str, Any]:
     return {
         "player_id": action["player_id"],
@@ -194,6 +211,7 @@ def _fresh_session(action: dict[str, Any]) -> dict[str, Any]:
         "created_at": action["at"],
         "updated_at": action["at"],
         "game_name": None,
+        "name_from": None,
         "ref_code": None,
     }
 
@@ -232,9 +250,7 @@ async def _sessions(tx: Transaction, stamp: int, actions: list[dict[str, Any]]) 
         session[f"{kind}_amount"] = format(Decimal(session[f"{kind}_amount"]) + Decimal(action["amount"]), "f")
         session["created_at"] = min(session["created_at"], action["at"])
         session["updated_at"] = max(session["updated_at"], action["at"])
-        name = action["game_name"] or catalog.get(action["game_code"])
-        if name or not session["game_name"]:
-            session["game_name"] = name or action["default_game_name"]
+        _name(session, action, catalog)
         for field in ("player_id", "game_code", "currency", "game_vendor", "balance_type", "ip", "user_agent", "brand"):
             if action.get(field) is not None:
                 session[field] = action[field]

@@ -273,3 +273,20 @@ async def test_one_batch_with_repeated_ids_applies_in_order(store: FeedStore, cl
     sports = by_id(await read(store, "sports_bets"))
     assert (sports["b-0"]["status"], sports["b-0"]["stake"]) == ("s8", "5")
     assert (sports["b-1"]["status"], sports["b-1"]["stake"]) == ("s9", "5")
+
+
+async def test_a_late_catalog_entry_names_unnamed_sessions(store: FeedStore, clock: ManualClock) -> None:
+    """A session stored before its game was in the catalog gets the catalog's name (and is re-served); a session
+    whose events named the game keeps that name."""
+    named = action("a2", "bet", "1", "2026-03-01T10:00:00Z", session="s-2", game_name="Own Name")
+    await store.write(records(action("a1", "bet", "1", "2026-03-01T10:00:00Z", session="s-1"), named))
+    assert by_id(await read(store, "casino_sessions"), "session_id")["s-1"]["game_name"] == "unknown"
+    clock.advance(30)
+    await store.write(records({"event_id": "ga-1", "type": "game", "occurred_at": "2026-03-01T09:00:00Z",
+                               "game_id": "g5", "name": "Lucky Lion"}))  # fmt: skip
+    sessions = by_id(await read(store, "casino_sessions"), "session_id")
+    assert (sessions["s-1"]["game_name"], sessions["s-1"]["modified_at"]) == ("Lucky Lion", START + 30)
+    assert (sessions["s-2"]["game_name"], sessions["s-2"]["modified_at"]) == ("Own Name", START)
+    clock.advance(30)
+    await store.write(records(action("a3", "win", "1", "2026-03-01T10:01:00Z", session="s-1")))
+    assert by_id(await read(store, "casino_sessions"), "session_id")["s-1"]["game_name"] == "Lucky Lion"
