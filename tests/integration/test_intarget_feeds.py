@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from connectors.intarget import connector
@@ -16,7 +17,15 @@ from connectors.intarget.tests.clock import ManualClock
 from gateway.testbed.broker import EmbeddedBroker
 from gateway.testbed.traffic import Traffic
 from tests.integration.harness import free_port, gateway_config, produce, running_gateway
-from tests.integration.intarget import StoreBackend, csv_rows, intarget_destination, rows, settled, store_backend
+from tests.integration.intarget import (
+    StoreBackend,
+    csv_rows,
+    fetch,
+    intarget_destination,
+    rows,
+    settled,
+    store_backend,
+)
 
 T0, T10, T20 = "2026-05-28 20:26:40", "2026-05-28 20:26:50", "2026-05-28 20:27:00"  # ManualClock's start, +10 s, +20 s
 
@@ -39,7 +48,7 @@ EVERY_FEED = [
     base("d-1", "deposit", 1, transaction_id="tx-1", amount="25.50", currency="EUR", status="pending", method="VISA"),
     base("d-2", "deposit", 2, transaction_id="tx-1", amount="25.50", currency="EUR", status="success", method="VISA"),
     base("w-1", "withdrawal", 3, transaction_id="tx-2", amount="5", currency="BTC", status="cancelled"),
-    base("li-1", "login", 4, ip="71.35.116.25", host="mirror.example.com"),
+    base("li-1", "login", 4, ip="71.35.116.25", host="mirror.example.com", brand="casino-b"),  # any brand is taken
     base("wa-1", "wallet", 5, wallet_id="w-1", balance="574.50", currency="EUR"),
     base("bo-1", "bonus", 6, assignment_id="as-1", bonus_id="welcome", bonus_name="Welcome Bonus", status="active"),
     base("gr-1", "gameround", 7, round_id="r-1", session_id="s-1", game_id="g5", kind="bet", amount="2.50",
@@ -116,6 +125,10 @@ async def test_every_feed_from_events_through_kafka(
             for row_id, fields in expected.items():
                 assert list(from_json[row_id]) == header, feed
                 assert {name: from_json[row_id][name] for name in fields} == fields, (feed, row_id)
+        by_brand = {
+            brand: orjson.loads(await fetch(port, "logins", T0, T10, brand=brand)) for brand in ("casino-b", "default")
+        }
+        assert [row["id"] for row in by_brand["casino-b"]] == ["li-1"] and by_brand["default"] == []
 
 
 async def test_merges_sessions_and_late_events_across_windows(
