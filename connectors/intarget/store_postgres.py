@@ -98,17 +98,23 @@ class _PostgresTransaction:
 class PostgresStore(FeedStore):
     """Feed store in PostgreSQL tables (in `?schema=` when given)."""
 
-    def __init__(self, url: str, clock: Clock | None = None, pool_size: int = 6, password: str | None = None) -> None:
+    def __init__(self, url: str, clock: Clock | None = None, pool_size: int = 8, password: str | None = None) -> None:
         super().__init__(clock)
         self._dsn, self.schema = split_url(url)
         self._password = password
         self._pool_size = pool_size
-        self._pool: Any = None
+        self._pool: Any = None  # writes (batches, purge)
+        self._read_pool: Any = None  # feed requests: a long stream never holds up a write, nor the reverse
 
     def _pool_or_fail(self) -> Any:
         if self._pool is None:
             raise StoreUnavailable("the store is closed")
         return self._pool
+
+    def _read_pool_or_fail(self) -> Any:
+        if self._read_pool is None:
+            raise StoreUnavailable("the store is closed")
+        return self._read_pool
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -129,6 +135,9 @@ class PostgresStore(FeedStore):
                     await connection.close()
                 settings["search_path"] = self.schema
             self._pool = await asyncpg.create_pool(
+                self._dsn, password=self._password, min_size=1, max_size=4, server_settings=settings
+            )
+            self._read_pool = await asyncpg.create_pool(
                 self._dsn, password=self._password, min_size=1, max_size=self._pool_size, server_settings=settings
             )
             async with self._pool.acquire() as connection, connection.transaction():
@@ -140,15 +149,17 @@ class PostgresStore(FeedStore):
             raise StoreUnavailable(f"{type(error).__name__}: {error}") from error
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        for name in ("_pool", "_read_pool"):
+            pool = getattr(self, name)
+            setattr(self, name, None)
+            if pool is not None:
+                await pool.close()
 
     async def now(self) -> float:
         if self.clock is not None:
             return self.clock()
         try:
-            async with self._pool_or_fail().acquire() as connection:
+            async with self._read_pool_or_fail().acquire() as connection:
                 return float(await connection.fetchval(DB_CLOCK))
         except UNAVAILABLE as error:
             raise StoreUnavailable(f"{type(error).__name__}: {error}") from error
@@ -168,7 +179,7 @@ class PostgresStore(FeedStore):
 
     async def await_watermark(self, wait: float) -> bool:
         try:
-            async with self._pool_or_fail().acquire() as connection, connection.transaction():
+            async with self._read_pool_or_fail().acquire() as connection, connection.transaction():
                 await connection.execute(f"SET LOCAL lock_timeout = {max(1, int(wait * 1000))}")
                 await connection.fetchval("SELECT last FROM feed_clock WHERE id = 1 FOR SHARE")
             return True
@@ -179,7 +190,7 @@ class PostgresStore(FeedStore):
 
     async def _read(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
-            async with self._pool_or_fail().acquire() as connection:
+            async with self._read_pool_or_fail().acquire() as connection:
                 return [tuple(record) for record in await connection.fetch(numbered(sql), *args)]
         except UNAVAILABLE as error:
             raise StoreUnavailable(f"{type(error).__name__}: {error}") from error
@@ -190,7 +201,7 @@ class PostgresStore(FeedStore):
         sql, args = select_sql(feed, start, end, brand)
         # A server-side cursor in one read-only snapshot: memory holds one chunk, whatever the window's size.
         async with (
-            self._pool_or_fail().acquire() as connection,
+            self._read_pool_or_fail().acquire() as connection,
             connection.transaction(isolation="repeatable_read", readonly=True),
         ):
             cursor = await connection.cursor(numbered(sql), *args)
