@@ -18,6 +18,8 @@ from gateway.errors import ConfigError
 from gateway.kafka_security import KafkaSecurity, client_security_kwargs
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+ANY_BRAND = "*"
+"""The tenant of a destination whose connector needs no credentials: it takes events of every brand."""
 
 
 class StrictModel(BaseModel):
@@ -355,6 +357,9 @@ def _bind(index: int, config: DestinationConfig) -> Destination:
     settings = _validate(connector.settings_model, config.model_extra or {}, where)
     if not credentials and connector.credentials_model.model_fields:
         raise ConfigError(f"{where}.credentials: at least one brand is required, e.g. `default: {{...}}`")
+    if not credentials:
+        # A connector that needs no credentials (e.g. InTarget's store) takes every brand, as one tenant.
+        credentials = {ANY_BRAND: connector.credentials_model()}
     defaults = connector.defaults
     unsupported = sorted(set(config.events or ()) - defaults.events)
     if unsupported:

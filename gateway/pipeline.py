@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
-from gateway.config import Destination, KafkaConfig
+from gateway.config import ANY_BRAND, Destination, KafkaConfig
 from gateway.connector import ClientContext
 from gateway.delivery import DeliveryEngine, Tenant
 from gateway.dlq import DeadLetterWriter
@@ -152,7 +152,7 @@ class Pipeline:
                 offsets.track(message.offset, 0)
                 self.metrics.filtered.inc()
                 return
-            tenant = self._tenants.get(event.brand)
+            tenant = self._tenants.get(event.brand) or self._tenants.get(ANY_BRAND)
             if tenant is None:
                 raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {self.name}")
             records = self._map(event, self._options)

@@ -14,6 +14,7 @@ BUILTIN: dict[str, str] = {
     "unibo": "connectors.unibo:connector",
     "enable3": "connectors.enable3:connector",
     "userwise": "connectors.userwise:connector",
+    "intarget": "connectors.intarget:connector",
 }
 
 ENTRY_POINT_GROUP = "gateway.connectors"

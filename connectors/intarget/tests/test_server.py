@@ -1,0 +1,247 @@
+"""The feed server over a real store and a real listener: auth, parameters, encodings, windows, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from connectors.intarget.config import FeedSettings
+from connectors.intarget.server import FeedServer
+from connectors.intarget.store import FeedStore
+from connectors.intarget.store_sqlite import SqliteStore
+from connectors.intarget.tests.clock import ManualClock
+from connectors.intarget.tests.test_store import player, records
+from gateway.metrics import Metrics
+
+PASSWORD = "feed-pass-s3cret"  # noqa: S105
+TOKEN = "feed-token-s3cret"  # noqa: S105
+WINDOW = "from=2026-05-28+20:00:00&to=2026-05-28+20:30:00"  # contains START
+
+
+class Served:
+    """A feed server on a free port over a SQLite store."""
+
+    def __init__(self, server: FeedServer, store: FeedStore, registry: CollectorRegistry) -> None:
+        self.server = server
+        self.store = store
+        self.registry = registry
+
+    @property
+    def url(self) -> str:
+        """Base URL of the feeds."""
+        return f"http://127.0.0.1:{self.server.port}/intarget"
+
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+        """GET (with Basic auth unless headers are given)."""
+        headers = headers if headers is not None else {"Authorization": basic("intarget", PASSWORD)}
+        async with aiohttp.ClientSession() as session, session.get(self.url + path, headers=headers) as response:
+            return response.status, await response.read(), dict(response.headers)
+
+
+def basic(user: str, password: str) -> str:
+    """An HTTP Basic header value."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def serve(tmp_path: Path, clock: ManualClock, **feed: Any) -> Served:
+    """Start a server with the given feed settings."""
+    settings = FeedSettings.model_validate({"listen": "127.0.0.1:0", "watermark_wait": 0.3, **feed})
+    store = SqliteStore(tmp_path / "feeds.db", clock)
+    await store.open()
+    registry = CollectorRegistry()
+    server = FeedServer("intarget", store, settings, Metrics(registry))
+    await server.start()
+    return Served(server, store, registry)
+
+
+@pytest.fixture
+async def served(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Served]:
+    """Basic auth and a token; the clock 30 minutes past the stored rows."""
+    running = await serve(tmp_path, clock, username="intarget", password=PASSWORD, token=TOKEN)
+    await running.store.write(
+        records(
+            player("pl-1", first_name='Ann "the, best"', is_blocked=True,
+                   custom={"level": 3, "tags2": ["a", "b"], "city": "x"}),
+            {"event_id": "li-1", "type": "login", "occurred_at": "2026-03-01T10:00:00Z", "player_id": "p-1",
+             "success": False},
+        )
+    )  # fmt: skip
+    clock.advance(1800)
+    yield running
+    await running.server.stop()
+    await running.store.close()
+
+
+async def test_csv_parses_with_the_csv_module(served: Served) -> None:
+    """CSV: a header row of the seed's names plus custom fields, RFC 4180 quoting, booleans as 1/0."""
+    status, body, headers = await served.get(f"/players?{WINDOW}&format=csv")
+    assert status == 200 and headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8"), newline="")))
+    assert list(rows[0]) == [
+        "id", "first_name", "last_name", "gender", "country", "city", "ip", "locale", "timezone", "birthday",
+        "registered_at", "ref_code", "traffic_source", "user_agent", "modified_at", "is_blocked", "status",
+        "self_excluded", "custom_city", "level", "tags2",
+    ]  # fmt: skip
+    assert rows[0]["first_name"] == 'Ann "the, best"' and rows[0]["is_blocked"] == "1"
+    assert rows[0]["modified_at"] == "2026-05-28 20:26:40" and rows[0]["level"] == "3" and rows[0]["tags2"] == "a, b"
+    assert rows[0]["custom_city"] == "x" and rows[0]["city"] == ""  # a custom field never shadows a seed column
+
+
+async def test_json_is_an_array_with_typed_values(served: Served) -> None:
+    """JSON: an array of objects; seed 1/0 flags as numbers, other booleans true/false, custom ints as numbers."""
+    status, body, headers = await served.get(f"/logins?{WINDOW}&format=json")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    logins = orjson.loads(body)
+    assert logins == [
+        {"id": "li-1", "player_id": "p-1", "ip": None, "created_at": "2026-03-01 10:00:00", "ref_code": None,
+         "traffic_source": None, "user_agent": None, "host": None, "is_success": 0,
+         "modified_at": "2026-05-28 20:26:40"}
+    ]  # fmt: skip
+    players = orjson.loads((await served.get(f"/players?{WINDOW}&format=json"))[1])
+    assert players[0]["is_blocked"] is True and players[0]["level"] == 3
+
+
+@pytest.mark.parametrize("space", ["+", "%20"])
+async def test_space_as_plus_or_percent_20(served: Served, space: str) -> None:
+    """`+` and `%20` both separate date and time."""
+    window = WINDOW.replace("+", space)
+    status, body, _ = await served.get(f"/logins?{window}&format=json")
+    assert status == 200 and len(orjson.loads(body)) == 1
+
+
+async def test_the_window_is_half_open(served: Served) -> None:
+    """A row stamped exactly at `to` is not in the window; it is in the one starting there."""
+    before = orjson.loads((await served.get("/logins?from=2026-05-28+20:00:00&to=2026-05-28+20:26:40&format=json"))[1])
+    at = orjson.loads((await served.get("/logins?from=2026-05-28+20:26:40&to=2026-05-28+20:26:41&format=json"))[1])
+    assert before == [] and len(at) == 1
+
+
+async def test_brand_narrows_the_feed(served: Served) -> None:
+    """`brand=` returns only that brand's rows."""
+    assert len(orjson.loads((await served.get(f"/logins?{WINDOW}&format=json&brand=default"))[1])) == 1
+    assert orjson.loads((await served.get(f"/logins?{WINDOW}&format=json&brand=other"))[1]) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("/players?to=2026-05-28+20:30:00", "missing `from`"),
+        ("/players?from=2026-05-28T20:00:00&to=2026-05-28+20:30:00", "`from` is not UTC"),
+        ("/players?from=2026-05-28+20:30:00&to=2026-05-28+20:30:00", "`from` must be before `to`"),
+        (f"/players?{WINDOW}&format=xml", "unknown format"),
+        (f"/gamblers?{WINDOW}", "unknown feed"),
+        ("/players?from=2026-05-28+20:00:00&to=2026-05-28+20:57:00", "ends in the future"),
+    ],
+    ids=["missing", "unparsable", "empty", "format", "feed", "future"],
+)
+async def test_bad_parameters_get_a_clear_400(served: Served, query: str, says: str) -> None:
+    """A missing or unparsable window, from >= to, an unknown feed or format, a future end: 400 saying why."""
+    status, body, _ = await served.get(query)
+    assert status == 400 and says in body.decode()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": basic("intarget", "wrong")},
+        {"Authorization": basic("someone", PASSWORD)},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": "Basic !!!notbase64"},
+    ],
+    ids=["none", "wrong-password", "wrong-user", "wrong-token", "garbage"],
+)
+async def test_wrong_or_missing_credentials_get_401_without_detail(served: Served, headers: dict[str, str]) -> None:
+    """Every refusal is the same bare 401: it never says which part failed."""
+    status, body, response_headers = await served.get(f"/players?{WINDOW}", headers=headers)
+    assert (status, body) == (401, b"unauthorized\n")
+    assert response_headers["WWW-Authenticate"] == 'Basic realm="intarget"'
+
+
+@pytest.mark.parametrize("how", ["query", "bearer"])
+async def test_the_token_works_as_query_or_bearer(served: Served, how: str) -> None:
+    """`?token=` and `Authorization: Bearer` both authenticate."""
+    if how == "query":
+        status, _, _ = await served.get(f"/players?{WINDOW}&token={TOKEN}", headers={})
+    else:
+        status, _, _ = await served.get(f"/players?{WINDOW}", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+
+
+async def test_the_allow_list_refuses_other_addresses(tmp_path: Path, clock: ManualClock) -> None:
+    """A peer outside the CIDRs gets a bare 403 even with good credentials; inside, it is served."""
+    clock.advance(3600)
+    for allow, expected in ((["10.1.0.0/16"], 403), (["10.1.0.0/16", "127.0.0.0/8"], 200)):
+        running = await serve(tmp_path, clock, token=TOKEN, allow=allow)
+        try:
+            status, body, _ = await running.get(f"/logins?{WINDOW}", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert status == expected
+            if expected == 403:
+                assert body == b"forbidden\n"
+        finally:
+            await running.server.stop()
+            await running.store.close()
+
+
+async def test_auth_none_serves_anyone(tmp_path: Path, clock: ManualClock) -> None:
+    """With `auth: none` written explicitly, no credentials are needed."""
+    clock.advance(3600)
+    running = await serve(tmp_path, clock, auth="none")
+    try:
+        assert (await running.get(f"/logins?{WINDOW}", headers={}))[0] == 200
+    finally:
+        await running.server.stop()
+        await running.store.close()
+
+
+async def test_a_window_still_being_written_waits_then_503(served: Served) -> None:
+    """While a write below `to` is uncommitted, the request waits (bounded) and answers 503 with Retry-After."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(tx: Any, stamp: int) -> None:
+        entered.set()
+        await release.wait()
+
+    writer = asyncio.create_task(served.store._transaction(slow, True))
+    await entered.wait()
+    status, _, headers = await served.get(f"/logins?{WINDOW}")
+    release.set()
+    await writer
+    assert status == 503 and headers["Retry-After"] == "1"
+    assert (await served.get(f"/logins?{WINDOW}"))[0] == 200
+
+
+async def test_feed_metrics_count_requests_rows_and_latency(served: Served) -> None:
+    """feed_requests by status, feed_rows and the latency histogram move per feed."""
+    await served.get(f"/logins?{WINDOW}")
+    await served.get(f"/logins?{WINDOW}", headers={})
+    value = served.registry.get_sample_value
+    labels = {"destination": "intarget", "feed": "logins"}
+    assert value("gateway_feed_requests_total", {**labels, "status": "200"}) == 1
+    assert value("gateway_feed_requests_total", {**labels, "status": "401"}) == 1
+    assert value("gateway_feed_rows_total", labels) == 1
+    assert value("gateway_feed_request_duration_seconds_count", labels) == 2
+
+
+async def test_the_poller_reads_closed_windows_only(served: Served, clock: ManualClock) -> None:
+    """The InTarget-like poller reads each closed window once, keeps rows by id, and stops at the open one."""
+    from connectors.intarget.poller import IntargetPoller  # noqa: PLC0415
+    from connectors.intarget.tests.clock import START  # noqa: PLC0415
+
+    poller = IntargetPoller(served.url.removesuffix("/intarget"), START - 60, token=TOKEN, window=60)
+    async with aiohttp.ClientSession() as session:
+        assert await poller.poll(session, now=clock.now) == 2  # the player and the login
+        assert poller.cursor == START + 1800  # 31 closed minutes read; the one ending after the clock is still open
+        requests = poller.requests
+        assert await poller.poll(session, now=clock.now) == 0 and poller.requests == requests
+    assert list(poller.rows["logins"]) == ["li-1"] and poller.refused == 0
