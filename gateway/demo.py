@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
+from connectors.intarget.feeds import FEEDS
+from connectors.intarget.poller import IntargetPoller
 from gateway import config as config_module
 from gateway.app import Gateway
 from gateway.config import Destination
@@ -36,6 +41,7 @@ UNIBO_KEY = "demo-unibo-key"
 ENABLE3_KEY = "demo-enable3-key"
 USERWISE_KEY = "demo-userwise-key"
 USERWISE_SECRET = "demo-userwise-secret"  # noqa: S105 - a sandbox secret, printed nowhere
+FEED_TOKEN = "demo-intarget-feed-token"  # noqa: S105 - the demo's own feed token
 # What a real stream also contains: bytes that are not JSON, an event that breaks the contract, an unknown brand.
 POISON: tuple[bytes, ...] = (
     b"\x00\x01 not json",
@@ -60,9 +66,10 @@ class Vendor:
     received: Callable[[], set[str]]  # ids the vendor stored (ids as `expected_id` spells them)
     expected_id: Callable[[VendorRecord], str | None]  # the id a record shows up under; None: not checked by id
     inject_faults: Callable[[], None]
-    refuse: Callable[[set[str]], None]  # make the vendor reject these ids (a bad item, dead-lettered)
+    refuse: Callable[[set[str]], None] | None  # make the vendor reject these ids (a bad item, dead-lettered)
     injected: Callable[[], int]
     arrivals: Callable[[], dict[str, float]]  # id -> when the vendor first stored it (time.time())
+    how: str = ""  # how "received" is observed, when it is not the sandbox's own record
     expected: set[str] = field(default_factory=set)
     rejected: set[str] = field(default_factory=set)
     produced_at: dict[str, float] = field(default_factory=dict)
@@ -103,7 +110,7 @@ def _expect(run: DemoRun, raw: bytes, index: int, count: int, faults: bool) -> N
             record_id = vendor.expected_id(record)
             if record_id is None:
                 continue
-            if faults and not vendor.rejected and index >= count // 3:
+            if faults and vendor.refuse is not None and not vendor.rejected and index >= count // 3:
                 vendor.rejected.add(record_id)  # the vendor will refuse this one item; it goes to the DLQ
                 vendor.refuse(vendor.rejected)
                 continue
@@ -174,6 +181,27 @@ def _dead_letters_by_reason(registry: CollectorRegistry, destination: str) -> Co
     return reasons
 
 
+def _intarget(poller: IntargetPoller) -> Vendor:
+    """InTarget pulls: what it "received" is what an InTarget-like poller read from closed feed windows."""
+
+    def expected_id(record: VendorRecord) -> str | None:
+        feed = "casino_sessions" if record.route == "casino_actions" else record.route
+        if feed not in FEEDS:
+            return None  # e.g. the game catalog: it names sessions but is not a feed of its own
+        return f"{feed}:{orjson.loads(record.body)[FEEDS[feed].key]}"
+
+    return Vendor(
+        name="intarget",
+        received=lambda: {f"{feed}:{key}" for feed, rows in poller.rows.items() for key in rows},
+        expected_id=expected_id,
+        inject_faults=lambda: None,
+        refuse=None,
+        injected=lambda: 0,
+        arrivals=dict,
+        how="  (read back by an InTarget-like poller from closed 1 s feed windows)",
+    )
+
+
 def _vendors(unibo: UniboSandbox, enable3: Enable3Sandbox, userwise: UserWiseSandbox) -> list[Vendor]:
     def body(record: VendorRecord) -> Any:
         return orjson.loads(record.body)
@@ -228,7 +256,7 @@ def _vendors(unibo: UniboSandbox, enable3: Enable3Sandbox, userwise: UserWiseSan
     ]
 
 
-def _config(broker: str, urls: dict[str, str]) -> dict[str, Any]:
+def _config(broker: str, urls: dict[str, str], store: str, feed_port: int) -> dict[str, Any]:
     retry = {"initial": 0.1, "max": 2.0}
     return {
         "kafka": {
@@ -262,6 +290,12 @@ def _config(broker: str, urls: dict[str, str]) -> dict[str, Any]:
                 "credentials": {"default": {"api_key": USERWISE_KEY, "secret_key": USERWISE_SECRET}},
                 "retry": retry,
             },
+            {
+                "name": "intarget",
+                "connector": "intarget",
+                "store": f"sqlite:///{store}",
+                "feed": {"listen": f"127.0.0.1:{feed_port}", "token": FEED_TOKEN},
+            },
         ],
     }
 
@@ -279,14 +313,19 @@ async def _demo(events: int, rate: float, faults: bool) -> int:
         urls: dict[str, str] = {}
         for name, app in (("unibo", unibo.app()), ("enable3", enable3.app()), ("userwise", userwise.app())):
             urls[name] = (await stack.enter_async_context(SandboxServer(app))).url
-        gateway = Gateway(config_module.parse(_config(broker.bootstrap_servers, urls), env={}))
-        run = DemoRun(vendors=_vendors(unibo, enable3, userwise))
+        store = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-demo-"))) / "intarget.db"
+        feed_port = _free_port()
+        urls["intarget feed"] = f"http://127.0.0.1:{feed_port}/intarget/<feed>"
+        config = _config(broker.bootstrap_servers, urls, str(store), feed_port)
+        gateway = Gateway(config_module.parse(config, env={}))
+        poller = IntargetPoller(f"http://127.0.0.1:{feed_port}", start=int(time.time()) - 1, token=FEED_TOKEN, window=1)
+        run = DemoRun(vendors=[*_vendors(unibo, enable3, userwise), _intarget(poller)])
         for vendor in run.vendors:
             vendor.destination = gateway.config.destination(vendor.name)
         gateway_task = asyncio.create_task(gateway.run(install_signals=False))
         print(f"broker {broker.bootstrap_servers}", file=out)
         for name, url in urls.items():
-            print(f"{name} sandbox {url}", file=out)
+            print(f"{name:<14}{url}", file=out)
         while not (gateway.pipelines and all(p.joined for p in gateway.pipelines)):
             if gateway_task.done():
                 gateway_task.result()
@@ -296,26 +335,43 @@ async def _demo(events: int, rate: float, faults: bool) -> int:
         print(f"producing {events} events" + (f" at {rate:.0f}/s" if rate else " as fast as possible"), file=out)
         started = time.monotonic()
         producer = asyncio.create_task(_produce(broker.bootstrap_servers, run, events, rate, faults))
-        tty = out.isatty()
+        polling = asyncio.Event()
+        poll_task = asyncio.create_task(poller.run(polling, interval=0.5))
         deadline = time.monotonic() + max(180.0, events / 300)
-        last_line = 0.0
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.25)
-            if gateway_task.done():
-                gateway_task.result()
-            done = producer.done() and all(v.expected <= v.received() for v in run.vendors)
-            now = time.monotonic()
-            if tty or now - last_line >= 2 or done:
-                line = _progress(gateway, run, started)
-                print(("\r" + line) if tty else line, end="" if tty else "\n", file=out, flush=True)
-                last_line = now
-            if done and all(_value(gateway.registry, "gateway_in_flight_events", v.name) == 0 for v in run.vendors):
-                break
+        await _watch(gateway, gateway_task, producer, run, started, deadline)
         producer.result() if producer.done() else producer.cancel()
+        polling.set()
+        await poll_task
         gateway.stop()
         await gateway_task
         print("", file=out)
         return _report(gateway, run, time.monotonic() - started)
+
+
+async def _watch(
+    gateway: Gateway,
+    gateway_task: asyncio.Task[None],
+    producer: asyncio.Task[None],
+    run: DemoRun,
+    started: float,
+    deadline: float,
+) -> None:
+    """Print a progress line until every vendor has every expected record and nothing is in flight (or the deadline)."""
+    out = sys.stdout
+    tty = out.isatty()
+    last_line = 0.0
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        if gateway_task.done():
+            gateway_task.result()
+        done = producer.done() and all(v.expected <= v.received() for v in run.vendors)
+        now = time.monotonic()
+        if tty or now - last_line >= 2 or done:
+            line = _progress(gateway, run, started)
+            print(("\r" + line) if tty else line, end="" if tty else "\n", file=out, flush=True)
+            last_line = now
+        if done and all(_value(gateway.registry, "gateway_in_flight_events", v.name) == 0 for v in run.vendors):
+            return
 
 
 def _report(gateway: Gateway, run: DemoRun, elapsed: float) -> int:
@@ -334,12 +390,13 @@ def _report(gateway: Gateway, run: DemoRun, elapsed: float) -> int:
         arrivals = vendor.arrivals()
         latencies = [arrivals[i] - vendor.produced_at[i] for i in vendor.expected & received if i in arrivals]
         print(f"{vendor.name}")
-        print(f"  delivered         {len(vendor.expected & received)} of {len(vendor.expected)} expected records")
+        delivered = len(vendor.expected & received)
+        print(f"  delivered         {delivered} of {len(vendor.expected)} expected records{vendor.how}")
         print(f"  filtered          {filtered:.0f}  (types and statuses {vendor.name} does not take)")
         print(
             f"  dead-lettered     {sum(reasons.values())}  "
             + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
-            + f"  (the vendor refused {len(vendor.rejected)} on purpose)"
+            + (f"  (the vendor refused {len(vendor.rejected)} on purpose)" if vendor.refuse is not None else "")
         )
         print(f"  retried sends     {retries:.0f}  (injected faults: {vendor.injected()}; duplicates {duplicates:.0f})")
         if latencies:
@@ -352,6 +409,12 @@ def _report(gateway: Gateway, run: DemoRun, elapsed: float) -> int:
         return 1
     print("verified: every expected record reached its vendor; failures are in the dead-letter topic with reasons")
     return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def run_demo(events: int = 20_000, rate: float = 0.0, faults: bool = True) -> int:
