@@ -34,6 +34,7 @@ from gateway.sandbox.server import SandboxServer
 from gateway.sandbox.unibo import UniboSandbox
 from gateway.sandbox.userwise import UserWiseSandbox
 from gateway.testbed.broker import EmbeddedBroker
+from gateway.testbed.stats import percentile
 from gateway.testbed.traffic import Traffic, message
 
 TOPIC = "player-events"
@@ -82,13 +83,6 @@ class DemoRun:
 
     produced: int = 0
     vendors: list[Vendor] = field(default_factory=list)
-
-
-def _percentile(values: list[float], share: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def _records(destination: Destination, raw: bytes) -> list[VendorRecord]:
@@ -400,7 +394,7 @@ def _report(gateway: Gateway, run: DemoRun, elapsed: float) -> int:
         )
         print(f"  retried sends     {retries:.0f}  (injected faults: {vendor.injected()}; duplicates {duplicates:.0f})")
         if latencies:
-            p50, p99 = _percentile(latencies, 0.5) * 1000, _percentile(latencies, 0.99) * 1000
+            p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
             print(f"  latency           produce -> vendor p50 {p50:.0f} ms, p99 {p99:.0f} ms")
         if missing:
             print(f"  MISSING {len(missing)} records, e.g. {sorted(missing)[:5]}")

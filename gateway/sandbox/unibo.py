@@ -18,8 +18,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.sandbox.control import json_response
 from gateway.sandbox.faults import FaultInjector
-from gateway.sandbox.unibo_control import add_control_routes, json_response
+from gateway.sandbox.unibo_control import add_control_routes
 from gateway.sandbox.unibo_validation import ErrorDetail, error_detail, validate_items
 
 EVENTS_PATH = "/api/v1/events"

@@ -23,8 +23,8 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
+from gateway.sandbox.control import json_response
 from gateway.sandbox.faults import FaultInjector
-from gateway.sandbox.unibo_control import json_response
 from gateway.sandbox.userwise_control import add_control_routes
 from gateway.sandbox.userwise_validation import validate
 

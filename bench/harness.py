@@ -1,0 +1,278 @@
+"""Plumbing the pipeline benchmarks share: a sandbox in its own process, topics, producing, gateway runs, figures."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from gateway import config as config_module
+from gateway.app import Gateway
+from gateway.testbed.stats import percentile
+from gateway.testbed.traffic import Traffic, message
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.testbed.broker import EmbeddedBroker
+
+PARTITIONS = 6
+Message = tuple[bytes | None, bytes]
+
+
+class BenchSandbox(Protocol):
+    """What the sandbox process needs of a vendor sandbox: its app, and a reset between runs."""
+
+    def app(self) -> web.Application: ...
+
+    def reset(self) -> None: ...
+
+
+SandboxT = TypeVar("SandboxT", bound=BenchSandbox)
+
+
+def _serve_sandbox(
+    port: int, conn: Connection, build: Callable[[], SandboxT], answer: Callable[[SandboxT, str], Any]
+) -> None:
+    """Serve `build()` in this (child) process; 'reset' resets it, 'stop' ends, other requests go to `answer`."""
+    from gateway.sandbox.server import SandboxServer  # noqa: PLC0415 - child process only
+
+    async def main() -> None:
+        sandbox = build()
+        async with SandboxServer(sandbox.app(), "127.0.0.1", port):
+            conn.send("ready")
+            loop = asyncio.get_running_loop()
+            while True:
+                request = await loop.run_in_executor(None, conn.recv)
+                if request == "stop":
+                    return
+                if request == "reset":
+                    sandbox.reset()
+                    conn.send("ok")
+                else:
+                    conn.send(answer(sandbox, request))
+
+    asyncio.run(main())
+
+
+class SandboxProcess:
+    """A vendor sandbox in a child process, so its CPU does not count against the gateway's event loop.
+
+    `build` (a module-level function, run in the child) makes the sandbox; `answer(sandbox, request)` answers `ask`.
+    """
+
+    def __init__(self, build: Callable[[], SandboxT], answer: Callable[[SandboxT, str], Any]) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._conn, child = mp.Pipe()
+        self._process = mp.get_context("spawn").Process(
+            target=_serve_sandbox, args=(self.port, child, build, answer), daemon=True
+        )
+        self._process.start()
+        assert self._conn.recv() == "ready"
+        self._lock = asyncio.Lock()
+
+    async def ask(self, request: str) -> Any:
+        """Send `request` to the sandbox process and return its answer."""
+        async with self._lock:
+            self._conn.send(request)
+            return await asyncio.to_thread(self._conn.recv)
+
+    async def wait_for_count(self, count: int, poll: float = 0.1) -> None:
+        """Poll the sandbox's 'count' answer until it reaches `count`."""
+        while await self.ask("count") < count:
+            await asyncio.sleep(poll)
+
+    def stop(self) -> None:
+        """Stop the sandbox process."""
+        self._conn.send("stop")
+        self._process.join(5)
+
+    def __enter__(self) -> SandboxProcess:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The sandbox's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+class RssSampler:
+    """Samples this process's resident memory every 100 ms while entered; `baseline` is taken on creation."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self.baseline = self._process.memory_info().rss
+        self.peak = self.baseline
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            await asyncio.sleep(0.1)
+
+    async def __aenter__(self) -> RssSampler:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def summary(self) -> str:
+        """The figure line: baseline and peak RSS in MiB."""
+        return f"gateway process RSS: baseline {self.baseline / 2**20:.0f} MiB, peak {self.peak / 2**20:.0f} MiB"
+
+
+def messages(count: int, prefix: str, takes: Callable[[dict[str, Any]], bool]) -> list[Message]:
+    """`count` Kafka messages of realistic traffic (seed 99, 20k players) that the vendor `takes`."""
+    traffic = Traffic(seed=99, players=20_000, prefix=prefix)
+    out: list[Message] = []
+    while len(out) < count:
+        event = traffic.event()
+        if takes(event):
+            out.append(message(event))
+    return out
+
+
+async def create_topics(broker: EmbeddedBroker, topic: str) -> None:
+    """`topic` with the benchmark's partitions, and its one-partition DLQ."""
+    await broker.create_topic(topic, PARTITIONS, exist_ok=True)
+    await broker.create_topic(f"{topic}.dlq", 1, exist_ok=True)
+
+
+async def produce(bootstrap: str, topic: str, batch: Sequence[Message]) -> None:
+    """Produce `batch` as fast as the broker takes it (a backlog)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024)
+    await producer.start()
+    try:
+        pending = []
+        for key, value in batch:
+            pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def produce_at_rate(
+    bootstrap: str, topic: str, batch: Sequence[Message], rate: float, step: int, linger_ms: int
+) -> dict[str, float]:
+    """Produce `batch` at `rate` events/s in slices of `step`; returns event_id -> time.time() it was sent."""
+    ids = [orjson.loads(value)["event_id"] for _, value in batch]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms)
+    await producer.start()
+    sent_at: dict[str, float] = {}
+    started = time.monotonic()
+    for index in range(0, len(batch), step):
+        delay = started + index / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for key, value in batch[index : index + step]:
+            await producer.send(topic, value, key=key)
+        now = time.time()
+        for event_id in ids[index : index + step]:
+            sent_at[event_id] = now
+    await producer.flush()
+    await producer.stop()
+    return sent_at
+
+
+def in_child(target: Any, *args: Any) -> None:
+    """Run `target` in a fresh process so its memory and CPU are not the gateway's."""
+    process = mp.get_context("spawn").Process(target=target, args=args)
+    process.start()
+    process.join()
+    if process.exitcode != 0:
+        raise RuntimeError(f"{target.__name__} failed with exit code {process.exitcode}")
+
+
+def gateway_tree(
+    bootstrap: str, topic: str, destination: Mapping[str, Any], group_prefix: str = "bench"
+) -> dict[str, Any]:
+    """A gateway configuration tree reading `topic` into the one `destination`."""
+    return {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topics": [topic],
+            "dlq_topic": f"{topic}.dlq",
+            "group_prefix": group_prefix,
+            "session_timeout_ms": 6000,
+        },
+        "http": {"listen": "127.0.0.1:0"},
+        "logging": {"level": "warning", "format": "json"},
+        "destinations": [dict(destination)],
+    }
+
+
+@asynccontextmanager
+async def running_gateway(tree: dict[str, Any]) -> AsyncIterator[Gateway]:
+    """The gateway of `tree`, in this process, once every pipeline has joined its group; stopped on exit."""
+    gateway = Gateway(config_module.parse(tree, env={}))
+    task = asyncio.create_task(gateway.run(install_signals=False))
+    try:
+        while not (gateway.pipelines and all(p.joined for p in gateway.pipelines)):
+            await asyncio.sleep(0.05)
+        yield gateway
+    finally:
+        gateway.stop()
+        await task
+
+
+async def committed_total(tree: dict[str, Any]) -> int:
+    """Offsets the destination of `tree` has committed, summed over the topic's partitions."""
+    kafka, name = tree["kafka"], tree["destinations"][0]["name"]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka["bootstrap_servers"],
+        group_id=f"{kafka['group_prefix']}.{name}",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        topic = kafka["topics"][0]
+        return sum([(await consumer.committed(TopicPartition(topic, p))) or 0 for p in range(PARTITIONS)])
+    finally:
+        await consumer.stop()
+
+
+async def drain(
+    sandbox: SandboxProcess, tree: dict[str, Any], delivered: int, committed: int, poll: float
+) -> tuple[float, float]:
+    """Seconds from now until the sandbox counts `delivered`, and until `committed` offsets are committed."""
+    started = time.perf_counter()
+    await sandbox.wait_for_count(delivered, poll)
+    delivered_at = time.perf_counter()
+    while await committed_total(tree) < committed:
+        await asyncio.sleep(0.05)
+    return delivered_at - started, time.perf_counter() - started
+
+
+def latencies(
+    sent_at: Mapping[str, float], received: Mapping[str, float], ids: Iterable[str] | None = None
+) -> list[float]:
+    """Receive minus send time of each id (all sent ids, or `ids`) that the vendor received."""
+    return [received[i] - sent_at[i] for i in (sent_at if ids is None else ids) if i in received]
+
+
+def latency_summary(values: Sequence[float], *, with_max: bool = True) -> str:
+    """`p50 N ms, p99 N ms[, max N ms]`."""
+    line = f"p50 {percentile(values, 0.5) * 1000:.0f} ms, p99 {percentile(values, 0.99) * 1000:.0f} ms"
+    return line + (f", max {max(values) * 1000:.0f} ms" if with_max else "")
