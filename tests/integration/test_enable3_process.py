@@ -54,7 +54,10 @@ async def test_sigkill_mid_stream_then_restart_loses_no_id(
     enable3: RunningEnable3,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """SIGKILL the gateway twice while events stream in; after a restart every expected id is at Enable3."""
+    """SIGKILL the gateway while events stream in; after a restart every expected id is at Enable3.
+
+    One kill: repeated kills of the core are covered by tests/integration/test_process.py; this proves the Enable3
+    client settles nothing it did not send."""
     events = list(Traffic(seed=51, players=300, prefix="kill3").stream(6000))
     expected = set(mission_ids(events))
     port = free_port()
@@ -63,7 +66,7 @@ async def test_sigkill_mid_stream_then_restart_loses_no_id(
     enable3.sandbox.faults.add(FaultPlan(kind="slow", fraction=0.1, delay=0.3))  # requests in flight when killed
     producer = asyncio.create_task(_produce_slowly(broker, topic, events))
     try:
-        for _ in range(2):
+        for _ in range(1):  # one kill mid-stream, then the restart below
             process.start()
             await _ready(port)
             await wait_for(_more_than(enable3, enable3.sandbox.total_events), 30, "deliveries by this run")
@@ -83,4 +86,4 @@ async def test_sigkill_mid_stream_then_restart_loses_no_id(
     assert expected - received == set(), f"missing {len(expected - received)}"
     assert received == expected
     duplicates = enable3.sandbox.tenant("default").duplicates
-    print(f"\nSIGKILL x2: {len(expected)} delivered, {duplicates} re-sent after the kills (same ids)")
+    print(f"\nSIGKILL: {len(expected)} delivered, {duplicates} re-sent after the kills (same ids)")
