@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="embedded broker + vendor sandboxes + sample traffic + live report")
     demo.add_argument("--events", type=int, default=20_000, help="how many events to produce (default 20000)")
     demo.add_argument(
-        "--rate", type=float, default=4000.0, help="events per second to produce (0 = as fast as possible)"
+        "--rate", type=float, default=1500.0, help="events per second to produce (0 = as fast as possible)"
     )
     demo.add_argument(
         "--faults",

@@ -282,6 +282,7 @@ def _config(broker: str, urls: dict[str, str], store: str, feed_port: int) -> di
                 "connector": "userwise",
                 "base_url": urls["userwise"],
                 "credentials": {"default": {"api_key": USERWISE_KEY, "secret_key": USERWISE_SECRET}},
+                "concurrency": 32,
                 "retry": retry,
             },
             {
@@ -330,6 +331,7 @@ async def _demo(events: int, rate: float, faults: bool) -> int:
         started = time.monotonic()
         producer = asyncio.create_task(_produce(broker.bootstrap_servers, run, events, rate, faults))
         polling = asyncio.Event()
+        poller.cursor = int(time.time()) - 1  # InTarget reads from when the traffic starts, not from start-up
         poll_task = asyncio.create_task(poller.run(polling, interval=0.5))
         deadline = time.monotonic() + max(180.0, events / 300)
         await _watch(gateway, gateway_task, producer, run, started, deadline)

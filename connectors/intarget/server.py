@@ -118,7 +118,7 @@ class FeedServer:
         except StoreUnavailable:
             return _plain(503, "the store is unavailable; retry later", {"Retry-After": "5"})
         try:
-            if not await self.store.await_watermark(self.settings.watermark_wait):
+            if not await self.store.window_closed(end, self.settings.watermark_wait):
                 return _plain(503, "writes up to `to` are still committing; retry later", {"Retry-After": "1"})
             custom = await self.store.custom_fields() if feed == "players" else []
         except StoreUnavailable:

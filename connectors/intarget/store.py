@@ -3,8 +3,9 @@
 Every write is one transaction that first takes the store clock (a single row, `feed_clock`, locked until commit),
 stamps every row it changes with `max(last stamp, now)` in whole seconds, and commits. So stamps never decrease,
 and writers are serialized. A reader answering `[from, to)` checks that the clock has passed `to`, then takes the
-same lock once: every write that could have stamped below `to` has committed by then, and every later write stamps
-at or above `to`. That is the watermark: a window once answered never gains rows (README, "Consistent windows").
+same lock once (or sees a committed stamp at or past `to`, which proves the same): every write that could have
+stamped below `to` has committed by then, and every later write stamps at or above `to`. That is the watermark:
+a window once answered never gains rows (README, "Consistent windows").
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ class FeedStore(abc.ABC):
     @abc.abstractmethod
     async def await_watermark(self, wait: float) -> bool:
         """Wait until no write is in progress (the clock lock is free once); False after `wait` seconds."""
+
+    async def window_closed(self, end: int, wait: float) -> bool:
+        """True when no write can still stamp below `end`; False after `wait` seconds of writes in progress.
+
+        When the committed clock is already at or past `end`, no lock is needed: writers are serialized and stamps
+        never decrease, so the write that committed that stamp came after every write that stamped below `end`. Only
+        a window reaching up to the newest stamp takes the clock lock once. Feed requests for closed windows thus
+        never queue behind a writer catching up a backlog.
+        """
+        committed = await self._read("SELECT last FROM feed_clock", [])
+        if committed and int(committed[0][0]) >= end:
+            return True
+        return await self.await_watermark(wait)
 
     @abc.abstractmethod
     def rows(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -128,18 +129,31 @@ class SqliteStore(FeedStore):
             raise
 
     async def await_watermark(self, wait: float) -> bool:
-        def take_lock_once() -> bool:
-            connection = _connect(self.path, int(wait * 1000))
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                connection.execute("ROLLBACK")
-                return True
-            except sqlite3.OperationalError:
-                return False
-            finally:
-                connection.close()
+        """Take this process's writer lock in turn (an asyncio.Lock is FIFO, so a writer catching up a backlog with
+        back-to-back transactions cannot starve the feed), then SQLite's write lock once, for writes of another
+        process on the same file (`gateway replay`). SQLite's own busy handler alone polls, and under back-to-back
+        writes it kept missing the gaps (test_a_busy_writer_does_not_starve_feed_requests)."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(wait):
+                await self._lock.acquire()
+        except TimeoutError:
+            return False
+        try:
+            return await asyncio.to_thread(self._take_sqlite_lock_once, max(0.001, wait - (time.monotonic() - started)))
+        finally:
+            self._lock.release()
 
-        return await asyncio.to_thread(take_lock_once)
+    def _take_sqlite_lock_once(self, wait: float) -> bool:
+        connection = _connect(self.path, int(wait * 1000))
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            connection.close()
 
     async def _read(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         def query() -> list[tuple[Any, ...]]:

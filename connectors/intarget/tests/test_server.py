@@ -221,6 +221,26 @@ async def test_a_window_still_being_written_waits_then_503(served: Served) -> No
     assert (await served.get(f"/logins?{WINDOW}"))[0] == 200
 
 
+async def test_a_window_below_the_committed_clock_is_served_while_a_write_is_in_progress(served: Served) -> None:
+    """A committed stamp past `to` proves every write below `to` committed: no wait behind the writer in progress."""
+    await served.store.write(records(player("pl-2")))  # commits a stamp 30 minutes past WINDOW's end
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(tx: Any, stamp: int) -> None:
+        entered.set()
+        await release.wait()
+
+    writer = asyncio.create_task(served.store._transaction(slow, True))
+    await entered.wait()
+    try:
+        status, body, _ = await served.get(f"/logins?{WINDOW}&format=json")
+    finally:
+        release.set()
+        await writer
+    assert status == 200
+    assert [row["id"] for row in orjson.loads(body)] == ["li-1"]
+
+
 async def test_feed_metrics_count_requests_rows_and_latency(served: Served) -> None:
     """feed_requests by status, feed_rows and the latency histogram move per feed."""
     await served.get(f"/logins?{WINDOW}")
@@ -245,3 +265,28 @@ async def test_the_poller_reads_closed_windows_only(served: Served, clock: Manua
         requests = poller.requests
         assert await poller.poll(session, now=clock.now) == 0 and poller.requests == requests
     assert list(poller.rows["logins"]) == ["li-1"] and poller.refused == 0
+
+
+async def test_a_busy_writer_does_not_starve_feed_requests(served: Served) -> None:
+    """Writes committing back to back (a backlog being caught up) still let each feed request through in turn."""
+    stop = asyncio.Event()
+
+    async def short(tx: Any, stamp: int) -> None:
+        await asyncio.sleep(0.005)
+
+    async def write_continuously() -> int:
+        count = 0
+        while not stop.is_set():
+            await served.store._transaction(short, True)
+            count += 1
+        return count
+
+    writer = asyncio.create_task(write_continuously())
+    try:
+        await asyncio.sleep(0.05)
+        statuses = [(await served.get(f"/logins?{WINDOW}"))[0] for _ in range(5)]
+    finally:
+        stop.set()
+        written = await writer
+    assert written > 5  # the writer really was busy while the requests came in
+    assert statuses == [200] * 5
