@@ -95,8 +95,8 @@ class Gateway:
             stack.push_async_callback(producer.stop)
             dead_letters = DeadLetterWriter(producer, gateway.kafka.dlq_topic)
             for name, extension in extensions.items():
+                stack.push_async_callback(extension.stop)  # before start: a start that fails half-way is undone
                 await extension.start()
-                stack.push_async_callback(extension.stop)
                 log.info("extension started", destination=name)
             self.pipelines = [
                 Pipeline(d, gateway.kafka, dead_letters, self.metrics, _shared(extensions, d.name))

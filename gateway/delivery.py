@@ -6,13 +6,14 @@ import asyncio
 import bisect
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Item
+from gateway.config import ANY_BRAND
 from gateway.connector import VendorClient
 from gateway.metrics import DestinationMetrics, observe_many
 from gateway.outcomes import Outcome, SendResult, retry_reason
@@ -74,6 +75,11 @@ class Tenant:
 
     def __repr__(self) -> str:
         return f"Tenant({self.name!r}, halted={self.halted})"
+
+
+def tenant_for(tenants: Mapping[str, Tenant], brand: str) -> Tenant | None:
+    """The tenant whose credentials carry `brand`'s events: its own, else the catch-all `*` tenant, else none."""
+    return tenants.get(brand) or tenants.get(ANY_BRAND)
 
 
 class DeliveryEngine:

@@ -29,8 +29,19 @@ def truncate_utf8(text: str, limit: int = MAX_ERROR_BYTES) -> bytes:
     return data[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
+RECORD_HEADER = "gateway-record"
+"""Extension to the DESIGN.md headers: the one vendor record (its `record_id`) that failed, when the message mapped to
+several and only that one was refused, so a replay re-sends that record and not its delivered siblings."""
+
+
 def dead_letter_headers(
-    message: Any, destination: str, reason: str, error: str, status: int | None, failed_at: datetime | None = None
+    message: Any,
+    destination: str,
+    reason: str,
+    error: str,
+    status: int | None,
+    failed_at: datetime | None = None,
+    record_id: str | None = None,
 ) -> list[tuple[str, bytes]]:
     """DESIGN.md headers, after the message's own headers (kept so a replay sees what the producer sent)."""
     when = (failed_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -44,6 +55,7 @@ def dead_letter_headers(
         ("gateway-status", b"" if status is None else str(status).encode()),
         ("gateway-source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
         ("gateway-failed-at", when.encode()),
+        *([(RECORD_HEADER, record_id.encode())] if record_id is not None else []),
     ]
 
 
@@ -55,11 +67,21 @@ class DeadLetterWriter:
         self.topic = topic
         self._backoff = backoff or FullJitterBackoff(initial=0.1, maximum=5.0)
 
-    async def write(self, message: Any, destination: str, reason: str, error: str, status: int | None = None) -> None:
-        """Write one dead letter for `message`; the caller settles the source offset after this returns."""
+    async def write(
+        self,
+        message: Any,
+        destination: str,
+        reason: str,
+        error: str,
+        status: int | None = None,
+        record_id: str | None = None,
+    ) -> None:
+        """Write one dead letter for `message` (for its vendor record `record_id` when the vendor refused only that
+        one); the caller settles the source offset after this returns."""
         if reason not in REASONS:
             raise ValueError(f"unknown dead-letter reason {reason!r}")
-        await self.send(message, dead_letter_headers(message, destination, reason, error, status), destination)
+        headers = dead_letter_headers(message, destination, reason, error, status, record_id=record_id)
+        await self.send(message, headers, destination)
 
     async def send(self, message: Any, headers: list[tuple[str, bytes]], destination: str) -> None:
         """Write `message`'s key and value with these headers; returns once acknowledged (retries until then)."""

@@ -22,6 +22,9 @@ class ExtensionContext:
     kafka: KafkaConfig
     metrics: Metrics
     stopping: asyncio.Event
+    serve: bool = True
+    """False in `gateway replay`: build only what the client needs (`shared`), no listener, producer or routes,
+    since the running gateway already serves them (and holds their ports)."""
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -16,6 +17,18 @@ from pydantic import SecretStr
 from gateway.config import DestinationConfig, ProxyConfig
 from gateway.metrics import DestinationMetrics
 from gateway.outcomes import TRANSPORT_FAILURE, status_class
+
+UNADDRESSABLE_SEGMENTS = frozenset({".", ".."})
+"""Ids that cannot be one URL path segment: the HTTP client normalizes them away (`/user/../token` is `/token`)."""
+
+
+def path_segment(value: str) -> str:
+    """`value` percent-encoded as exactly one URL path segment; ValueError for `.` and `..`, which would address
+    another resource once the URL is normalized."""
+    if value in UNADDRESSABLE_SEGMENTS:
+        raise ValueError(f"{value!r} cannot be a URL path segment")
+    return quote(value, safe="")
+
 
 _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 

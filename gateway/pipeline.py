@@ -14,9 +14,9 @@ from aiokafka.errors import KafkaError
 
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
-from gateway.config import ANY_BRAND, Destination, KafkaConfig
+from gateway.config import Destination, KafkaConfig
 from gateway.connector import ClientContext
-from gateway.delivery import DeliveryEngine, Tenant
+from gateway.delivery import DeliveryEngine, Tenant, tenant_for
 from gateway.dlq import DeadLetterWriter
 from gateway.errors import EventError, MappingError, UnknownBrand
 from gateway.events import decode
@@ -152,7 +152,7 @@ class Pipeline:
                 offsets.track(message.offset, 0)
                 self.metrics.filtered.inc()
                 return
-            tenant = self._tenants.get(event.brand) or self._tenants.get(ANY_BRAND)
+            tenant = tenant_for(self._tenants, event.brand)
             if tenant is None:
                 raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {self.name}")
             records = self._map(event, self._options)
@@ -180,10 +180,16 @@ class Pipeline:
     # ---- dead letters ------------------------------------------------------------------------------------------
 
     def _spawn_dead_letter(
-        self, offsets: PartitionOffsets, message: Any, reason: str, detail: str, status: int | None
+        self,
+        offsets: PartitionOffsets,
+        message: Any,
+        reason: str,
+        detail: str,
+        status: int | None,
+        record_id: str | None = None,
     ) -> None:
         async def write() -> None:
-            await self._dead_letters.write(message, self.name, reason, detail, status)
+            await self._dead_letters.write(message, self.name, reason, detail, status, record_id)
             self.metrics.dead_lettered(reason).inc()
             offsets.settle(message.offset)
             log.warning(
@@ -200,8 +206,8 @@ class Pipeline:
         task.add_done_callback(self._side_tasks.discard)
 
     def _dead_letter_items(self, items: Sequence[Item], reason: str, status: int | None, detail: str) -> None:
-        for item in items:
-            self._spawn_dead_letter(item.offsets, item.message, reason, detail, status)
+        for item in items:  # one dead letter per refused record, naming it: a replay re-sends only that record
+            self._spawn_dead_letter(item.offsets, item.message, reason, detail, status, item.record.record_id)
 
     # ---- rebalancing -------------------------------------------------------------------------------------------
 

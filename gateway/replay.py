@@ -23,15 +23,16 @@ from prometheus_client import CollectorRegistry
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
 from gateway.config import Destination, ResolvedConfig
-from gateway.connector import ClientContext
-from gateway.delivery import DeliveryEngine, Tenant
-from gateway.dlq import DeadLetterWriter
+from gateway.connector import ClientContext, VendorRecord
+from gateway.delivery import DeliveryEngine, Tenant, tenant_for
+from gateway.dlq import RECORD_HEADER, DeadLetterWriter
 from gateway.errors import EventError, MappingError, UnknownBrand
 from gateway.events import decode
 from gateway.extensions import ExtensionContext, extensions_of
 from gateway.http_client import HttpTransport
 from gateway.kafka_clients import dead_letter_producer, start_with_retry
 from gateway.kafka_security import client_security_kwargs
+from gateway.logs import scrubber
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.replay_records import (
@@ -61,6 +62,7 @@ class Replay:
         progress: Progress | None = None,
     ) -> None:
         self.config = config
+        scrubber.register(config.secrets())  # as `gateway run` does: write-backs and logs never carry a secret
         self.kafka = config.gateway.kafka
         self.destination: Destination = config.destination(selection.destination)
         self.selection = selection
@@ -72,7 +74,9 @@ class Replay:
         self.metrics = Metrics(CollectorRegistry())
         self._partitions: dict[TopicPartition, ReplayOffsets] = {}
         self._spans: dict[TopicPartition, PartitionSpan] = {}
-        self._failed: dict[tuple[int, int], asyncio.Task[None]] = {}  # (partition, offset) -> write-back task
+        # (partition, offset, failed record_id or None) -> its write-back task; and the dead letters that failed again
+        self._failed: dict[tuple[int, int, str | None], asyncio.Task[None]] = {}
+        self._failed_letters: set[tuple[int, int]] = set()
         self._lanes: dict[tuple[str, int], Lane] = {}
         self._lane_tasks: list[asyncio.Task[None]] = []
         self._sending = 0  # batches at the vendor right now
@@ -140,7 +144,8 @@ class Replay:
             self.summary.interrupted = True
             return
         self._writer = DeadLetterWriter(producer, self.kafka.dlq_topic)
-        extensions = extensions_of([ExtensionContext(self.destination, self.kafka, self.metrics, stopping)])
+        context = ExtensionContext(self.destination, self.kafka, self.metrics, stopping, serve=False)
+        extensions = extensions_of([context])
         extension = extensions.get(self.destination.name)
         config = self.destination.config
         metrics = DestinationMetrics(self.metrics, self.destination.name)
@@ -149,8 +154,8 @@ class Replay:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(producer.stop)
             if extension is not None:
+                stack.push_async_callback(extension.stop)  # before start: a start that fails half-way is undone
                 await extension.start()
-                stack.push_async_callback(extension.stop)
             stack.push_async_callback(transport.close)
             client = self.destination.connector.client(
                 ClientContext(
@@ -264,7 +269,7 @@ class Replay:
             if event.type not in self.destination.events:
                 self._not_taken(offsets, message)
                 return
-            tenant = self._tenants.get(event.brand)
+            tenant = tenant_for(self._tenants, event.brand)
             if tenant is None:
                 raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {self.destination.name}")
             records = self.destination.connector.map(event, self.destination.options)
@@ -278,6 +283,7 @@ class Replay:
             failure = MappingError(f"{type(error).__name__} in connector {self.destination.connector.name}")
             self._fail(offsets, message, failure.reason, failure.detail, None)
             return
+        records = _named_record(records, gateway_headers(message).get(RECORD_HEADER))
         if not records:
             self._not_taken(offsets, message)
             return
@@ -313,22 +319,33 @@ class Replay:
     # ---- verdicts ----------------------------------------------------------------------------------------------
 
     def _settled(self, partition: int, offset: int) -> None:
-        if (partition, offset) not in self._failed:
+        if (partition, offset) not in self._failed_letters:
             self.summary.delivered += 1
 
     def _dead_letter_items(self, items: Sequence[Item], reason: str, status: int | None, detail: str) -> None:
         for item in items:
-            self._fail(item.offsets, item.message, reason, detail, status)
+            self._fail(item.offsets, item.message, reason, detail, status, item.record.record_id)
 
-    def _fail(self, offsets: PartitionOffsets, message: Any, reason: str, detail: str, status: int | None) -> None:
-        """Write the record back to the DLQ once (however many of its vendor records failed), then settle."""
-        key = (message.partition, message.offset)
+    def _fail(
+        self,
+        offsets: PartitionOffsets,
+        message: Any,
+        reason: str,
+        detail: str,
+        status: int | None,
+        record_id: str | None = None,
+    ) -> None:
+        """Write the record back to the DLQ once per failed vendor record (naming it, as the pipeline does), then
+        settle; the summary counts the dead letter once."""
+        key = (message.partition, message.offset, record_id)
         first = self._failed.get(key)
         if first is None:
-            self.summary.failed += 1
+            if (message.partition, message.offset) not in self._failed_letters:
+                self._failed_letters.add((message.partition, message.offset))
+                self.summary.failed += 1
             writer = self._writer
             assert writer is not None
-            headers = failed_again_headers(message, reason, detail, status)
+            headers = failed_again_headers(message, reason, detail, status, record_id)
             first = self._failed[key] = self._spawn(writer.send(message, headers, self.destination.name))
             log.warning("failed again", destination=self.destination.name, reason=reason, status=status)
 
@@ -393,3 +410,15 @@ class Replay:
     def _report(self) -> None:
         if self._progress is not None:
             self._progress(self.summary, self.in_flight)
+
+
+def _named_record(records: Sequence[VendorRecord], record_id: str | None) -> Sequence[VendorRecord]:
+    """Only the vendor record a dead letter names (its siblings were delivered); all of them when it names none, or
+    when the mapping no longer makes it (options changed since): re-sending beats losing it."""
+    if record_id is None:
+        return records
+    named = [record for record in records if record.record_id == record_id]
+    if not named:
+        log.warning("the dead letter's record is no longer mapped; replaying all its records", record_id=record_id)
+        return records
+    return named

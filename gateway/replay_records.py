@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from gateway.dlq import truncate_utf8
+from gateway.dlq import RECORD_HEADER, truncate_utf8
 from gateway.logs import scrubber
 from gateway.offsets import PartitionOffsets
 
@@ -42,9 +42,13 @@ def failed_at(headers: Mapping[str, str]) -> datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def failed_again_headers(message: Any, reason: str, error: str, status: int | None) -> list[tuple[str, bytes]]:
-    """Headers of a record that failed its replay: the producer's own, its source, the new cause, attempt + 1."""
+def failed_again_headers(
+    message: Any, reason: str, error: str, status: int | None, record_id: str | None = None
+) -> list[tuple[str, bytes]]:
+    """Headers of a record that failed its replay: the producer's own, its source, the new cause, attempt + 1, and
+    the vendor record that failed (`record_id`, else the one the dead letter already named, if any)."""
     previous = gateway_headers(message)
+    record = record_id if record_id is not None else previous.get(RECORD_HEADER)
     when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     own = [(key, value) for key, value in (message.headers or ()) if not key.startswith("gateway-")]
     return [
@@ -56,6 +60,7 @@ def failed_again_headers(message: Any, reason: str, error: str, status: int | No
         ("gateway-source", previous.get("gateway-source", "").encode()),
         ("gateway-failed-at", when.encode()),
         (ATTEMPT_HEADER, str(attempt_of(previous) + 1).encode()),
+        *([(RECORD_HEADER, record.encode())] if record is not None else []),
     ]
 
 

@@ -26,7 +26,7 @@ class Enable3Connector:
 
     def extension(self, context: ExtensionContext) -> Enable3Extension | None:
         """The ambassador endpoints and the withdrawal callback, when the destination enables them."""
-        return build_extension(context)
+        return build_extension(context) if context.serve else None
 
 
 connector = Enable3Connector()

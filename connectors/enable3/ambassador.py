@@ -6,7 +6,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import Mapping
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import orjson
 import structlog
@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 from connectors.enable3.client import DEFAULT_BASE_URL
 from connectors.enable3.config import AmbassadorSettings, Enable3Credentials
 from gateway.config import Destination
-from gateway.http_client import HttpResponse, HttpTransport
+from gateway.http_client import HttpResponse, HttpTransport, path_segment
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.outcomes import TRANSPORT_FAILURE, status_class
 
@@ -93,7 +93,11 @@ class Ambassador:
             return _error(404, f"no Enable3 credentials for brand {brand!r}")
         path, passed = ENDPOINTS[endpoint]
         params = {name: request.query[name] for name in passed if name in request.query}
-        user = quote(request.match_info["user"], safe="")
+        try:
+            user = path_segment(request.match_info["user"])
+        except ValueError:
+            self._count(endpoint, "bad_request")
+            return _error(400, "operatorUserId cannot be `.` or `..`")
         url = f"{self._base_url}/api/v1/integration/user/{user}/{path}"
         if params:
             url += "?" + urlencode(params)

@@ -38,6 +38,7 @@ class FeedExtension(Extension):
         self.settings = settings
         self.server = FeedServer(context.destination.name, store, settings.feed, context.metrics)
         self.stopping = context.stopping
+        self.serve = context.serve
         self._purge: asyncio.Task[None] | None = None
 
     async def _open_store(self) -> bool:
@@ -57,9 +58,11 @@ class FeedExtension(Extension):
         return False
 
     async def start(self) -> None:
-        """Open the store, then listen; the purge runs in the background."""
+        """Open the store, then listen; the purge runs in the background (only the store when not serving)."""
         if not await self._open_store():
             return  # stopping before the store came up: the pipeline's writes retry until it drains
+        if not self.serve:
+            return
         await self.server.start()
         if self.settings.retention:
             self._purge = asyncio.create_task(self._purge_forever(), name="intarget-purge")

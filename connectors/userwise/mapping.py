@@ -12,7 +12,6 @@ from typing import Any
 
 from connectors.userwise.attributes import FIELD_TYPES, Attribute, attribute, number
 from connectors.userwise.config import CUSTOM_PREFIX, UserWiseOptions
-from connectors.userwise.signing import UNADDRESSABLE_IDS
 from gateway.connector import VendorRecord, record_body
 from gateway.errors import MappingError
 from gateway.events import (
@@ -25,6 +24,7 @@ from gateway.events import (
     RevenueEvent,
     WithdrawalEvent,
 )
+from gateway.http_client import UNADDRESSABLE_SEGMENTS
 
 EVENTS = "events"
 REVENUE_EVENTS = "revenue_events"
@@ -41,7 +41,7 @@ def _player(event: Event) -> str:
     player_id = event.player_id
     if player_id is None:  # pragma: no cover - every type mapped here requires player_id
         raise MappingError("event has no player_id")
-    if player_id in UNADDRESSABLE_IDS:
+    if player_id in UNADDRESSABLE_SEGMENTS:
         raise MappingError(f"player_id {player_id!r} cannot be addressed in a UserWise URL path")
     return player_id
 

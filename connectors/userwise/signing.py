@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from urllib.parse import quote
 
 from yarl import URL
+
+from gateway.http_client import path_segment
 
 API_PREFIX = "/api/v1/appuser/"
 # "." and ".." are path segments every URL normalizer resolves (yarl does it even when percent-encoded), so a player
 # with such an id cannot be addressed without reaching another endpoint.
-UNADDRESSABLE_IDS = frozenset({".", ".."})
 
 
 def api_key_header(api_key: str) -> str:
@@ -41,7 +41,5 @@ def appuser_url(base_url: str, player_id: str, endpoint: str) -> str:
     hex digits. Hashing our own spelling would then sign a different URL from the one sent, so the URL is put through
     the same normalization first (which is idempotent) and that string is what gets hashed and sent.
     """
-    if player_id in UNADDRESSABLE_IDS:
-        raise ValueError(f"player id {player_id!r} cannot be a URL path segment")
-    raw = f"{base_url.rstrip('/')}{API_PREFIX}{quote(player_id, safe='')}/{endpoint}"
+    raw = f"{base_url.rstrip('/')}{API_PREFIX}{path_segment(player_id)}/{endpoint}"
     return str(URL(raw))

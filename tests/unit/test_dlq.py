@@ -10,7 +10,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from gateway.backoff import FullJitterBackoff
-from gateway.dlq import DeadLetterWriter, dead_letter_headers, truncate_utf8
+from gateway.dlq import RECORD_HEADER, DeadLetterWriter, dead_letter_headers, truncate_utf8
+from gateway.replay_records import failed_again_headers
 
 
 class FlakyProducer:
@@ -78,3 +79,14 @@ async def test_unknown_reason_is_a_bug() -> None:
     writer = DeadLetterWriter(FlakyProducer(0), "dlq")
     with pytest.raises(ValueError, match="unknown dead-letter reason"):
         await writer.write(_message(), "unibo", "oops", "x")
+
+
+def test_a_refused_record_is_named_and_the_name_survives_a_failed_replay() -> None:
+    """`gateway-record` names the one vendor record that failed; a replay that fails again keeps naming it."""
+    plain = dict(dead_letter_headers(_message(), "userwise", "rejected", "422", 422))
+    assert RECORD_HEADER not in plain
+    named = dead_letter_headers(_message(), "userwise", "rejected", "422", 422, record_id="tx-9")
+    assert dict(named)[RECORD_HEADER] == b"tx-9"
+    letter = SimpleNamespace(**{**vars(_message()), "headers": named})
+    again = dict(failed_again_headers(letter, "rejected", "422 again", 422))
+    assert again[RECORD_HEADER] == b"tx-9" and again["gateway-attempt"] == b"2"

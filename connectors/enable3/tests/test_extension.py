@@ -64,3 +64,27 @@ async def test_handlers_answer_503_before_start() -> None:
         request = make_mocked_request(route.method, route.path.replace("{user}", "p1"), match_info={"user": "p1"})
         response = await route.handler(request)
         assert isinstance(response, web.Response) and response.status == 503
+
+
+def test_replay_gets_no_extension() -> None:
+    """`gateway replay` (serve=False) builds nothing: the running gateway already serves the routes and producer."""
+    context = _context(ambassador={"enabled": True, "token": "t" * 20})
+    replaying = ExtensionContext(context.destination, context.kafka, context.metrics, context.stopping, serve=False)
+    assert extensions_of([replaying]) == {}
+
+
+async def test_a_user_id_that_would_leave_the_user_path_is_refused() -> None:
+    """`.` and `..` would be normalized out of `/integration/user/{id}/...`, reaching other paths with our key: 400."""
+    extension = extensions_of([_context(ambassador={"enabled": True, "token": "t" * 20})])["e3"]
+    await extension.start()
+    try:
+        for route in extension.routes:
+            assert isinstance(route, web.RouteDef)
+            for user in (".", ".."):
+                request = make_mocked_request(
+                    "GET", route.path, headers={"Authorization": "Bearer " + "t" * 20}, match_info={"user": user}
+                )
+                response = await route.handler(request)
+                assert isinstance(response, web.Response) and response.status == 400
+    finally:
+        await extension.stop()
