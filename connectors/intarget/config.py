@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -115,12 +115,16 @@ class IntargetSettings(BaseModel):
         if not isinstance(data, dict) or not isinstance(data.get("store"), str):
             return data
         parts = urlsplit(data["store"])
-        if not parts.scheme.startswith("postgres") or parts.password is None:
+        query = parse_qs(parts.query, keep_blank_values=True)
+        in_query = query.pop("password", None)  # libpq also reads `?password=`
+        if not parts.scheme.startswith("postgres") or (parts.password is None and not in_query):
             return data
         host = parts.netloc.rpartition("@")[2]
         user = f"{parts.username}@" if parts.username else ""
-        moved = {**data, "store": urlunsplit(parts._replace(netloc=user + host))}
-        moved.setdefault("store_password", unquote(parts.password))
+        stripped = parts._replace(netloc=user + host, query=urlencode(query, doseq=True))
+        moved = {**data, "store": urlunsplit(stripped)}
+        password = unquote(parts.password) if parts.password is not None else in_query[-1]  # type: ignore[index]
+        moved.setdefault("store_password", password)
         return moved
 
     @field_validator("store")

@@ -14,6 +14,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
+
 from connectors.userwise.config import DEFAULTS, UserWiseCredentials, UserWiseOptions
 from connectors.userwise.requests import PlannedRequest, plan
 from connectors.userwise.signing import api_key_header, appuser_url, signed_url
@@ -22,6 +24,8 @@ from gateway.connector import ClientContext, VendorRecord
 from gateway.http_client import HttpResponse
 from gateway.logs import scrubber
 from gateway.outcomes import Outcome, SendResult, classify
+
+log = structlog.get_logger("connectors.userwise.client")
 
 DEFAULT_BASE_URL = "https://api.userwise.io"
 MAX_DETAIL = 1000
@@ -113,7 +117,11 @@ class UserWiseClient:
                 async with self._slots:
                     if stop.is_set():
                         return
-                    result = await self._post(request, headers, secret)
+                    try:
+                        result = await self._post(request, headers, secret)
+                    except Exception as error:  # a bug in one request must not cancel the others' 2xx answers
+                        log.exception("userwise request failed in the client", player_requests=len(requests))
+                        result = SendResult(Outcome.RETRY, 0, reason="client_error", detail=type(error).__name__)
                 if result.outcome is Outcome.DELIVERED:
                     delivered.update(request.indexes)
                     continue

@@ -98,3 +98,14 @@ def test_a_password_in_the_postgres_url_is_moved_out_and_masked() -> None:
     assert destination.settings.store_password.get_secret_value() == SECRET
     assert SECRET not in str(destination.describe()) and SECRET not in repr(destination.settings)
     assert SECRET in resolved.secrets()
+
+
+def test_a_password_in_the_postgres_url_query_is_moved_out_too() -> None:
+    """`?password=` (which libpq also reads) leaves the URL the same way, so check-config never prints it."""
+    resolved = config_module.parse(
+        tree(store=f"postgresql://gw@db.internal/gw?password={SECRET}&schema=intarget", feed={"token": "t"}), env={}
+    )
+    destination = resolved.destinations[0]
+    assert destination.settings.store == "postgresql://gw@db.internal/gw?schema=intarget"
+    assert destination.settings.store_password.get_secret_value() == SECRET
+    assert SECRET not in str(destination.describe()) and SECRET in resolved.secrets()

@@ -222,3 +222,17 @@ async def test_an_echoed_base64_key_never_reaches_a_dead_letter() -> None:
     detail = f"{result.detail} echoed header: {encoded}"
     headers = dict(dead_letter_headers(message, "uw", "rejected", detail, result.status))
     assert encoded.encode() not in headers["gateway-error"]
+
+
+async def test_a_request_that_raises_keeps_the_other_players_deliveries() -> None:
+    """A bug on one player's request is a RETRY for that player only: the others' 2xx answers stay delivered."""
+
+    def answer(url: str, body: bytes) -> tuple[int, dict[str, str]]:
+        if "/b/" in url:
+            raise RuntimeError("a bug while sending player b")
+        return 204, {}
+
+    records = [_record("a", "events", "1"), _record("b", "events", "2"), _record("c", "events", "3")]
+    result = await _client(AnsweringTransport(answer, delay=0.01)).send(CREDENTIALS, records)
+    assert result.outcome is Outcome.RETRY and result.reason == "client_error"
+    assert result.delivered == frozenset({0, 2})
