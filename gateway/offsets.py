@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+Partition = TypeVar("Partition")
 
 
 class PartitionOffsets:
@@ -67,3 +71,18 @@ class PartitionOffsets:
         self._pending.clear()
         self._order.clear()
         return abandoned
+
+
+def positions_to_commit(
+    trackers: Mapping[Partition, PartitionOffsets], only: Iterable[Partition] | None = None
+) -> dict[Partition, int]:
+    """The commit position of each open tracker (of `only`, else all) whose position moved past its last commit."""
+    positions: dict[Partition, int] = {}
+    for partition in trackers if only is None else only:
+        tracker = trackers.get(partition)
+        if tracker is None or tracker.closed:
+            continue
+        position = tracker.committable()
+        if position is not None and position != tracker.committed:
+            positions[partition] = position
+    return positions

@@ -23,7 +23,7 @@ from gateway.events import decode
 from gateway.http_client import HttpTransport
 from gateway.kafka_clients import destination_consumer, start_with_retry
 from gateway.metrics import DestinationMetrics, Metrics
-from gateway.offsets import PartitionOffsets
+from gateway.offsets import PartitionOffsets, positions_to_commit
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -267,15 +267,7 @@ class Pipeline:
         if consumer is None:
             return
         async with self._commit_lock:
-            targets = only if only is not None else list(self._partitions)
-            offsets: dict[TopicPartition, int] = {}
-            for tp in targets:
-                tracker = self._partitions.get(tp)
-                if tracker is None or tracker.closed:
-                    continue
-                position = tracker.committable()
-                if position is not None and position != tracker.committed:
-                    offsets[tp] = position
+            offsets = positions_to_commit(self._partitions, only)
             if not offsets:
                 return
             try:

@@ -34,7 +34,7 @@ from gateway.kafka_clients import dead_letter_producer, start_with_retry
 from gateway.kafka_security import client_security_kwargs
 from gateway.logs import scrubber
 from gateway.metrics import DestinationMetrics, Metrics
-from gateway.offsets import PartitionOffsets
+from gateway.offsets import PartitionOffsets, positions_to_commit
 from gateway.replay_records import (
     PartitionSpan,
     ReplayOffsets,
@@ -392,11 +392,7 @@ class Replay:
             await self._commit(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        for tp, tracker in self._partitions.items():
-            position = tracker.committable()
-            if position is not None and position != tracker.committed:
-                offsets[tp] = position
+        offsets = positions_to_commit(self._partitions)
         if not offsets:
             return
         try:

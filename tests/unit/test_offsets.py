@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.offsets import PartitionOffsets
+from gateway.offsets import PartitionOffsets, positions_to_commit
 
 
 def test_nothing_consumed_has_no_commit() -> None:
@@ -99,3 +99,15 @@ def test_watermark_never_passes_an_unsettled_offset(plan: list[tuple[int, bool]]
         for earlier in range(position):
             assert settled_counts.get(earlier, 0) == plan[earlier][0]
     assert offsets.committable() == len(plan)
+
+
+def test_positions_to_commit_skip_unmoved_closed_and_unknown_partitions() -> None:
+    """Only open trackers whose position moved past the last commit are committed; `only` narrows the partitions."""
+    moved, unmoved, closed = PartitionOffsets(), PartitionOffsets(), PartitionOffsets()
+    for tracker in (moved, unmoved, closed):
+        tracker.track(0, 0)
+    unmoved.committed = 1
+    closed.close()
+    trackers = {"moved": moved, "unmoved": unmoved, "closed": closed}
+    assert positions_to_commit(trackers) == {"moved": 1}
+    assert positions_to_commit(trackers, ["unmoved", "gone"]) == {}
