@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import sys
@@ -334,12 +335,16 @@ async def _demo(events: int, rate: float, faults: bool) -> int:
         poller.cursor = int(time.time()) - 1  # InTarget reads from when the traffic starts, not from start-up
         poll_task = asyncio.create_task(poller.run(polling, interval=0.5))
         deadline = time.monotonic() + max(180.0, events / 300)
-        await _watch(gateway, gateway_task, producer, run, started, deadline)
-        producer.result() if producer.done() else producer.cancel()
-        polling.set()
-        await poll_task
-        gateway.stop()
-        await gateway_task
+        try:
+            await _watch(gateway, gateway_task, producer, run, started, deadline)
+        finally:  # also when the gateway failed: stop the producer and the poller, then drain the gateway
+            producer.cancel()
+            polling.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+            await poll_task
+            gateway.stop()
+            await gateway_task
         print("", file=out)
         return _report(gateway, run, time.monotonic() - started)
 
