@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -76,31 +78,40 @@ def test_missing_config_is_a_clear_error() -> None:
     assert "--config" in result.stderr
 
 
-async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
-    """`gateway sandbox` serves the Unibo sandbox: a batch with the right key is stored and reported."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    ports = []
+    for _ in range(count):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    return ports
+
+
+@contextlib.asynccontextmanager
+async def _sandbox_process(*options: str, until: str) -> AsyncIterator[str]:
+    """`gateway sandbox` with these options, once it printed a line containing `until` (yielded); stopped at exit."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "sandbox",
-        "--unibo-port",
-        str(port),
-        "--unibo-key",
-        "brand-x=k-123",
-        "--enable3-port",
-        "0",  # off: this test is about Unibo, and the default Enable3 and UserWise ports may be taken
-        "--userwise-port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        cwd=ROOT,
+        sys.executable, "-m", "gateway", "sandbox", *options, stdout=asyncio.subprocess.PIPE, cwd=ROOT
     )
     try:
         assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 20)
-        assert f"127.0.0.1:{port}" in line.decode()
+        line = ""
+        while until not in line:
+            line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+            assert line, f"the sandbox exited before printing {until!r}"
+        yield line
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
+    """`gateway sandbox` serves the Unibo sandbox: a batch with the right key is stored and reported."""
+    (port,) = _free_ports(1)
+    # Enable3 and UserWise off: this test is about Unibo, and their default ports may be taken.
+    options = ("--unibo-port", str(port), "--unibo-key", "brand-x=k-123", "--enable3-port", "0", "--userwise-port", "0")
+    async with _sandbox_process(*options, until="unibo sandbox") as line:
+        assert f"127.0.0.1:{port}" in line
         item = {"event": "login", "data": {"unique_id": "u1", "timestamp": "2026-01-01T00:00:00Z", "player_id": "p"}}
         async with aiohttp.ClientSession() as session:
             async with session.post(
@@ -109,42 +120,16 @@ async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
                 assert response.status == 204
             async with session.get(f"http://127.0.0.1:{port}/_sandbox/unibo/received?ids=1") as response:
                 report = await response.json()
-        assert "u1" in orjson.dumps(report).decode()
-    finally:
-        process.terminate()
-        await process.wait()
+    assert "u1" in orjson.dumps(report).decode()
 
 
 async def test_sandbox_command_also_serves_the_enable3_sandbox() -> None:
     """`gateway sandbox --enable3-port` serves Enable3 beside Unibo: an event with its key is stored and reported."""
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    unibo_port, enable3_port = ports
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "sandbox",
-        "--unibo-port",
-        str(unibo_port),
-        "--enable3-port",
-        str(enable3_port),
-        "--enable3-key",
-        "brand-y=e3-key",
-        "--userwise-port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    try:
-        assert process.stdout is not None
-        while f"enable3 sandbox at http://127.0.0.1:{enable3_port}" not in (
-            line := (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
-        ):
-            assert line, "the sandbox exited before serving Enable3"
+    unibo_port, enable3_port = _free_ports(2)
+    options = ("--unibo-port", str(unibo_port), "--enable3-port", str(enable3_port), "--enable3-key", "brand-y=e3-key")
+    async with _sandbox_process(
+        *options, "--userwise-port", "0", until=f"enable3 sandbox at http://127.0.0.1:{enable3_port}"
+    ):
         event = {"id": "e1", "userId": "u", "eventId": "login", "value": 1, "createdAt": "2026-01-01 00:00:00"}
         base = f"http://127.0.0.1:{enable3_port}"
         async with aiohttp.ClientSession() as session:
@@ -152,46 +137,17 @@ async def test_sandbox_command_also_serves_the_enable3_sandbox() -> None:
                 assert response.status == 201
             async with session.get(f"{base}/_sandbox/enable3/received?ids=1") as response:
                 report = await response.json()
-        assert report["tenants"]["brand-y"]["ids"] == ["e1"]
-    finally:
-        process.terminate()
-        await process.wait()
+    assert report["tenants"]["brand-y"]["ids"] == ["e1"]
 
 
 async def test_sandbox_command_serves_the_userwise_sandbox() -> None:
     """`gateway sandbox` also serves UserWise: a request signed with the given key and secret is recorded."""
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    unibo_port, userwise_port = ports
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "sandbox",
-        "--unibo-port",
-        str(unibo_port),
-        "--enable3-port",
-        "0",
-        "--userwise-port",
-        str(userwise_port),
-        "--userwise-key",
-        "brand-y=uw-key",
-        "--userwise-secret",
-        "uw-secret",
-        stdout=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    try:
-        assert process.stdout is not None
-        line = b""
-        while b"userwise sandbox" not in line:
-            line = await asyncio.wait_for(process.stdout.readline(), 20)
-            assert line, "the sandbox exited"
-        assert f"127.0.0.1:{userwise_port}" in line.decode()
-        assert "brand-y" in line.decode()
+    unibo_port, userwise_port = _free_ports(2)
+    options = ("--unibo-port", str(unibo_port), "--enable3-port", "0", "--userwise-port", str(userwise_port))
+    userwise = ("--userwise-key", "brand-y=uw-key", "--userwise-secret", "uw-secret")
+    async with _sandbox_process(*options, *userwise, until="userwise sandbox") as line:
+        assert f"127.0.0.1:{userwise_port}" in line
+        assert "brand-y" in line
         url = f"http://127.0.0.1:{userwise_port}/api/v1/appuser/p%201/events"
         body = b'{"events":[{"event_id":"login","attributes":[{"name":"event_uid","value":"e1"}]}]}'
         enc = hashlib.sha3_256(url.encode() + body + b"uw-secret").hexdigest()
@@ -204,6 +160,3 @@ async def test_sandbox_command_serves_the_userwise_sandbox() -> None:
                 report = await response.json()
         assert report["apps"]["brand-y"]["event_uids"] == ["e1"]
         assert report["apps"]["brand-y"]["timeline"] == [["events", "e1"]]
-    finally:
-        process.terminate()
-        await process.wait()
