@@ -152,4 +152,6 @@ def unibo_takes(event: dict[str, Any]) -> bool:
         return bool(event.get("status", "success") == "success")
     if kind == "login":
         return bool(event.get("success", True))
-    return kind in ("gameround", "player", "game")
+    if kind == "gameround":
+        return float(event["amount"]) > 0  # Unibo's amounts are positive: a zero bet or win is not sent
+    return kind in ("player", "game")
