@@ -55,18 +55,17 @@ class Enable3Client:
                 self._not_found.accepted(id(credentials))
                 duplicates += response.status == DUPLICATE
                 continue
-            if response.status == NOT_FOUND and record.route == EVENT:
-                outcome = self._after_not_found(id(credentials), record.key)
-            if outcome is Outcome.HALT and response.status == NOT_FOUND:
+            if self._halts(response.status, record, id(credentials)):
                 delivered = frozenset(range(index)) if index else None
                 message = self._not_found.message()
                 return SendResult(Outcome.HALT, NOT_FOUND, detail=message, delivered=delivered, duplicates=duplicates)
             return failure(response, outcome, index, duplicates)
         return SendResult(Outcome.DELIVERED, 200, duplicates=duplicates)
 
-    def _after_not_found(self, tenant: int, player: str) -> Outcome:
-        """A 404 from /event: that record's REJECT, or HALT once 404s ran over enough different players."""
-        return Outcome.HALT if self._not_found.not_found(tenant, player) else Outcome.REJECT
+    def _halts(self, status: int, record: VendorRecord, tenant: int) -> bool:
+        """Whether this answer is a 404 from /event that completes a run over enough different players (a wrong
+        base_url or key: halt), rather than one unknown user (that record's REJECT)."""
+        return status == NOT_FOUND and record.route == EVENT and self._not_found.not_found(tenant, record.key)
 
     async def close(self) -> None:
         """Nothing to release: the transport belongs to the pipeline."""
