@@ -195,6 +195,7 @@ class DeliveryEngine:
                         tenant=tenant.name,
                         status=result.status,
                         probe_every_s=self._halt_probe,
+                        detail=result.detail[:300],
                     )
                 self._set_failing(sender, True)
                 await self._sleep(self._halt_probe)

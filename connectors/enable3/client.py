@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from connectors.enable3.config import Enable3Credentials
+from connectors.enable3.config import Enable3Credentials, Enable3Options
 from connectors.enable3.mapping import EVENT, REVENUE, SEGMENT_ADD, SEGMENT_REMOVE
+from connectors.enable3.not_found import NOT_FOUND, NotFoundRuns
 from gateway.backoff import parse_retry_after
 from gateway.connector import ClientContext, VendorRecord
 from gateway.http_client import HttpResponse
@@ -39,6 +40,8 @@ class Enable3Client:
         base_url = context.destination.base_url or DEFAULT_BASE_URL
         self._urls = {route: (method, base_url + path) for route, (method, path) in ENDPOINTS.items()}
         self._http = context.http
+        options = context.options if isinstance(context.options, Enable3Options) else Enable3Options()
+        self._not_found = NotFoundRuns(options.halt_after_not_found)
 
     async def send(self, credentials: Enable3Credentials, records: Sequence[VendorRecord]) -> SendResult:
         """Send each record in order; DELIVERED when all are stored, else the first failure with what went before."""
@@ -49,10 +52,20 @@ class Enable3Client:
             response = await self._http.request(method, url, body=record.body, headers=headers)
             outcome = classify(response.status, OVERRIDES)
             if outcome is Outcome.DELIVERED:
+                self._not_found.accepted(id(credentials))
                 duplicates += response.status == DUPLICATE
                 continue
+            if self._halts(response.status, record, id(credentials)):
+                delivered = frozenset(range(index)) if index else None
+                message = self._not_found.message()
+                return SendResult(Outcome.HALT, NOT_FOUND, detail=message, delivered=delivered, duplicates=duplicates)
             return failure(response, outcome, index, duplicates)
         return SendResult(Outcome.DELIVERED, 200, duplicates=duplicates)
+
+    def _halts(self, status: int, record: VendorRecord, tenant: int) -> bool:
+        """Whether this answer is a 404 from /event that completes a run over enough different players (a wrong
+        base_url or key: halt), rather than one unknown user (that record's REJECT)."""
+        return status == NOT_FOUND and record.route == EVENT and self._not_found.not_found(tenant, record.key)
 
     async def close(self) -> None:
         """Nothing to release: the transport belongs to the pipeline."""

@@ -25,6 +25,19 @@ SEGMENT = "{segment}"
 # ASSUMPTION: Enable3's public documents say the segment endpoints take "a JSON array" without naming its fields.
 # The default sends one object per segment; operators set `options.segment_template` once Enable3 confirms the shape.
 SEGMENT_TEMPLATE: list[dict[str, str]] = [{"userId": USER_ID, "segment": SEGMENT}]
+# Placeholders of the revenue body template.
+REQUEST_ID = "{requestId}"
+REVENUE = "{revenue}"
+DATE = "{date}"
+CURRENCY = "{currency}"
+# ASSUMPTION: Enable3's documents name only the path `POST /api/v1/revenue` ("Hold to earn", in USDT); they show no
+# body. `{requestId, revenue, date}` is ours, after the event endpoint's style; operators set `options.revenue_template`
+# once Enable3 confirms the fields.
+REVENUE_TEMPLATE: dict[str, str] = {"requestId": REQUEST_ID, "revenue": REVENUE, "date": DATE}
+# A tenant whose /api/v1/event answers 404 to this many different players in a row, with no success in between, is
+# halted: Enable3 documents that 404 as "User not found or unauthorized", and users are created on their first event,
+# so a run of them means a wrong base_url or key rather than unknown players.
+HALT_AFTER_NOT_FOUND = 5
 
 
 class Enable3Credentials(BaseModel):
@@ -67,6 +80,18 @@ class Enable3Options(BaseModel):
         description="JSON body of the segment requests; {userId}, {segments} (a list) and {segment} are replaced",
     )
 
+    revenue_template: Any = Field(
+        default_factory=lambda: dict(REVENUE_TEMPLATE),
+        description="JSON body of POST /api/v1/revenue; {requestId}, {revenue} (a number), {date} and {currency} "
+        "are replaced",
+    )
+    halt_after_not_found: int = Field(
+        HALT_AFTER_NOT_FOUND,
+        ge=0,
+        description="halt the tenant when /api/v1/event answered 404 to this many different players in a row "
+        "(a wrong base_url or key); 0 never halts on 404",
+    )
+
     @field_validator("statuses")
     @classmethod
     def _known_types(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -86,6 +111,16 @@ class Enable3Options(BaseModel):
             raise ValueError(f"the segment template must contain {SEGMENTS!r} or {SEGMENT!r}")
         if mentions(value, SEGMENT) and not (isinstance(value, list) and len(value) == 1):
             raise ValueError(f"{SEGMENT!r} is for a one-element list template, repeated once per segment")
+        return value
+
+    @field_validator("revenue_template")
+    @classmethod
+    def _places_the_request_and_amount(cls, value: Any) -> Any:
+        if not isinstance(value, dict | list) or not value:
+            raise ValueError("the revenue template must be a non-empty JSON object or array")
+        for placeholder in (REQUEST_ID, REVENUE):
+            if not mentions(value, placeholder):
+                raise ValueError(f"the revenue template must contain {placeholder!r}")
         return value
 
 

@@ -8,7 +8,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from connectors.enable3.config import SEGMENT, SEGMENTS, USER_ID, Enable3Options, mentions
+from connectors.enable3.config import (
+    CURRENCY,
+    DATE,
+    REQUEST_ID,
+    SEGMENT,
+    SEGMENTS,
+    USER_ID,
+    Enable3Options,
+    mentions,
+)
+from connectors.enable3.config import (
+    REVENUE as REVENUE_AMOUNT,
+)
 from gateway.connector import VendorRecord, record_body
 from gateway.errors import MappingError, UnsupportedCurrency
 from gateway.events import (
@@ -101,9 +113,32 @@ def _revenue(event: Event, options: Enable3Options) -> Sequence[VendorRecord]:
         raise UnsupportedCurrency(
             f"Enable3 takes revenue in {REVENUE_CURRENCY} only; got {event.currency} (the gateway never converts)"
         )
-    amount = -abs(event.amount) if event.kind == "refund" else event.amount
-    body = {"requestId": event.revenue_id, "revenue": number(amount), "date": created_at(event.occurred_at)}
+    refund = event.kind == "refund"
+    values: dict[str, Any] = {
+        REQUEST_ID: refund_request_id(event) if refund else event.revenue_id,
+        REVENUE_AMOUNT: number(-abs(event.amount) if refund else event.amount),
+        DATE: created_at(event.occurred_at),
+        CURRENCY: event.currency,
+    }
+    body = _replace(options.revenue_template, values)
     return (VendorRecord(route=REVENUE, body=record_body(body), key=REVENUE_KEY, record_id=event.event_id),)
+
+
+def refund_request_id(event: RevenueEvent) -> str:
+    """A refund's `requestId`: one of its own, derived from its event. Under the purchase's id Enable3 would answer
+    409 (duplicate entry) and the refund would be lost; under a key of its own it always subtracts, once."""
+    return f"{event.revenue_id}:refund:{event.event_id}"
+
+
+def _replace(template: Any, values: dict[str, Any]) -> Any:
+    """A JSON template with every string that is exactly a placeholder replaced by its value."""
+    if isinstance(template, str):
+        return values.get(template, template)
+    if isinstance(template, dict):
+        return {key: _replace(value, values) for key, value in template.items()}
+    if isinstance(template, list):
+        return [_replace(value, values) for value in template]
+    return template
 
 
 def fill_template(template: Any, user_id: str, segments: Sequence[str]) -> Any:

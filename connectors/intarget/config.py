@@ -39,6 +39,11 @@ class IntargetOptions(BaseModel):
     default_game_name: str = Field(
         "unknown", min_length=1, description="game_name of a session whose game is neither named nor in the catalog"
     )
+    registered_at: Literal["first_seen", "hold"] = Field(
+        "first_seen",
+        description="a player no event gave registered_at: `first_seen` serves the time the gateway first saw them; "
+        "`hold` serves the player only once an event carries it",
+    )
 
 
 def _host_port(value: str) -> str:

@@ -16,10 +16,11 @@ so); stamp: the store time of the row's last change, epoch seconds stored, serve
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One served column."""
+    """One served column; a derived one is served as an SQL expression over stored columns and is not stored."""
 
     name: str
     kind: Kind = "text"
+    derived: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,12 @@ FEEDS: Final[dict[str, Feed]] = {
             ),
             "modified_at",
         ),
-        Feed("auto_logins", "player_id", _columns("player_id login_token updated_at:stamp"), "updated_at"),
+        Feed(
+            "auto_logins",
+            "player_id",
+            (Column("id", derived="player_id"), *_columns("player_id login_token updated_at:stamp")),
+            "updated_at",
+        ),
         Feed(
             "wallets",
             "id",
@@ -137,6 +143,45 @@ FEEDS: Final[dict[str, Feed]] = {
 }
 """Feed name → feed, in DESIGN.md 5a's order; each feed's table has its name."""
 
+REQUIRED: Final[dict[str, tuple[str, ...]]] = {
+    "players": ("id", "registered_at", "modified_at"),
+    "contacts": ("player_id", "created_at", "modified_at"),
+    "transactions": ("id", "player_id", "amount", "currency", "dir", "created_at", "updated_at"),
+    "logins": ("id", "player_id", "created_at"),
+    "auto_logins": ("id", "player_id", "updated_at"),
+    "wallets": ("id", "player_id", "type", "balance", "currency", "created_at", "modified_at"),
+    "bonus_assignments": ("id", "player_id"),
+    "bonuses": ("id", "name"),
+    "casino_sessions": (
+        "player_id", "session_id", "game_name", "currency", "bet_count", "win_count", "bet_amount", "win_amount",
+        "created_at", "updated_at",
+    ),
+    "sports_tournaments": ("id", "name", "start_date"),
+    "sports_events": ("id", "tournament_id", "title", "status", "start_date", "type"),
+    "sports_bets": ("id", "player_id", "type", "created_at", "modified_at"),
+    "sports_odds": ("id", "bet_id", "event_id", "market", "created_at", "updated_at"),
+}  # fmt: skip
+"""The fields InTarget's document marks required, per feed. None is ever served null: each is always set by the
+mapping or the store, or has a FALLBACK, or its row is HELD until it is known (README, "Required fields")."""
+
+FALLBACKS: Final[dict[tuple[str, str], str]] = {
+    ("bonuses", "name"): "COALESCE(name, id)",
+    ("sports_tournaments", "name"): "COALESCE(name, id)",
+    ("sports_events", "title"): "COALESCE(title, id)",
+    ("sports_events", "status"): "COALESCE(status, 'unknown')",
+    ("sports_events", "type"): "COALESCE(type, 'match')",
+}
+"""Required fields an event may not carry yet, served with a stated fallback (SQL over the stored row)."""
+
+HELD: Final[dict[str, tuple[str, ...]]] = {
+    "players": ("registered_at",),
+    "sports_tournaments": ("start_date",),
+    "sports_events": ("tournament_id", "start_date"),
+}
+"""Required fields with no honest fallback: a row without them is stored but not served until an event gives them.
+Completing it changes the row, so it is stamped anew and served in a window not yet answered. (players.registered_at
+is held only with `options.registered_at: hold`; by default the store writes the first sighting, see the README.)"""
+
 SQL_TYPES: Final[dict[Kind, str]] = {
     "text": "TEXT",
     "num": "TEXT",
@@ -166,7 +211,7 @@ def column_types(table: str) -> dict[str, str]:
     if table in INTERNAL_COLUMNS:
         return INTERNAL_COLUMNS[table]
     feed = FEEDS[table]
-    types = {column.name: SQL_TYPES[column.kind] for column in feed.columns}
+    types = {column.name: SQL_TYPES[column.kind] for column in feed.columns if column.derived is None}
     types.update(dict(EXTRA_COLUMNS.get(table, ())))
     types["brand"] = "TEXT"
     return types
@@ -176,7 +221,11 @@ def ddl() -> list[str]:
     """CREATE statements for every table and index (SQLite and PostgreSQL alike)."""
     statements = []
     for feed in FEEDS.values():
-        columns = [f"{c.name} {SQL_TYPES[c.kind]}{' PRIMARY KEY' if c.name == feed.key else ''}" for c in feed.columns]
+        columns = [
+            f"{c.name} {SQL_TYPES[c.kind]}{' PRIMARY KEY' if c.name == feed.key else ''}"
+            for c in feed.columns
+            if c.derived is None
+        ]
         columns += [f"{name} {sql_type}" for name, sql_type in EXTRA_COLUMNS.get(feed.name, ())]
         columns.append("brand TEXT NOT NULL")
         statements.append(f"CREATE TABLE IF NOT EXISTS {feed.name} ({', '.join(columns)})")

@@ -111,7 +111,11 @@ def _record(event: Event, route: str, index: int, key: str, row: dict[str, Any])
 def _player(event: PlayerEvent, options: IntargetOptions) -> list[VendorRecord]:
     changes = event.changes()
     seen = store_time(event.occurred_at)
-    rows: dict[str, dict[str, Any]] = {"players": {"id": event.player_id, "seen_at": seen}}
+    # `registered_default`: what the store writes as registered_at when it inserts a player no event gave one.
+    default = seen if options.registered_at == "first_seen" else None
+    rows: dict[str, dict[str, Any]] = {
+        "players": {"id": event.player_id, "seen_at": seen, "registered_default": default}
+    }
     for field, value in changes.items():
         target = PLAYER_COLUMNS.get(field)
         if target is None:

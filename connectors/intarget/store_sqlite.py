@@ -13,9 +13,9 @@ import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
-from connectors.intarget.feeds import FEEDS, ddl
+from connectors.intarget.feeds import FALLBACKS, FEEDS, HELD, Column, ddl
 from connectors.intarget.store import Clock, FeedStore, StoreUnavailable, Transaction, next_stamp, system_clock
 
 T = TypeVar("T")
@@ -185,22 +185,19 @@ class SqliteStore(FeedStore):
             await asyncio.to_thread(connection.close)
 
 
-# Required fields an event may not have carried yet: served with a stated fallback rather than empty.
-SERVED_AS: Final = {
-    ("bonuses", "name"): "COALESCE(name, id)",
-    ("sports_tournaments", "name"): "COALESCE(name, id)",
-    ("sports_events", "title"): "COALESCE(title, id)",
-    ("sports_events", "status"): "COALESCE(status, 'unknown')",
-    ("sports_events", "type"): "COALESCE(type, 'match')",
-}
+def _served(feed_name: str, column: Column) -> str:
+    """The SQL a served column is read as: a derived expression, a stated fallback, or the stored column."""
+    return column.derived or FALLBACKS.get((feed_name, column.name), column.name)
 
 
 def select_sql(feed_name: str, start: int, end: int, brand: str | None) -> tuple[str, list[Any]]:
-    """The window query of a feed (`?` placeholders), ordered by the window column and the natural key."""
+    """The window query of a feed (`?` placeholders), ordered by the window column and the natural key. Rows still
+    missing a HELD required field are left out until an event gives it (which stamps them anew)."""
     feed = FEEDS[feed_name]
-    columns = [SERVED_AS.get((feed_name, name), name) for name in feed.names]
+    columns = [_served(feed_name, column) for column in feed.columns]
     columns += ["custom"] if feed_name == "players" else []
     sql = f"SELECT {', '.join(columns)} FROM {feed.name} WHERE {feed.window} >= ? AND {feed.window} < ?"  # noqa: S608
+    sql += "".join(f" AND {name} IS NOT NULL" for name in HELD.get(feed_name, ()))
     args: list[Any] = [start, end]
     if brand is not None:
         sql += " AND brand = ?"

@@ -37,6 +37,8 @@ SIMPLE_TABLES: Final = (
 )
 SESSION_COLUMNS: Final = (*FEEDS["casino_sessions"].names[:-1], "brand", "name_from")
 IN_CHUNK: Final = 500
+# Row keys that describe the first sighting (not columns): the first of a batch wins.
+FIRST_SIGHTING: Final = frozenset({"seen_at", "registered_default"})
 
 
 def upsert_sql(table: str, key: str, columns: Sequence[str], insert_only: Sequence[str] = ()) -> str:
@@ -127,7 +129,7 @@ def _merge(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
             merged[row[key]] = dict(row)
             continue
         for name, value in row.items():
-            if name == "seen_at":
+            if name in FIRST_SIGHTING:
                 continue
             if name == "custom":
                 current["custom"] = {**current.get("custom", {}), **value}
@@ -155,7 +157,8 @@ async def _partial(tx: Transaction, stamp: int, table: str, rows: list[dict[str,
 
 
 async def _players(tx: Transaction, stamp: int, rows: list[dict[str, Any]]) -> None:
-    """Players: partial merge, custom fields merged key by key, registered_at defaulting to the first sighting."""
+    """Players: partial merge, custom fields merged key by key; a new player no event gave registered_at gets the
+    mapping's `registered_default` (the first sighting, or null to hold the row back: options.registered_at)."""
     merged = _merge(rows, "id")
     with_custom = [player_id for player_id, row in merged.items() if "custom" in row]
     if with_custom:
@@ -176,17 +179,22 @@ async def _players(tx: Transaction, stamp: int, rows: list[dict[str, Any]]) -> N
         )
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in merged.values():
-        groups[tuple(sorted(c for c in row if c not in ("id", "brand", "seen_at")))].append(row)
+        groups[tuple(sorted(c for c in row if c not in ("id", "brand", *FIRST_SIGHTING)))].append(row)
     for columns, group in groups.items():
         given = "registered_at" in columns
         sql = upsert_sql("players", "id", columns, () if given else ("registered_at",))
         await tx.insert_many(
             sql,
             [
-                [row["id"], *(row[c] for c in columns), *(() if given else (row["seen_at"],)), row["brand"], stamp]
+                [row["id"], *(row[c] for c in columns), *(() if given else (_registered(row),)), row["brand"], stamp]
                 for row in group
             ],
         )
+
+
+def _registered(row: dict[str, Any]) -> Any:
+    """registered_at of a player inserted without one (rows mapped before the option existed: the first sighting)."""
+    return row["registered_default"] if "registered_default" in row else row["seen_at"]
 
 
 def _name(session: dict[str, Any], action: dict[str, Any], catalog: dict[str, str]) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.connector import ConnectorDefaults
+from gateway.iso4217 import is_iso4217
 
 DEFAULTS = ConnectorDefaults(
     events=frozenset({"deposit", "withdrawal", "gameround", "login", "player", "game"}),
@@ -35,3 +36,19 @@ class UniboOptions(BaseModel):
     )
     operator: str | None = Field(None, description="`operator` on player items, when the aggregator expects one")
     send_username: bool = Field(True, description="send `username` on player items (never when it looks like an email)")
+    currency_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="a currency Unibo does not take (e.g. a crypto ticker) -> the ISO-4217 code to send instead, "
+        "amount unchanged, e.g. {USDT: USD}; an unmapped non-ISO currency is dead-lettered (unsupported_currency)",
+    )
+
+    @field_validator("currency_map")
+    @classmethod
+    def _maps_to_iso4217(cls, value: dict[str, str]) -> dict[str, str]:
+        upper = {source.strip().upper(): target.strip().upper() for source, target in value.items()}
+        wrong = sorted(f"{source}: {target}" for source, target in upper.items() if not is_iso4217(target))
+        if wrong:
+            raise ValueError(f"currency_map must map to ISO-4217 codes in circulation; not: {', '.join(wrong)}")
+        if any(not source for source in upper):
+            raise ValueError("currency_map has an empty currency")
+        return upper

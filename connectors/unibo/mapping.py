@@ -9,7 +9,7 @@ from typing import Any
 
 from connectors.unibo.config import UniboOptions
 from gateway.connector import VendorRecord, record_body
-from gateway.errors import MappingError
+from gateway.errors import MappingError, UnsupportedCurrency
 from gateway.events import (
     DepositEvent,
     Event,
@@ -19,6 +19,7 @@ from gateway.events import (
     PlayerEvent,
     WithdrawalEvent,
 )
+from gateway.iso4217 import is_iso4217
 
 ROUTE = "events"
 # Datetimes go into items as they are: the contract makes them UTC and record_body writes them as ISO 8601 with a Z,
@@ -57,6 +58,17 @@ def amount(value: Decimal) -> float:
     return number
 
 
+def currency(code: str, options: UniboOptions) -> str:
+    """The ISO-4217 code Unibo asks for: the event's, or the operator's `currency_map` entry for it. Anything else
+    (a crypto ticker nobody mapped) is refused as `unsupported_currency`: the gateway never converts amounts."""
+    sent = options.currency_map.get(code, code)
+    if not is_iso4217(sent):
+        raise UnsupportedCurrency(
+            f"Unibo takes ISO-4217 currencies only; got {code} (map it with options.currency_map, e.g. {{USDT: USD}})"
+        )
+    return sent
+
+
 def _record(kind: str, data: dict[str, Any], key: str) -> VendorRecord:
     body = record_body({"event": kind, "data": data})
     return VendorRecord(route=ROUTE, body=body, key=key, record_id=data["unique_id"])
@@ -70,7 +82,7 @@ def _payment(kind: str, event: DepositEvent | WithdrawalEvent, options: UniboOpt
         "timestamp": event.occurred_at,
         "player_id": event.player_id,
         "amount": amount(event.amount),
-        "currency": event.currency,
+        "currency": currency(event.currency, options),
         "method": event.method or options.default_method,
     }
     if isinstance(event, DepositEvent) and event.amount_eur is not None:
@@ -90,6 +102,8 @@ def _withdrawal(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
 
 def _gameround(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, GameRoundEvent)
+    if event.amount == 0:
+        return ()  # Unibo asks for a positive amount: a zero bet stakes nothing, a zero win is the loss Unibo infers
     data = {
         "unique_id": event.event_id,
         "timestamp": event.occurred_at,
@@ -97,7 +111,7 @@ def _gameround(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
         "game_id": event.game_id,
         "round_id": event.round_id,
         "amount": amount(event.amount),
-        "currency": event.currency,
+        "currency": currency(event.currency, options),
         "is_win": event.kind == "win",
         "is_bonus": event.is_bonus,
     }
@@ -122,6 +136,12 @@ def _convert(field: str, value: Any) -> Any:
     return value
 
 
+def _player_currency(code: str | None, options: UniboOptions) -> str | None:
+    """A player's main currency: mapped like the money items' when the operator maps it, else as it is (Unibo's
+    document asks ISO-4217 of gameround, deposit and withdraw items only; player `currency` is a free string)."""
+    return options.currency_map.get(code, code) if code is not None else None
+
+
 def _player(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, PlayerEvent)
     changes = event.changes()
@@ -132,7 +152,9 @@ def _player(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
     }
     # Partial update: a field absent from the event is absent from the item; an explicit null is sent as null.
     for field, target in PLAYER_FIELDS.items():
-        if field in changes:
+        if field == "currency" and field in changes:
+            data[target] = _player_currency(changes[field], options)
+        elif field in changes:
             data[target] = _convert(field, changes[field])
     if options.send_username and "username" in changes:
         username = changes["username"]

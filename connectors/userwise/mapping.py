@@ -171,21 +171,33 @@ def _custom(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     return (_event_record(event, event.name, extra, options),)
 
 
+def refund_transaction_id(event: RevenueEvent) -> str:
+    """The `transaction_id` of a refund: one of its own, derived from the refund's event.
+
+    UserWise documents two correct refunds: under the purchase's own transaction_id with revenue 0, or under a new
+    transaction_id with a negative amount. A producer's refund may reuse the purchase's `revenue_id` or carry a new
+    one, and only a new key with the negative amount is right in both cases: the purchase stays as it was, the
+    refund subtracts, and partial refunds add up. `event_id` is stable per fact, so a re-sent refund upserts itself.
+    """
+    return f"{event.revenue_id}:refund:{event.event_id}"
+
+
 def _revenue(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, RevenueEvent)
     if event.player_id is None:
         return ()  # operator-level revenue has no app user to attach it to
     amount = number(event.amount)
+    key = refund_transaction_id(event) if event.kind == "refund" else event.revenue_id
     item: dict[str, Any] = {
-        # A refund is its own transaction with a negative amount (UserWise's rule for a new transaction_id).
+        # A refund is always a transaction of its own with a negative amount: see refund_transaction_id.
         "revenue": -abs(amount) if event.kind == "refund" else amount,
-        "transaction_id": event.revenue_id,
+        "transaction_id": key,
         "revenue_type": options.revenue_types[event.kind],
     }
     if event.product_id is not None:
         item["product_id"] = event.product_id
     item["attributes"] = [*_identity(event, options), attribute("currency", event.currency, options, "string")]
-    return (VendorRecord(route=REVENUE_EVENTS, body=record_body(item), key=_player(event), record_id=event.revenue_id),)
+    return (VendorRecord(route=REVENUE_EVENTS, body=record_body(item), key=_player(event), record_id=key),)
 
 
 MAPPERS: dict[str, Callable[[Event, UserWiseOptions], Sequence[VendorRecord]]] = {

@@ -39,7 +39,8 @@ class Enable3Tenant:
     events: dict[str, float] = field(default_factory=dict)  # event id -> first receive time
     by_user: dict[str, list[str]] = field(default_factory=dict)  # userId -> event ids in arrival order
     by_event_id: Counter[str] = field(default_factory=Counter)  # eventId (mission name) -> count
-    revenue: dict[str, float] = field(default_factory=dict)  # requestId -> revenue
+    revenue: dict[str, float] = field(default_factory=dict)  # requestId -> revenue (the default body's shape)
+    revenue_bodies: list[Any] = field(default_factory=list)  # bodies of another shape (a custom revenue_template)
     segments: list[tuple[str, Any]] = field(default_factory=list)  # ("add" | "remove", body) in arrival order
     duplicates: int = 0
     payloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # event id -> body, only with keep_payloads
@@ -228,6 +229,9 @@ class Enable3Sandbox:
         if errors:
             return self._invalid(errors)
         log = self._log(tenant)
+        if type(body) is not dict or "requestId" not in body:
+            log.revenue_bodies.append(body)  # Enable3 documents no revenue body: another shape is recorded as it is
+            return web.Response(status=204)
         if body["requestId"] in log.revenue:
             return self._duplicate(log) or web.Response(status=204)
         log.revenue[body["requestId"]] = float(body["revenue"])

@@ -51,9 +51,15 @@ def validate_event(body: Any) -> list[str]:
 
 
 def validate_revenue(body: Any) -> list[str]:
-    """Errors of a `POST /api/v1/revenue` body (empty when valid)."""
-    if type(body) is not dict:
-        return ["body must be a JSON object"]
+    """Errors of a `POST /api/v1/revenue` body (empty when valid).
+
+    Enable3 documents the path and USDT, but no body: so any non-empty JSON object or array passes, and only a body
+    of the connector's default shape (it has a `requestId`) is checked field by field, as that assumption says.
+    """
+    if type(body) not in (dict, list) or not body:
+        return ["body must be a non-empty JSON object or array"]
+    if type(body) is not dict or "requestId" not in body:
+        return []
     errors = [f"{name} is required" for name in REVENUE_FIELDS if name not in body]
     errors += [f"{name} is not a field of the revenue body" for name in body if name not in REVENUE_FIELDS]
     if "requestId" in body and not _non_empty_string(body["requestId"]):

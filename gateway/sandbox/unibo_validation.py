@@ -3,8 +3,10 @@
 Errors use the FastAPI/pydantic shape `{"loc": [...], "msg": "...", "type": "..."}`; Unibo publishes no 422 body, so
 this is the sandbox's own (most plausible) choice.  Deliberately stricter than a lenient server where the doc is silent:
 unknown fields are rejected everywhere (this catches mapping bugs and PII leaking into `player`), strings must be
-non-empty, and timestamps need an explicit UTC zone.  Amounts accept 0 (the doc says "positive float"; our resolved
-decision is >= 0).
+non-empty, and timestamps need an explicit UTC zone.  As the document says: a gameround amount is a positive number
+("Bet/Win amount in a positive float format"), deposit and withdraw amounts are numbers (accepted from 0), and the
+currency of gameround, deposit and withdraw items is an ISO-4217 code (crypto tickers refused); a player's
+`currency` is only a string there.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+
+from gateway.iso4217 import is_iso4217
 
 ErrorDetail = dict[str, Any]
 # A check returns None when the value is valid, else (error type, message).
@@ -24,8 +28,6 @@ _DATETIME_RE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})?"
 )
 _DATETIME_SHAPE_ERROR = ("datetime_parsing", "Input should be an ISO 8601 date-time, e.g. 2025-01-15T12:00:00Z")
-# ISO 4217 (three upper-case letters) or a crypto ticker such as USDT, MATIC or 1INCH.
-_CURRENCY_RE = re.compile(r"[A-Z0-9]{2,10}")
 
 
 def _string(value: Any) -> tuple[str, str] | None:
@@ -44,6 +46,13 @@ def _amount(value: Any) -> tuple[str, str] | None:
     return None
 
 
+def _positive_amount(value: Any) -> tuple[str, str] | None:
+    problem = _amount(value)
+    if problem is None and value == 0:
+        return ("greater_than", "Input should be greater than 0")
+    return problem
+
+
 def _bool(value: Any) -> tuple[str, str] | None:
     return None if type(value) is bool else ("bool_type", "Input should be a valid boolean")
 
@@ -51,8 +60,8 @@ def _bool(value: Any) -> tuple[str, str] | None:
 def _currency(value: Any) -> tuple[str, str] | None:
     if type(value) is not str:
         return ("string_type", "Input should be a valid string")
-    if _CURRENCY_RE.fullmatch(value) is None or value.isdigit():
-        return ("string_pattern_mismatch", "Input should be an ISO-4217 code or a crypto ticker (upper case)")
+    if not is_iso4217(value):
+        return ("string_pattern_mismatch", "Input should be an ISO-4217 currency code")
     return None
 
 
@@ -129,7 +138,7 @@ def _spec(event: str, checks: dict[str, Check], *optional: str) -> None:
 
 _spec(
     "gameround",
-    {"player_id": _string, "game_id": _string, "round_id": _string, "amount": _amount, "currency": _currency}
+    {"player_id": _string, "game_id": _string, "round_id": _string, "amount": _positive_amount, "currency": _currency}
     | {"is_win": _bool, "is_bonus": _bool},
 )
 _spec("deposit", {**_MONEY, "amount_eur": _nullable(_amount)}, "amount_eur")
@@ -138,7 +147,7 @@ _PLAYER_OPTIONAL: dict[str, Check] = {
     "username": _OPTIONAL_STRING,
     "registration_date": _nullable(_datetime),
     "country": _OPTIONAL_STRING,
-    "currency": _nullable(_currency),
+    "currency": _OPTIONAL_STRING,
     "gender": _nullable(_choice("M", "F")),
     "affiliate": _OPTIONAL_STRING,
     "operator": _OPTIONAL_STRING,

@@ -25,6 +25,17 @@ MIX: tuple[tuple[str, int], ...] = (
     ("segment", 1),
     ("sports_bet", 2),
 )
+# A sports selection with its event and tournament complete (InTarget holds back an event without its start date).
+SELECTION = {
+    "selection_id": "s1",
+    "event_id": "m1",
+    "market": "1x2",
+    "ratio": "1.85",
+    "event_title": "A - B",
+    "event_start": "2026-11-01T18:00:00Z",
+    "tournament_id": "league",
+    "tournament_start": "2026-08-01T00:00:00Z",
+}
 CURRENCIES = ("EUR", "USD", "BRL", "CAD", "USDT")
 METHODS = ("card", "pix", "skrill", "crypto", None)
 COUNTRIES = ("DE", "BR", "CA", "FI", "MT")
@@ -129,7 +140,7 @@ class Traffic:
                 bet_type="single",
                 stake=money,
                 currency=currency,
-                selections=[{"selection_id": "s1", "event_id": "m1", "market": "1x2", "ratio": "1.85"}],
+                selections=[dict(SELECTION)],
             )
         return event
 
@@ -152,4 +163,6 @@ def unibo_takes(event: dict[str, Any]) -> bool:
         return bool(event.get("status", "success") == "success")
     if kind == "login":
         return bool(event.get("success", True))
-    return kind in ("gameround", "player", "game")
+    if kind == "gameround":
+        return float(event["amount"]) > 0  # Unibo's amounts are positive: a zero bet or win is not sent
+    return kind in ("player", "game")

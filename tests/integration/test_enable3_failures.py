@@ -128,3 +128,36 @@ async def test_429_5xx_and_resets_are_retried_honouring_retry_after_with_nothing
     assert sorted(enable3.sandbox.event_ids("default")) == sorted(e["event_id"] for e in events)
     assert enable3.sandbox.faults.total_injected == 10
     assert await read_topic(broker.bootstrap_servers, f"{topic}.dlq", timeout=2) == []
+
+
+async def test_404_to_every_player_halts_the_tenant_and_a_probe_resumes_it(
+    broker: EmbeddedBroker,
+    topic: str,
+    enable3: RunningEnable3,  # noqa: F811
+) -> None:
+    """Enable3's 404 is "user not found or unauthorized". When every request gets it (a wrong key, or a wrong
+    base_url), the first players' records are dead-lettered one by one, then the tenant halts instead of
+    dead-lettering the whole stream; once Enable3 accepts again, the probe resumes it and everything else arrives.
+    Nothing is lost: every event is either at the sandbox or in the DLQ."""
+    events = _missions(600, seed=43)
+    ids = {event["event_id"] for event in events}
+    enable3.sandbox.set_fail_ids(ids, 404)
+    await produce(broker.bootstrap_servers, topic, events)
+    tree = gateway_config(broker.bootstrap_servers, topic, [enable3_destination(enable3.url)])
+    async with running_gateway(tree) as gateway:
+        await wait_for(
+            lambda: gateway.value("gateway_tenant_halted", destination="enable3", tenant="default") == 1, 30, "halt"
+        )
+        enable3.sandbox.set_fail_ids([], 404)
+        await wait_for(
+            lambda: gateway.value("gateway_tenant_halted", destination="enable3", tenant="default") == 0, 20, "resume"
+        )
+        await wait_for(lambda: gateway.value("gateway_in_flight_events", destination="enable3") == 0, 60, "settled")
+        dead_count = gateway.value("gateway_events_dead_lettered_total", destination="enable3", reason="rejected")
+    dead = await read_topic(broker.bootstrap_servers, f"{topic}.dlq", expect=int(dead_count), timeout=20)
+    dead_ids = {orjson.loads(d.value)["event_id"] for d in dead}
+    # Only the players before the fifth were dead-lettered: nothing after the halt.
+    assert 1 <= len({orjson.loads(d.value)["player_id"] for d in dead}) <= 4
+    assert len(dead) < len(events) // 10  # a handful, not the stream
+    assert {d.headers["gateway-status"] for d in dead} == {"404"}
+    assert set(enable3.sandbox.event_ids("default")) == ids - dead_ids

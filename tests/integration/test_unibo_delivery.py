@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from gateway.testbed.broker import EmbeddedBroker
 from gateway.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import RunningSandbox
@@ -41,3 +45,35 @@ async def test_mixed_stream_delivers_exactly_the_expected_unique_ids(
     offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
     assert sum(o or 0 for o in offsets.values()) == len(events)
     assert await read_topic(broker.bootstrap_servers, f"{topic}.dlq", timeout=2) == []
+
+
+def _round(index: int, currency: str, amount: str, kind: str = "bet") -> dict[str, Any]:
+    return {"event_id": f"cur-{index}", "type": "gameround", "occurred_at": "2026-03-01T12:00:00Z",
+            "player_id": f"p-{index}", "round_id": f"r-{index}", "game_id": "g", "kind": kind, "amount": amount,
+            "currency": currency}  # fmt: skip
+
+
+async def test_crypto_unless_mapped_is_dead_lettered_and_zero_wins_are_not_sent(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
+) -> None:
+    """Through Kafka to the sandbox (which checks ISO-4217 and positive amounts as Unibo documents): USDT mapped by
+    `currency_map` arrives as USD, unmapped tickers go to the DLQ as unsupported_currency, a zero win is filtered,
+    and every offset is committed."""
+    sent = [_round(0, "EUR", "2.5"), _round(1, "USDT", "10"), _round(2, "EUR", "1", "win")]
+    crypto = [_round(3, "BTC", "0.001"), _round(4, "ETH", "0.5", "win")]
+    zero = [_round(5, "EUR", "0", "win"), _round(6, "BTC", "0.00", "win")]
+    events = [*sent, *crypto, *zero]
+    unibo.sandbox.keep_payloads = True
+    await produce(broker.bootstrap_servers, topic, events)
+    destination = unibo_destination(unibo.url, options={"currency_map": {"USDT": "USD"}})
+    async with running_gateway(gateway_config(broker.bootstrap_servers, topic, [destination])) as gateway:
+        await wait_for(lambda: unibo.sandbox.total_unique >= len(sent), 30, "deliveries")
+        dead = await read_topic(broker.bootstrap_servers, f"{topic}.dlq", expect=len(crypto), timeout=20)
+        await wait_for(lambda: gateway.value("gateway_in_flight_events", destination="unibo") == 0, 20, "settled")
+        assert gateway.value("gateway_events_filtered_total", destination="unibo") == len(zero)
+    assert set(unibo.sandbox.unique_ids("default")) == {event["event_id"] for event in sent}
+    assert unibo.sandbox.tenant("default").payloads["cur-1"]["data"]["currency"] == "USD"
+    assert sorted(d.headers["gateway-reason"] for d in dead) == ["unsupported_currency"] * len(crypto)
+    assert sorted(d.value for d in dead) == sorted(orjson.dumps(event) for event in crypto)
+    offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
+    assert sum(o or 0 for o in offsets.values()) == len(events)

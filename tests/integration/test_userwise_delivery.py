@@ -38,7 +38,8 @@ _ids = itertools.count()
 
 
 def _player_story(player: str, index: int) -> list[dict[str, Any]]:
-    """A profile change, a deposit, a login, a bet, a purchase and its refund, for one player, in that order."""
+    """A profile change, a deposit, a login, a bet, and two purchases each refunded: the first refund under the
+    purchase's own revenue_id, the second under a new one, for one player, in that order."""
     base = {"player_id": player}
     stamp = f"2026-11-02T10:{index:02d}:"
     return [
@@ -52,7 +53,11 @@ def _player_story(player: str, index: int) -> list[dict[str, Any]]:
         {**base, "event_id": f"enc-{index}-rv", "type": "revenue", "occurred_at": f"{stamp}04Z",
          "revenue_id": f"enc-rev-{index}", "amount": "4.99", "currency": "USD"},
         {**base, "event_id": f"enc-{index}-rf", "type": "revenue", "occurred_at": f"{stamp}05Z",
-         "revenue_id": f"enc-ref-{index}", "amount": "4.99", "currency": "USD", "kind": "refund"},
+         "revenue_id": f"enc-rev-{index}", "amount": "4.99", "currency": "USD", "kind": "refund"},
+        {**base, "event_id": f"enc-{index}-rv2", "type": "revenue", "occurred_at": f"{stamp}06Z",
+         "revenue_id": f"enc-rev2-{index}", "amount": "2.50", "currency": "USD"},
+        {**base, "event_id": f"enc-{index}-rf2", "type": "revenue", "occurred_at": f"{stamp}07Z",
+         "revenue_id": f"enc-ref2-{index}", "amount": "2.50", "currency": "USD", "kind": "refund"},
     ]  # fmt: skip
 
 
@@ -110,12 +115,21 @@ def test_every_event_uid_arrives_once_despite_retries(run: Run) -> None:
 
 
 def test_every_revenue_transaction_id_arrives_with_its_sign(run: Run) -> None:
-    """Successful deposits and player revenue arrive under their transaction ids; refunds are negative."""
+    """Successful deposits and player revenue arrive under their transaction ids; each refund is negative under a
+    key of its own, so at the sandbox (which upserts by transaction_id, as UserWise does) both purchases net to 0
+    whether the refund reused the purchase's id or not."""
     assert set(run.log.revenue) == run.expected.transaction_ids
     for index in range(len(ENCODED_PLAYERS)):
         assert run.log.revenue[f"enc-rev-{index}"]["revenue"] == 4.99
-        assert run.log.revenue[f"enc-ref-{index}"]["revenue"] == -4.99
-        assert run.log.revenue[f"enc-ref-{index}"]["revenue_type"] == "refund"
+        refund = run.log.revenue[f"enc-rev-{index}:refund:enc-{index}-rf"]
+        assert (refund["revenue"], refund["revenue_type"]) == (-4.99, "refund")
+        assert run.log.revenue[f"enc-ref2-{index}:refund:enc-{index}-rf2"]["revenue"] == -2.50
+        player = [
+            item["revenue"]
+            for key, item in run.log.revenue.items()
+            if key.startswith(("enc-rev", "enc-ref")) and key.split(":")[0].endswith(f"-{index}")
+        ]
+        assert round(sum(player), 2) == 0
 
 
 def test_every_attribute_ends_with_its_last_value(run: Run) -> None:

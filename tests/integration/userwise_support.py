@@ -86,8 +86,11 @@ def expected_at_userwise(events: Iterable[dict[str, Any]]) -> Expected:
             timeline += [("events", uid), ("attributes", "last_login")]
             attributes["last_login"] = userwise_time(event["occurred_at"])
         elif kind == "revenue":
-            expected.transaction_ids.add(event["revenue_id"])
-            timeline.append(("revenue_events", event["revenue_id"]))
+            # A refund is a transaction of its own (UserWise: a new id with a negative amount), named by its event.
+            refund = event.get("kind") == "refund"
+            key = f"{event['revenue_id']}:refund:{uid}" if refund else event["revenue_id"]
+            expected.transaction_ids.add(key)
+            timeline.append(("revenue_events", key))
         elif kind == "player":
             for name in ALLOWED_PROFILE_FIELDS:
                 if name in event:

@@ -106,8 +106,21 @@ async def test_revenue_body_is_checked(bed: Bed) -> None:
     assert (await bed.call("POST", "/api/v1/revenue", good))[0] == 204
     assert (await bed.call("POST", "/api/v1/revenue", {**good, "revenue": "12.5"}))[0] == 400
     assert (await bed.call("POST", "/api/v1/revenue", {**good, "date": "2026-01-01"}))[0] == 400
-    assert (await bed.call("POST", "/api/v1/revenue", {"revenue": 1, "date": "2026-01-01 00:00:00"}))[0] == 400
+    assert (await bed.call("POST", "/api/v1/revenue", {"requestId": "r2", "date": "2026-01-01 00:00:00"}))[0] == 400
+    assert (await bed.call("POST", "/api/v1/revenue", {**good, "extra": 1}))[0] == 400
+    assert (await bed.call("POST", "/api/v1/revenue", {}))[0] == 400
+    assert (await bed.call("POST", "/api/v1/revenue", "12.5"))[0] == 400
     assert bed.sandbox.tenant("default").revenue == {"r1": 12.5}
+
+
+async def test_a_revenue_body_of_another_shape_is_recorded_as_it_is(bed: Bed) -> None:
+    """Enable3 documents no revenue body, so a custom template's body (any non-empty object or array) is accepted
+    and recorded unchanged."""
+    custom = {"externalId": "r9", "amount": {"value": 3.5, "currency": "USDT"}}
+    assert (await bed.call("POST", "/api/v1/revenue", custom))[0] == 204
+    assert (await bed.call("POST", "/api/v1/revenue", [custom]))[0] == 204
+    assert bed.sandbox.tenant("default").revenue_bodies == [custom, [custom]]
+    assert bed.sandbox.tenant("default").revenue == {}
 
 
 async def test_segments_take_a_non_empty_array(bed: Bed) -> None:

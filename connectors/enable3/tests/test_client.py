@@ -105,3 +105,53 @@ async def test_network_failure_retries_with_its_reason() -> None:
     transport = SequenceTransport([(0, b"", {})])
     result = await _client(transport).send(Enable3Credentials(api_key=KEY), _records(1))
     assert (result.outcome, result.reason, result.delivered) == (Outcome.RETRY, "timeout", None)
+
+
+def _players(*players: str) -> list[VendorRecord]:
+    return [VendorRecord("event", orjson.dumps({"id": f"e-{p}"}), p, f"e-{p}") for p in players]
+
+
+async def test_404s_for_several_players_in_a_row_halt_the_tenant() -> None:
+    """404 is "user not found or unauthorized": a run of them over 5 different players, with nothing accepted in
+    between, is a wrong base_url or key. The first four records are dead-lettered one by one; the fifth halts the
+    tenant (nothing more dead-lettered), with a message naming what to check and no secret in it."""
+    transport = SequenceTransport([(404, b"Not Found", {})] * 12)
+    client, credentials = _client(transport), Enable3Credentials(api_key=KEY)
+    outcomes = []
+    for player in ("a", "a", "b", "c", "d"):  # a repeated player counts once
+        outcomes.append((await client.send(credentials, _players(player))).outcome)
+    assert outcomes == [Outcome.REJECT] * 5
+    result = await client.send(credentials, _players("e", "f"))
+    assert (result.outcome, result.status, result.delivered, result.rejected) == (Outcome.HALT, 404, None, None)
+    assert "base_url" in result.detail and "api_key" in result.detail and KEY not in result.detail
+    # The prober's re-send: still 404, still halted; the records stay with the engine.
+    assert (await client.send(credentials, _players("e"))).outcome is Outcome.HALT
+
+
+async def test_an_accepted_request_ends_the_run_and_a_probe_resumes() -> None:
+    """A 2xx (or a 409 duplicate) in between ends the run, so unknown players spread among accepted ones only ever
+    dead-letter their own record; once halted, the first accepted probe ends the halt."""
+    no: tuple[int, bytes, dict[str, str]] = (404, b"", {})
+    transport = SequenceTransport([no] * 4 + [(201, b"", {})] + [no] * 4 + [(409, b"", {})] + [no])
+    client, credentials = _client(transport), Enable3Credentials(api_key=KEY)
+    for player in "abcdXefghYi":
+        result = await client.send(credentials, _players(player))
+        assert result.outcome is (Outcome.DELIVERED if player in "XY" else Outcome.REJECT), player
+    transport.answers = [no] * 4 + [(201, b"", {}), no]
+    assert [(await client.send(credentials, _players(p))).outcome for p in "jklm"][-1] is Outcome.HALT
+    assert (await client.send(credentials, _players("m"))).outcome is Outcome.DELIVERED  # the probe is accepted
+    assert (await client.send(credentials, _players("n"))).outcome is Outcome.REJECT  # a fresh run
+
+
+async def test_404_runs_are_per_tenant_and_only_for_mission_events() -> None:
+    """One tenant's wrong key does not halt another, and a 404 from another endpoint never counts."""
+    transport = SequenceTransport([(404, b"", {})] * 20)
+    client = _client(transport)
+    one, two = Enable3Credentials(api_key="key-one"), Enable3Credentials(api_key="key-two")
+    for player in "abcd":
+        assert (await client.send(one, _players(player))).outcome is Outcome.REJECT
+        assert (await client.send(two, _players(player))).outcome is Outcome.REJECT
+        revenue = VendorRecord("revenue", b"{}", player, f"r-{player}")
+        assert (await client.send(one, [revenue])).outcome is Outcome.REJECT
+    assert (await client.send(one, _players("e"))).outcome is Outcome.HALT
+    assert (await client.send(two, _players("e"))).outcome is Outcome.HALT

@@ -91,3 +91,26 @@ def test_enabled_ambassador_requires_a_long_token() -> None:
         Enable3Settings.model_validate({"ambassador": {"enabled": True, "token": "short"}})
     settings = Enable3Settings.model_validate({"ambassador": {"enabled": True, "token": "t" * 16}})
     assert "t" * 16 not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [{"revenue": "{revenue}", "date": "{date}"}, {"requestId": "{requestId}"}, {}, "{requestId}{revenue}"],
+    ids=["no-request-id", "no-revenue", "empty", "not-json-container"],
+)
+def test_unusable_revenue_templates_fail_at_startup(template: Any) -> None:
+    """The revenue body (an assumption, so configurable) must carry the request id and the amount."""
+    with pytest.raises(ValidationError, match="revenue template"):
+        Enable3Options.model_validate({"revenue_template": template})
+
+
+def test_a_refund_under_the_purchases_revenue_id_gets_a_request_id_of_its_own() -> None:
+    """A refund reusing the purchase's revenue_id would be Enable3's 409 "duplicate entry" (counted as delivered,
+    so lost) under the same requestId: it is sent negative under a key derived from its own event instead."""
+    purchase = {"event_id": "pu", "type": "revenue", "occurred_at": "2026-03-01T12:00:00Z", "revenue_id": "rev-1",
+                "amount": "10", "currency": "USDT"}  # fmt: skip
+    refund = {**purchase, "event_id": "rf", "kind": "refund"}
+    bodies = [
+        orjson.loads(r.body) for e in (purchase, refund) for r in map_event(decode(orjson.dumps(e)), Enable3Options())
+    ]
+    assert [(b["requestId"], b["revenue"]) for b in bodies] == [("rev-1", 10.0), ("rev-1:refund:rf", -10.0)]

@@ -157,8 +157,8 @@ async def test_transaction_status_updates_the_row(store: FeedStore, clock: Manua
 async def test_sports_partial_snapshots_keep_known_values(store: FeedStore, clock: ManualClock) -> None:
     """A later bet update without event details keeps the sport event's title and tournament."""
     selection = {"selection_id": "sel-1", "event_id": "ev-1", "market": "1x2", "ratio": "1.85", "event_title": "A - B",
-                 "event_status": "prematch", "tournament_id": "t-1", "tournament_name": "Cup",
-                 "tournament_start": "2026-03-01T00:00:00Z"}  # fmt: skip
+                 "event_status": "prematch", "event_start": "2026-03-02T18:00:00Z", "tournament_id": "t-1",
+                 "tournament_name": "Cup", "tournament_start": "2026-03-01T00:00:00Z"}  # fmt: skip
     bet = {"event_id": "sb-1", "type": "sports_bet", "occurred_at": "2026-03-01T10:00:00Z", "player_id": "p-1",
            "bet_id": "b-1", "status": "accepted", "bet_type": "single", "stake": "5",
            "selections": [selection]}  # fmt: skip

@@ -139,3 +139,30 @@ def test_any_profile_maps_to_valid_attributes_or_a_mapping_error(
         for item in attributes:
             assert item["data_type"] in {"string", "boolean", "integer", "float", "datetime"}
             assert set(item) == {"name", "value", "data_type"}
+
+
+def _revenue(event_id: str, revenue_id: str, amount: str, kind: str = "purchase") -> dict[str, Any]:
+    return {"event_id": event_id, "type": "revenue", "occurred_at": "2026-03-01T12:00:00Z", "player_id": "p",
+            "revenue_id": revenue_id, "amount": amount, "currency": "USD", "kind": kind}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("refunds", "net"),
+    [
+        ([("rf-1", "rev-1", "9.99")], 0.0),  # the refund reuses the purchase's id
+        ([("rf-1", "ref-1", "9.99")], 0.0),  # the refund has an id of its own
+        ([("rf-1", "rev-1", "4"), ("rf-2", "rev-1", "5.99")], 0.0),  # two partial refunds under the purchase's id
+        ([("rf-1", "rev-1", "4")], 5.99),  # one partial refund
+    ],
+    ids=["same-id", "new-id", "two-partial-same-id", "partial"],
+)
+def test_refunds_net_out_under_userwise_upsert_rule(refunds: list[tuple[str, str, str]], net: float) -> None:
+    """UserWise keeps one revenue event per transaction_id (a repeat updates it): after the purchase and its refunds,
+    re-sent once each, the player's revenue is the purchase minus the refunds, whatever ids the refunds carry."""
+    stored: dict[str, float] = {}
+    events = [_revenue("pu-1", "rev-1", "9.99")] + [_revenue(*refund, kind="refund") for refund in refunds]
+    for event in events * 2:  # a re-send upserts, never adds
+        for item in _map(event):
+            stored[item["transaction_id"]] = item["revenue"]
+    assert round(sum(stored.values()), 2) == net
+    assert stored["rev-1"] == 9.99  # the purchase itself is never overwritten by a refund
