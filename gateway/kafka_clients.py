@@ -5,16 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from gateway.backoff import FullJitterBackoff
 from gateway.config import KafkaConfig
 from gateway.kafka_security import client_security_kwargs
 
 log = structlog.get_logger("gateway.kafka")
+
+T = TypeVar("T")
+
+KAFKA_CALL_TIMEOUT = 5.0
+"""Bound on one Kafka call made outside the poll loop (commit, end offsets, committed): aiokafka retries some of them
+for as long as the broker is away, and a shutdown or a revocation must not wait for that."""
 
 
 def destination_consumer(kafka: KafkaConfig, group_id: str, name: str) -> AIOKafkaConsumer:
@@ -62,3 +69,12 @@ async def start_with_retry(what: str, start: Callable[[], Awaitable[None]], stop
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
     return False
+
+
+async def within(seconds: float, call: Awaitable[T]) -> T:
+    """Await a Kafka call for at most `seconds`; past that it is cancelled and KafkaTimeoutError (a KafkaError) raised,
+    so callers handle "no answer in time" like any other Kafka failure."""
+    try:
+        return await asyncio.wait_for(call, seconds)
+    except TimeoutError as error:
+        raise KafkaTimeoutError(f"no answer from Kafka within {seconds:g}s") from error

@@ -118,6 +118,12 @@ class Metrics:
             ["destination", "result"],
             registry=registry,
         )
+        self.consumer_errors = Counter(
+            "gateway_consumer_errors",
+            "Failed reads from Kafka (undecodable batch, lost broker...), by aiokafka error class; each is retried.",
+            ["destination", "error"],
+            registry=registry,
+        )
         # Connector extensions (gateway/extensions.py): InTarget's feed server, Enable3's ambassador and callbacks.
         self.feed_requests = Counter(
             "gateway_feed_requests",
@@ -242,6 +248,10 @@ class DestinationMetrics:
     def tenant_halted(self, tenant: str, halted: bool) -> None:
         """Mark a tenant halted or resumed."""
         self.metrics.tenant_halted.labels(self.destination, tenant).set(1 if halted else 0)
+
+    def consumer_error(self, error: str) -> Counter:
+        """Failed-read counter child for an aiokafka error class."""
+        return self.metrics.consumer_errors.labels(self.destination, error)
 
     def commit(self, result: str) -> None:
         """Count an offset commit by result (ok, failed)."""

@@ -16,6 +16,7 @@ from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
 from gateway.config import Destination, KafkaConfig
 from gateway.connector import ClientContext
+from gateway.consumer_health import ReadFailures
 from gateway.delivery import DeliveryEngine, Tenant, tenant_for
 from gateway.dlq import DeadLetterWriter
 from gateway.errors import EventError, MappingError, UnknownBrand
@@ -96,6 +97,7 @@ class Pipeline:
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._fatal: BaseException | None = None
+        self._reads = ReadFailures(destination.name, self.metrics)
         self.joined = False
         self.metrics.up.set(1)
 
@@ -105,6 +107,11 @@ class Pipeline:
     def halted(self) -> bool:
         """True while any tenant is halted on credentials."""
         return any(tenant.halted for tenant in self._tenants.values())
+
+    @property
+    def kafka_problem(self) -> str | None:
+        """Why this destination cannot read from Kafka right now (readiness), or None."""
+        return "consumer_error" if self._reads.error is not None else None
 
     @property
     def in_flight(self) -> int:
@@ -357,7 +364,6 @@ class Pipeline:
     async def _consume(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> None:
         partitions = self._partitions
         consumed = self.metrics.consumed
-        failures = 0
         while not stopping.is_set():
             if self._fatal is not None:
                 raise RuntimeError(f"a delivery lane of {self.name} failed") from self._fatal
@@ -367,13 +373,12 @@ class Pipeline:
             room = max(1, min(MAX_POLL_RECORDS, self._max_in_flight - in_flight))
             try:
                 batches = await consumer.getmany(timeout_ms=100, max_records=room)
-            except KafkaError as error:  # aiokafka reconnects by itself; a poll error must not end the pipeline
-                failures += 1
-                log.warning("poll failed, retrying", destination=self.name, error=type(error).__name__)
+            except KafkaError as error:  # never ends the pipeline, never a silent loop: counted, logged, backed off
+                delay = self._reads.failed(error)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), min(5.0, 0.1 * 2**failures))
+                    await asyncio.wait_for(stopping.wait(), delay)
                 continue
-            failures = 0
+            self._reads.succeeded()
             now, monotonic = time.time(), time.monotonic()
             for tp, messages in batches.items():
                 offsets = partitions.get(tp)
