@@ -47,9 +47,10 @@ def dead_letter_producer(kafka: KafkaConfig) -> AIOKafkaProducer:
         client_id=f"{kafka.client_id}.dlq",
         acks="all",
         linger_ms=5,
-        # A dead letter is the source message plus ~300 bytes of headers; the client must never refuse one
-        # that the broker accepted as a source message (the broker's own limit still applies).
-        max_request_size=16 * 1024 * 1024,
+        # The DLQ topic's own limit, checked before sending: a dead letter is the source message plus ~300 bytes of
+        # headers, so one near the source topic's limit may not fit; DeadLetterWriter then writes it reduced. (The
+        # broker's MESSAGE_TOO_LARGE, should the topic's limit be lower still, takes the same path.)
+        max_request_size=kafka.dlq_max_message_bytes,
         **client_security_kwargs(kafka.security),
     )
 

@@ -36,6 +36,12 @@ class Metrics:
             ["destination", "reason"],
             registry=registry,
         )
+        self.dead_letters_reduced = Counter(
+            "gateway_dead_letters_reduced",
+            "Dead letters the topic refused as too large, written without their value (header gateway-value-dropped).",
+            ["destination"],
+            registry=registry,
+        )
         self.events_filtered = Counter(
             "gateway_events_filtered",
             "Messages this destination does not take (type filter or connector rule) and settled at once.",
@@ -203,6 +209,7 @@ class DestinationMetrics:
         self.event_age = metrics.event_age.labels(destination=destination)
         self.in_flight = metrics.in_flight.labels(destination=destination)
         self.up = metrics.destination_up.labels(destination=destination)
+        self.dead_letters_reduced = metrics.dead_letters_reduced.labels(destination=destination)
         self._delivered: dict[str, Counter] = {}
         self._dead_lettered: dict[str, Counter] = {}
         self._retries: dict[str, Counter] = {}

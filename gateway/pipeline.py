@@ -196,7 +196,8 @@ class Pipeline:
         record_id: str | None = None,
     ) -> None:
         async def write() -> None:
-            await self._dead_letters.write(message, self.name, reason, detail, status, record_id)
+            if await self._dead_letters.write(message, self.name, reason, detail, status, record_id):
+                self.metrics.dead_letters_reduced.inc()
             self.metrics.dead_lettered(reason).inc()
             offsets.settle(message.offset)
             log.warning(
