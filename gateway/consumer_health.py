@@ -70,3 +70,41 @@ class ReadFailures:
             log.info("reading from Kafka again", destination=self._destination, failed_attempts=self._attempts)
             self.error = None
             self._attempts = 0
+
+
+class BrokerContact:
+    """Whether a destination's periodic calls to Kafka (the lag probe, commits) are answered: readiness drops while
+    they are not, and the loss and the recovery are each logged once."""
+
+    def __init__(self, destination: str, metrics: DestinationMetrics) -> None:
+        self._destination = destination
+        self._metrics = metrics
+        self._lost_at: float | None = None
+
+    @property
+    def lost(self) -> bool:
+        """True since a call failed, until one is answered."""
+        return self._lost_at is not None
+
+    def failed(self, call: str, error: KafkaError) -> None:
+        """A call to Kafka failed or went unanswered within its time limit."""
+        self._metrics.consumer_error(type(error).__name__).inc()
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
+            log.error(
+                "lost contact with Kafka; consuming and committing resume when it answers",
+                destination=self._destination,
+                call=call,
+                error=f"{type(error).__name__}: {error}",
+                hint=READ_HINT,
+            )
+
+    def answered(self) -> None:
+        """A call to Kafka was answered."""
+        if self._lost_at is not None:
+            log.info(
+                "Kafka answers again",
+                destination=self._destination,
+                lost_for_s=round(time.monotonic() - self._lost_at, 1),
+            )
+            self._lost_at = None

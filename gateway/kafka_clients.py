@@ -20,8 +20,12 @@ log = structlog.get_logger("gateway.kafka")
 T = TypeVar("T")
 
 KAFKA_CALL_TIMEOUT = 5.0
-"""Bound on one Kafka call made outside the poll loop (commit, end offsets, committed): aiokafka retries some of them
-for as long as the broker is away, and a shutdown or a revocation must not wait for that."""
+"""Bound on one Kafka call made outside the poll loop (commit, end offsets, metadata): aiokafka retries some of them
+for as long as the broker is away (a commit waits for a coordinator), and a revocation must not wait for that."""
+
+SHUTDOWN_CALL_TIMEOUT = 2.0
+"""Bound on each Kafka call after the drain (final commit, leaving the group, flushing the DLQ producer), so that
+SIGTERM with the brokers unreachable still exits a few seconds after shutdown.grace_period."""
 
 
 def destination_consumer(kafka: KafkaConfig, group_id: str, name: str) -> AIOKafkaConsumer:
@@ -79,3 +83,19 @@ async def within(seconds: float, call: Awaitable[T]) -> T:
         return await asyncio.wait_for(call, seconds)
     except TimeoutError as error:
         raise KafkaTimeoutError(f"no answer from Kafka within {seconds:g}s") from error
+
+
+async def stop_within(what: str, stop: Callable[[], Awaitable[None]], seconds: float = SHUTDOWN_CALL_TIMEOUT) -> None:
+    """Stop a Kafka client, abandoning it after `seconds`: with the brokers gone, leaving the group or flushing the
+    producer would wait for them. Nothing is lost by abandoning: offsets were committed (or not) before this."""
+    try:
+        await within(seconds, stop())
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        # aiokafka's fetcher.close() awaits the fetch tasks it just cancelled and lets their CancelledError out when
+        # a fetch was backing off (the brokers gone): not a cancellation of this task, so the shutdown goes on.
+        log.warning("kafka client stopped with a stray cancellation", client=what)
+    except KafkaError as error:
+        log.warning("kafka client abandoned at shutdown", client=what, error=type(error).__name__, limit_s=seconds)

@@ -126,7 +126,7 @@ class Metrics:
         )
         self.consumer_errors = Counter(
             "gateway_consumer_errors",
-            "Failed reads from Kafka (undecodable batch, lost broker...), by aiokafka error class; each is retried.",
+            "Failed reads and calls to Kafka (undecodable batch, lost broker), by aiokafka error class; all retried.",
             ["destination", "error"],
             registry=registry,
         )

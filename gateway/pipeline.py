@@ -16,13 +16,20 @@ from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
 from gateway.config import Destination, KafkaConfig
 from gateway.connector import ClientContext
-from gateway.consumer_health import ReadFailures
+from gateway.consumer_health import BrokerContact, ReadFailures
 from gateway.delivery import DeliveryEngine, Tenant, tenant_for
 from gateway.dlq import DeadLetterWriter
 from gateway.errors import EventError, MappingError, UnknownBrand
 from gateway.events import decode
 from gateway.http_client import HttpTransport
-from gateway.kafka_clients import destination_consumer, start_with_retry
+from gateway.kafka_clients import (
+    KAFKA_CALL_TIMEOUT,
+    SHUTDOWN_CALL_TIMEOUT,
+    destination_consumer,
+    start_with_retry,
+    stop_within,
+    within,
+)
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets, positions_to_commit
 
@@ -98,6 +105,7 @@ class Pipeline:
         self._consumer: AIOKafkaConsumer | None = None
         self._fatal: BaseException | None = None
         self._reads = ReadFailures(destination.name, self.metrics)
+        self._contact = BrokerContact(destination.name, self.metrics)
         self.joined = False
         self.metrics.up.set(1)
 
@@ -111,7 +119,9 @@ class Pipeline:
     @property
     def kafka_problem(self) -> str | None:
         """Why this destination cannot read from Kafka right now (readiness), or None."""
-        return "consumer_error" if self._reads.error is not None else None
+        if self._reads.error is not None:
+            return "consumer_error"
+        return "kafka_unreachable" if self._contact.lost else None
 
     @property
     def in_flight(self) -> int:
@@ -235,6 +245,7 @@ class Pipeline:
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Settle what can be settled quickly, commit up to the watermark, abandon the rest uncommitted."""
+        self.joined = False  # a rebalance (or a lost membership) is under way: ready again once assigned
         owned = [tp for tp in revoked if tp in self._partitions]
         if not owned:
             return
@@ -270,7 +281,7 @@ class Pipeline:
 
     # ---- commits and lag ---------------------------------------------------------------------------------------
 
-    async def _commit(self, only: list[TopicPartition] | None = None) -> None:
+    async def _commit(self, only: list[TopicPartition] | None = None, limit: float = KAFKA_CALL_TIMEOUT) -> None:
         consumer = self._consumer
         if consumer is None:
             return
@@ -279,11 +290,13 @@ class Pipeline:
             if not offsets:
                 return
             try:
-                await consumer.commit(offsets)
+                await within(limit, consumer.commit(offsets))
             except KafkaError as error:
                 self.metrics.commit("failed")
+                self._contact.failed("commit", error)
                 log.warning("offset commit failed; will retry", destination=self.name, error=type(error).__name__)
                 return
+            self._contact.answered()
             self.metrics.commit("ok")
             for tp, position in offsets.items():
                 tracker = self._partitions.get(tp)
@@ -306,19 +319,21 @@ class Pipeline:
         if consumer is None:
             return
         assigned = list(consumer.assignment())
-        if not assigned:
-            return
         try:
-            ends = await consumer.end_offsets(assigned)
+            # Also the probe of the broker for readiness: with no partition, a metadata request stands in.
+            ends = await within(KAFKA_CALL_TIMEOUT, consumer.end_offsets(assigned)) if assigned else {}
+            if not assigned:
+                await within(KAFKA_CALL_TIMEOUT, consumer.topics())
         except KafkaError as error:
-            log.debug("lag refresh failed", destination=self.name, error=type(error).__name__)
+            self._contact.failed("end_offsets" if assigned else "metadata", error)
             return
+        self._contact.answered()
         for tp, end in ends.items():
             tracker = self._partitions.get(tp)
             position = tracker.committable() if tracker is not None else None
             if position is None:
                 try:
-                    position = await consumer.position(tp)
+                    position = await within(KAFKA_CALL_TIMEOUT, consumer.position(tp))
                 except (KafkaError, AssertionError):
                     continue
             self.metrics.lag(tp.topic, tp.partition, max(0, end - position))
@@ -354,10 +369,10 @@ class Pipeline:
             await asyncio.gather(*side, return_exceptions=True)
             await self._cancel_workers()
             try:
-                await self._commit()
+                await self._commit(limit=SHUTDOWN_CALL_TIMEOUT)
             finally:
                 self._consumer = None
-                await consumer.stop()
+                await stop_within(f"consumer:{self.name}", consumer.stop)
                 await self._client.close()
                 await self._transport.close()
                 log.info("pipeline stopped", destination=self.name, unsettled=self.in_flight)
