@@ -130,6 +130,13 @@ class Metrics:
             ["destination", "error"],
             registry=registry,
         )
+        self.task_failures = Counter(
+            "gateway_task_failures",
+            "Background tasks of a pipeline (lane, dead_letter, commit, lag) that failed with a bug; all but lag are "
+            "fatal: the process exits non-zero without committing past them.",
+            ["destination", "task"],
+            registry=registry,
+        )
         # Connector extensions (gateway/extensions.py): InTarget's feed server, Enable3's ambassador and callbacks.
         self.feed_requests = Counter(
             "gateway_feed_requests",
@@ -259,6 +266,10 @@ class DestinationMetrics:
     def consumer_error(self, error: str) -> Counter:
         """Failed-read counter child for an aiokafka error class."""
         return self.metrics.consumer_errors.labels(self.destination, error)
+
+    def task_failure(self, task: str) -> Counter:
+        """Failed background task counter child (lane, dead_letter, commit, lag)."""
+        return self.metrics.task_failures.labels(self.destination, task)
 
     def commit(self, result: str) -> None:
         """Count an offset commit by result (ok, failed)."""

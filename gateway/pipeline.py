@@ -154,10 +154,23 @@ class Pipeline:
 
     def _lane_ended(self, task: asyncio.Task[None]) -> None:
         self._lane_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
             # A lane never ends by itself: its records would stall unsettled. Fail the pipeline loudly instead;
             # nothing is committed past them, so a restart re-delivers.
-            self._fatal = task.exception()
+            self._task_failed("lane", error, fatal=True)
+
+    def _task_failed(self, task: str, error: BaseException, *, fatal: bool) -> None:
+        """A background task failed with a bug: logged with its trace and counted; a fatal one (its records could
+        never settle, or commits would stop) fails the pipeline, and so the process, without committing past it."""
+        self.metrics.task_failure(task).inc()
+        log.error("background task failed", destination=self.name, task=task, fatal=fatal, exc_info=error)
+        if fatal and self._fatal is None:
+            self._fatal = error
+
+    def _check_fatal(self) -> None:
+        if self._fatal is not None:
+            raise RuntimeError(f"a background task of destination {self.name} failed") from self._fatal
 
     def ingest(
         self, tp: TopicPartition, offsets: PartitionOffsets, message: Any, consumed_at: float, monotonic: float
@@ -221,7 +234,13 @@ class Pipeline:
 
         task = asyncio.create_task(write())
         self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
+        task.add_done_callback(self._dead_letter_ended)
+
+    def _dead_letter_ended(self, task: asyncio.Task[None]) -> None:
+        self._side_tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:  # not a Kafka outage (retried inside): a bug, and the source offset can never settle
+            self._task_failed("dead_letter", error, fatal=True)
 
     def _dead_letter_items(self, items: Sequence[Item], reason: str, status: int | None, detail: str) -> None:
         for item in items:  # one dead letter per refused record, naming it: a replay re-sends only that record
@@ -306,12 +325,19 @@ class Pipeline:
     async def _commit_forever(self) -> None:
         while True:
             await asyncio.sleep(self._kafka.commit_interval)
-            await self._commit()
+            try:
+                await self._commit()
+            except Exception as error:  # Kafka failures are handled inside: this is a bug, and commits must not stop
+                self._task_failed("commit", error, fatal=True)
+                return
 
     async def _lag_forever(self) -> None:
         while True:
             await asyncio.sleep(self._kafka.lag_interval)
-            await self.refresh_lag()
+            try:
+                await self.refresh_lag()
+            except Exception as error:  # lag and the readiness probe go stale, delivery is unaffected: keep trying
+                self._task_failed("lag", error, fatal=False)
 
     async def refresh_lag(self) -> None:
         """Lag = log end offset minus the committable offset, per owned partition."""
@@ -363,6 +389,7 @@ class Pipeline:
         try:
             await self._consume(consumer, stopping)
             await self._drain(grace)
+            self._check_fatal()  # a lane or dead letter that failed during the drain fails the run too
         finally:
             for task in side:
                 task.cancel()
@@ -381,8 +408,7 @@ class Pipeline:
         partitions = self._partitions
         consumed = self.metrics.consumed
         while not stopping.is_set():
-            if self._fatal is not None:
-                raise RuntimeError(f"a delivery lane of {self.name} failed") from self._fatal
+            self._check_fatal()
             in_flight = self.in_flight
             self.metrics.in_flight.set(in_flight)
             self._apply_backpressure(consumer, in_flight)
@@ -416,7 +442,7 @@ class Pipeline:
             log.info("draining", destination=self.name, in_flight=self.in_flight, grace_s=grace)
             deadline = time.monotonic() + grace
             # Polled rather than signalled, which keeps every settle on the hot path free of callbacks.
-            while self.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110
+            while self.in_flight and self._fatal is None and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         self.metrics.in_flight.set(self.in_flight)
 
