@@ -217,6 +217,8 @@ class DestinationMetrics:
         self.in_flight = metrics.in_flight.labels(destination=destination)
         self.up = metrics.destination_up.labels(destination=destination)
         self.dead_letters_reduced = metrics.dead_letters_reduced.labels(destination=destination)
+        for task in ("lane", "dead_letter", "commit", "lag"):  # at 0 from the start, so increase() sees the first
+            metrics.task_failures.labels(destination, task)
         self._delivered: dict[str, Counter] = {}
         self._dead_lettered: dict[str, Counter] = {}
         self._retries: dict[str, Counter] = {}

@@ -139,3 +139,13 @@ async def test_oversized_own_headers_are_dropped_last_and_a_fitting_dead_letter_
     assert written["headers"]["gateway-source"] == b"events/2/41"
     assert await writer.write(_message(), "unibo", "rejected", "bad", 422) is False
     assert producer.attempts[-1]["value"] == b"\x00raw"
+
+
+def test_a_reduced_dead_letter_that_fails_its_replay_stays_marked() -> None:
+    """A replay re-dead-letters a reduced record with the drop marker and the source still on it."""
+    message = _message()
+    message.value = b""
+    message.headers = [("gateway-source", b"events/2/41"), (VALUE_DROPPED_HEADER, b"5000")]
+    headers = dict(failed_again_headers(message, "invalid_json", "empty", None))
+    assert headers[VALUE_DROPPED_HEADER] == b"5000"
+    assert headers["gateway-source"] == b"events/2/41"
