@@ -106,6 +106,7 @@ class DeliveryEngine:
         self._on_state_change = on_state_change
         self._sleep = sleep
         self._failing: set[object] = set()  # senders whose last answer was a transient failure
+        self._sending: dict[object, Sequence[Item]] = {}  # the segments whose request is on the wire
 
     async def deliver(self, tenant: Tenant, items: list[Item]) -> None:
         """Deliver one lane's batch; returns when each record is delivered, dead-lettered or its partition revoked."""
@@ -219,12 +220,20 @@ class DeliveryEngine:
 
     async def _send(self, tenant: Tenant, segment: list[Item]) -> SendResult:
         """The client's verdict; a client that raises is a bug, retried (never dropped) and logged with its trace."""
+        token = object()
+        self._sending[token] = segment
         try:
             with ownership(_owned_in(segment)):
                 return await self._client.send(tenant.credentials, [item.record for item in segment])
         except Exception as error:
             log.exception("connector client failed; retrying", destination=self.destination, tenant=tenant.name)
             return SendResult(Outcome.RETRY, 0, reason="client_error", detail=f"{type(error).__name__} in the client")
+        finally:
+            del self._sending[token]
+
+    def sending_revoked(self) -> bool:
+        """True while a request carrying records of a revoked partition is still on the wire."""
+        return any(_any_revoked(segment) for segment in self._sending.values())
 
     def _resumed(self, tenant: Tenant) -> None:
         if tenant.resume():

@@ -279,6 +279,11 @@ class Pipeline:
                 lane.flushing = False
         await self._commit(owned)
         abandoned = self._forget(owned)
+        # Clients stop before their next request for these partitions; one already on the wire is let finish
+        # (within its timeout) before the partitions go, so the next owner never sends them at the same time.
+        deadline = time.monotonic() + self.destination.config.timeout + 1.0
+        while self._engine.sending_revoked() and time.monotonic() < deadline:  # noqa: ASYNC110 - rare; see above
+            await asyncio.sleep(0.02)
         log.info(
             "partitions revoked",
             destination=self.name,

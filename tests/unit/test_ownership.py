@@ -62,3 +62,36 @@ async def test_a_revoked_partition_stops_before_the_next_request_and_the_rest_go
 def test_outside_a_send_every_record_is_owned() -> None:
     """A client used without the engine (tests, `gateway map`) sends everything."""
     assert still_owned(make_item(1).record)
+
+
+class BlockedClient:
+    """A send whose one request stays on the wire until released."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.on_the_wire = asyncio.Event()
+
+    async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+        self.on_the_wire.set()
+        await self.release.wait()
+        return SendResult(Outcome.DELIVERED, 200)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_request_on_the_wire_for_a_revoked_partition_is_known_until_it_ends() -> None:
+    """The pipeline's revocation waits on this before handing the partition over."""
+    offsets = PartitionOffsets()
+    offsets.track(0, 1)
+    client = BlockedClient()
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 200))
+    harness.engine._client = client
+    delivery = asyncio.create_task(harness.engine.deliver(Tenant("default", None), [make_item(0, offsets=offsets)]))
+    await asyncio.wait_for(client.on_the_wire.wait(), 5)
+    assert not harness.engine.sending_revoked()
+    offsets.close()
+    assert harness.engine.sending_revoked()
+    client.release.set()
+    await asyncio.wait_for(delivery, 5)
+    assert not harness.engine.sending_revoked()
