@@ -16,7 +16,7 @@ from gateway.config import GatewayConfig, ResolvedConfig
 from gateway.dlq import DeadLetterWriter
 from gateway.extensions import Extension, ExtensionContext, extensions_of
 from gateway.http_server import HttpServer, build_app, readiness
-from gateway.kafka_clients import dead_letter_producer, start_with_retry
+from gateway.kafka_clients import dead_letter_producer, start_with_retry, stop_within
 from gateway.logs import scrubber
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
@@ -92,7 +92,7 @@ class Gateway:
             if not await start_with_retry("dlq-producer", producer.start, self.stopping):
                 await producer.stop()
                 return
-            stack.push_async_callback(producer.stop)
+            stack.push_async_callback(stop_within, "dlq-producer", producer.stop)
             dead_letters = DeadLetterWriter(producer, gateway.kafka.dlq_topic)
             for name, extension in extensions.items():
                 stack.push_async_callback(extension.stop)  # before start: a start that fails half-way is undone

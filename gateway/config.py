@@ -51,6 +51,9 @@ class KafkaConfig(StrictModel):
     max_poll_interval_ms: int = Field(300000, ge=10000)
     fetch_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_partition_fetch_bytes: int = Field(1024 * 1024, ge=1024)
+    dlq_max_message_bytes: int = Field(
+        1048588, ge=1024, description="largest dead letter the DLQ topic takes (its max.message.bytes)"
+    )
     security: KafkaSecurity = KafkaSecurity()
 
     @property

@@ -14,9 +14,10 @@ import structlog
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Item
 from gateway.config import ANY_BRAND
-from gateway.connector import VendorClient
+from gateway.connector import VendorClient, VendorRecord
 from gateway.metrics import DestinationMetrics, observe_many
 from gateway.outcomes import Outcome, SendResult, retry_reason
+from gateway.ownership import REVOKED, ownership
 
 log = structlog.get_logger("gateway.delivery")
 
@@ -105,6 +106,7 @@ class DeliveryEngine:
         self._on_state_change = on_state_change
         self._sleep = sleep
         self._failing: set[object] = set()  # senders whose last answer was a transient failure
+        self._sending: dict[object, Sequence[Item]] = {}  # the segments whose request is on the wire
 
     async def deliver(self, tenant: Tenant, items: list[Item]) -> None:
         """Deliver one lane's batch; returns when each record is delivered, dead-lettered or its partition revoked."""
@@ -165,6 +167,8 @@ class DeliveryEngine:
                 self._settle_delivered(segment, stats, result.duplicates)
                 self._set_failing(sender, False)
                 return []
+            if outcome is Outcome.RETRY and result.reason == REVOKED and _any_revoked(segment):
+                continue  # the client stopped at a revoked record: the loop drops those and sends the rest now
             if outcome is Outcome.RETRY:
                 reason = result.reason or retry_reason(result.status)
                 self._metrics.retries(reason).inc()
@@ -217,11 +221,20 @@ class DeliveryEngine:
 
     async def _send(self, tenant: Tenant, segment: list[Item]) -> SendResult:
         """The client's verdict; a client that raises is a bug, retried (never dropped) and logged with its trace."""
+        token = object()
+        self._sending[token] = segment
         try:
-            return await self._client.send(tenant.credentials, [item.record for item in segment])
+            with ownership(_owned_in(segment)):
+                return await self._client.send(tenant.credentials, [item.record for item in segment])
         except Exception as error:
             log.exception("connector client failed; retrying", destination=self.destination, tenant=tenant.name)
             return SendResult(Outcome.RETRY, 0, reason="client_error", detail=f"{type(error).__name__} in the client")
+        finally:
+            del self._sending[token]
+
+    def sending_revoked(self) -> bool:
+        """True while a request carrying records of a revoked partition is still on the wire."""
+        return any(_any_revoked(segment) for segment in self._sending.values())
 
     def _resumed(self, tenant: Tenant) -> None:
         if tenant.resume():
@@ -269,6 +282,25 @@ class DeliveryEngine:
             metrics.duplicate.inc(duplicates)
             stats["duplicates"] += duplicates
         stats["delivered"] += len(items)
+
+
+def _any_revoked(segment: Sequence[Item]) -> bool:
+    return any(item.offsets.closed for item in segment)
+
+
+def _owned_in(segment: Sequence[Item]) -> Callable[[VendorRecord], bool]:
+    """`still_owned` for one send: a record is owned while its partition's tracker is open (index built on first ask,
+    so connectors that never ask pay nothing)."""
+    trackers: dict[int, Any] | None = None
+
+    def owned(record: VendorRecord) -> bool:
+        nonlocal trackers
+        if trackers is None:
+            trackers = {id(item.record): item.offsets for item in segment}
+        tracker = trackers.get(id(record))
+        return tracker is None or not tracker.closed
+
+    return owned
 
 
 def _reindexed(result: SendResult, removed: list[int]) -> SendResult:

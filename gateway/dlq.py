@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from gateway.backoff import FullJitterBackoff
 from gateway.logs import scrubber
@@ -59,8 +59,28 @@ def dead_letter_headers(
     ]
 
 
+VALUE_DROPPED_HEADER = "gateway-value-dropped"
+"""Extension to the DESIGN.md headers, on a dead letter written in reduced form because the topic refused it as too
+large: the original value's length in bytes. The value (and, if needed, the key and the producer's own headers) is left
+out; `gateway-source` still names the original record (topic/partition/offset) to read it from."""
+
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
+"""The broker's MESSAGE_TOO_LARGE, or the producer's own max_request_size check: retrying the same bytes never helps."""
+
+
+def reduced(
+    message: Any, headers: list[tuple[str, bytes]], keep_own: bool
+) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The key and headers of a dead letter without its value: the gateway's headers and the drop marker, with the
+    producer's own headers and key too unless `keep_own` is False (the last resort when even those are too large)."""
+    size = len(message.value or b"")
+    kept = headers if keep_own else [(key, value) for key, value in headers if key.startswith("gateway-")]
+    return (message.key if keep_own else None), [*kept, (VALUE_DROPPED_HEADER, str(size).encode())]
+
+
 class DeadLetterWriter:
-    """Writes dead letters and returns only once Kafka acknowledged them, retrying for as long as it takes."""
+    """Writes dead letters and returns only once Kafka acknowledged them, retrying transient failures for as long as
+    it takes. A dead letter the topic refuses as too large is written reduced instead (see `reduced`)."""
 
     def __init__(self, producer: AIOKafkaProducer, topic: str, backoff: FullJitterBackoff | None = None) -> None:
         self._producer = producer
@@ -75,21 +95,58 @@ class DeadLetterWriter:
         error: str,
         status: int | None = None,
         record_id: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Write one dead letter for `message` (for its vendor record `record_id` when the vendor refused only that
-        one); the caller settles the source offset after this returns."""
+        one); the caller settles the source offset after this returns. True when it was written reduced."""
         if reason not in REASONS:
             raise ValueError(f"unknown dead-letter reason {reason!r}")
         headers = dead_letter_headers(message, destination, reason, error, status, record_id=record_id)
-        await self.send(message, headers, destination)
+        return await self._send(message, headers, destination)
 
     async def send(self, message: Any, headers: list[tuple[str, bytes]], destination: str) -> None:
-        """Write `message`'s key and value with these headers; returns once acknowledged (retries until then)."""
+        """Write `message`'s key and value with these headers; returns once acknowledged (retrying transient failures),
+        reduced when the topic refuses it as too large."""
+        await self._send(message, headers, destination)
+
+    async def _send(self, message: Any, headers: list[tuple[str, bytes]], destination: str) -> bool:
+        """`send`; True when the dead letter had to be written reduced. Raises a TOO_LARGE error only when even the
+        bare reduced form is refused."""
+        source = f"{message.topic}/{message.partition}/{message.offset}"
+        try:
+            await self._send_until_acked(message.key, message.value, headers, destination)
+            return False
+        except TOO_LARGE as refused:
+            log.error(
+                "dead letter refused as too large; writing it without its value",
+                topic=self.topic,
+                destination=destination,
+                source=source,
+                value_bytes=len(message.value or b""),
+                error=type(refused).__name__,
+            )
+        key, smaller = reduced(message, headers, keep_own=True)
+        try:
+            await self._send_until_acked(key, b"", smaller, destination)
+        except TOO_LARGE:
+            log.error(
+                "reduced dead letter still too large; dropping its key and own headers",
+                destination=destination,
+                source=source,
+            )
+            key, smaller = reduced(message, headers, keep_own=False)
+            await self._send_until_acked(key, b"", smaller, destination)
+        return True
+
+    async def _send_until_acked(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], destination: str
+    ) -> None:
         attempt = 0
         while True:
             try:
-                await self._producer.send_and_wait(self.topic, message.value, key=message.key, headers=headers)
+                await self._producer.send_and_wait(self.topic, value, key=key, headers=headers)
                 return
+            except TOO_LARGE:
+                raise
             except KafkaError as failure:
                 delay = self._backoff.delay(attempt)
                 attempt += 1

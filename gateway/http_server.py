@@ -19,15 +19,27 @@ class PipelineState(Protocol):
     @property
     def halted(self) -> bool: ...
 
+    @property
+    def kafka_problem(self) -> str | None: ...
+
 
 def _json(payload: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
 
 
 def readiness(pipelines: Sequence[PipelineState]) -> tuple[bool, dict[str, str]]:
-    """Ready when every pipeline joined its group and none is halted; also each destination's state."""
-    states = {p.name: "halted" if p.halted else ("ready" if p.joined else "joining") for p in pipelines}
+    """Ready when every pipeline joined its group, reads from Kafka and none is halted; also each one's state."""
+    states = {p.name: _state(p) for p in pipelines}
     return bool(states) and all(state == "ready" for state in states.values()), states
+
+
+def _state(pipeline: PipelineState) -> str:
+    if pipeline.halted:
+        return "halted"
+    problem = pipeline.kafka_problem
+    if problem is not None:
+        return problem
+    return "ready" if pipeline.joined else "joining"
 
 
 def build_app(registry: CollectorRegistry, pipelines: Callable[[], Sequence[PipelineState]]) -> web.Application:

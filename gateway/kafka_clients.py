@@ -5,16 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from gateway.backoff import FullJitterBackoff
 from gateway.config import KafkaConfig
 from gateway.kafka_security import client_security_kwargs
 
 log = structlog.get_logger("gateway.kafka")
+
+T = TypeVar("T")
+
+KAFKA_CALL_TIMEOUT = 5.0
+"""Bound on one Kafka call made outside the poll loop (commit, end offsets, metadata): aiokafka retries some of them
+for as long as the broker is away (a commit waits for a coordinator), and a revocation must not wait for that."""
+
+SHUTDOWN_CALL_TIMEOUT = 2.0
+"""Bound on each Kafka call after the drain (final commit, leaving the group, flushing the DLQ producer), so that
+SIGTERM with the brokers unreachable still exits a few seconds after shutdown.grace_period."""
 
 
 def destination_consumer(kafka: KafkaConfig, group_id: str, name: str) -> AIOKafkaConsumer:
@@ -40,9 +51,10 @@ def dead_letter_producer(kafka: KafkaConfig) -> AIOKafkaProducer:
         client_id=f"{kafka.client_id}.dlq",
         acks="all",
         linger_ms=5,
-        # A dead letter is the source message plus ~300 bytes of headers; the client must never refuse one
-        # that the broker accepted as a source message (the broker's own limit still applies).
-        max_request_size=16 * 1024 * 1024,
+        # The DLQ topic's own limit, checked before sending: a dead letter is the source message plus ~300 bytes of
+        # headers, so one near the source topic's limit may not fit; DeadLetterWriter then writes it reduced. (The
+        # broker's MESSAGE_TOO_LARGE, should the topic's limit be lower still, takes the same path.)
+        max_request_size=kafka.dlq_max_message_bytes,
         **client_security_kwargs(kafka.security),
     )
 
@@ -62,3 +74,28 @@ async def start_with_retry(what: str, start: Callable[[], Awaitable[None]], stop
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
     return False
+
+
+async def within(seconds: float, call: Awaitable[T]) -> T:
+    """Await a Kafka call for at most `seconds`; past that it is cancelled and KafkaTimeoutError (a KafkaError) raised,
+    so callers handle "no answer in time" like any other Kafka failure."""
+    try:
+        return await asyncio.wait_for(call, seconds)
+    except TimeoutError as error:
+        raise KafkaTimeoutError(f"no answer from Kafka within {seconds:g}s") from error
+
+
+async def stop_within(what: str, stop: Callable[[], Awaitable[None]], seconds: float = SHUTDOWN_CALL_TIMEOUT) -> None:
+    """Stop a Kafka client, abandoning it after `seconds`: with the brokers gone, leaving the group or flushing the
+    producer would wait for them. Nothing is lost by abandoning: offsets were committed (or not) before this."""
+    try:
+        await within(seconds, stop())
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        # aiokafka's fetcher.close() awaits the fetch tasks it just cancelled and lets their CancelledError out when
+        # a fetch was backing off (the brokers gone): not a cancellation of this task, so the shutdown goes on.
+        log.warning("kafka client stopped with a stray cancellation", client=what)
+    except KafkaError as error:
+        log.warning("kafka client abandoned at shutdown", client=what, error=type(error).__name__, limit_s=seconds)

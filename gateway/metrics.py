@@ -36,6 +36,12 @@ class Metrics:
             ["destination", "reason"],
             registry=registry,
         )
+        self.dead_letters_reduced = Counter(
+            "gateway_dead_letters_reduced",
+            "Dead letters the topic refused as too large, written without their value (header gateway-value-dropped).",
+            ["destination"],
+            registry=registry,
+        )
         self.events_filtered = Counter(
             "gateway_events_filtered",
             "Messages this destination does not take (type filter or connector rule) and settled at once.",
@@ -118,6 +124,19 @@ class Metrics:
             ["destination", "result"],
             registry=registry,
         )
+        self.consumer_errors = Counter(
+            "gateway_consumer_errors",
+            "Failed reads and calls to Kafka (undecodable batch, lost broker), by aiokafka error class; all retried.",
+            ["destination", "error"],
+            registry=registry,
+        )
+        self.task_failures = Counter(
+            "gateway_task_failures",
+            "Background tasks of a pipeline (lane, dead_letter, commit, lag) that failed with a bug; all but lag are "
+            "fatal: the process exits non-zero without committing past them.",
+            ["destination", "task"],
+            registry=registry,
+        )
         # Connector extensions (gateway/extensions.py): InTarget's feed server, Enable3's ambassador and callbacks.
         self.feed_requests = Counter(
             "gateway_feed_requests",
@@ -197,6 +216,9 @@ class DestinationMetrics:
         self.event_age = metrics.event_age.labels(destination=destination)
         self.in_flight = metrics.in_flight.labels(destination=destination)
         self.up = metrics.destination_up.labels(destination=destination)
+        self.dead_letters_reduced = metrics.dead_letters_reduced.labels(destination=destination)
+        for task in ("lane", "dead_letter", "commit", "lag"):  # at 0 from the start, so increase() sees the first
+            metrics.task_failures.labels(destination, task)
         self._delivered: dict[str, Counter] = {}
         self._dead_lettered: dict[str, Counter] = {}
         self._retries: dict[str, Counter] = {}
@@ -242,6 +264,14 @@ class DestinationMetrics:
     def tenant_halted(self, tenant: str, halted: bool) -> None:
         """Mark a tenant halted or resumed."""
         self.metrics.tenant_halted.labels(self.destination, tenant).set(1 if halted else 0)
+
+    def consumer_error(self, error: str) -> Counter:
+        """Failed-read counter child for an aiokafka error class."""
+        return self.metrics.consumer_errors.labels(self.destination, error)
+
+    def task_failure(self, task: str) -> Counter:
+        """Failed background task counter child (lane, dead_letter, commit, lag)."""
+        return self.metrics.task_failures.labels(self.destination, task)
 
     def commit(self, result: str) -> None:
         """Count an offset commit by result (ok, failed)."""

@@ -16,12 +16,20 @@ from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
 from gateway.config import Destination, KafkaConfig
 from gateway.connector import ClientContext
+from gateway.consumer_health import BrokerContact, ReadFailures
 from gateway.delivery import DeliveryEngine, Tenant, tenant_for
 from gateway.dlq import DeadLetterWriter
 from gateway.errors import EventError, MappingError, UnknownBrand
 from gateway.events import decode
 from gateway.http_client import HttpTransport
-from gateway.kafka_clients import destination_consumer, start_with_retry
+from gateway.kafka_clients import (
+    KAFKA_CALL_TIMEOUT,
+    SHUTDOWN_CALL_TIMEOUT,
+    destination_consumer,
+    start_with_retry,
+    stop_within,
+    within,
+)
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets, positions_to_commit
 
@@ -96,6 +104,8 @@ class Pipeline:
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._fatal: BaseException | None = None
+        self._reads = ReadFailures(destination.name, self.metrics)
+        self._contact = BrokerContact(destination.name, self.metrics)
         self.joined = False
         self.metrics.up.set(1)
 
@@ -105,6 +115,13 @@ class Pipeline:
     def halted(self) -> bool:
         """True while any tenant is halted on credentials."""
         return any(tenant.halted for tenant in self._tenants.values())
+
+    @property
+    def kafka_problem(self) -> str | None:
+        """Why this destination cannot read from Kafka right now (readiness), or None."""
+        if self._reads.error is not None:
+            return "consumer_error"
+        return "kafka_unreachable" if self._contact.lost else None
 
     @property
     def in_flight(self) -> int:
@@ -137,10 +154,23 @@ class Pipeline:
 
     def _lane_ended(self, task: asyncio.Task[None]) -> None:
         self._lane_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
             # A lane never ends by itself: its records would stall unsettled. Fail the pipeline loudly instead;
             # nothing is committed past them, so a restart re-delivers.
-            self._fatal = task.exception()
+            self._task_failed("lane", error, fatal=True)
+
+    def _task_failed(self, task: str, error: BaseException, *, fatal: bool) -> None:
+        """A background task failed with a bug: logged with its trace and counted; a fatal one (its records could
+        never settle, or commits would stop) fails the pipeline, and so the process, without committing past it."""
+        self.metrics.task_failure(task).inc()
+        log.error("background task failed", destination=self.name, task=task, fatal=fatal, exc_info=error)
+        if fatal and self._fatal is None:
+            self._fatal = error
+
+    def _check_fatal(self) -> None:
+        if self._fatal is not None:
+            raise RuntimeError(f"a background task of destination {self.name} failed") from self._fatal
 
     def ingest(
         self, tp: TopicPartition, offsets: PartitionOffsets, message: Any, consumed_at: float, monotonic: float
@@ -189,7 +219,8 @@ class Pipeline:
         record_id: str | None = None,
     ) -> None:
         async def write() -> None:
-            await self._dead_letters.write(message, self.name, reason, detail, status, record_id)
+            if await self._dead_letters.write(message, self.name, reason, detail, status, record_id):
+                self.metrics.dead_letters_reduced.inc()
             self.metrics.dead_lettered(reason).inc()
             offsets.settle(message.offset)
             log.warning(
@@ -203,7 +234,13 @@ class Pipeline:
 
         task = asyncio.create_task(write())
         self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
+        task.add_done_callback(self._dead_letter_ended)
+
+    def _dead_letter_ended(self, task: asyncio.Task[None]) -> None:
+        self._side_tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:  # not a Kafka outage (retried inside): a bug, and the source offset can never settle
+            self._task_failed("dead_letter", error, fatal=True)
 
     def _dead_letter_items(self, items: Sequence[Item], reason: str, status: int | None, detail: str) -> None:
         for item in items:  # one dead letter per refused record, naming it: a replay re-sends only that record
@@ -227,6 +264,7 @@ class Pipeline:
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Settle what can be settled quickly, commit up to the watermark, abandon the rest uncommitted."""
+        self.joined = False  # a rebalance (or a lost membership) is under way: ready again once assigned
         owned = [tp for tp in revoked if tp in self._partitions]
         if not owned:
             return
@@ -241,6 +279,11 @@ class Pipeline:
                 lane.flushing = False
         await self._commit(owned)
         abandoned = self._forget(owned)
+        # Clients stop before their next request for these partitions; one already on the wire is let finish
+        # (within its timeout) before the partitions go, so the next owner never sends them at the same time.
+        deadline = time.monotonic() + self.destination.config.timeout + 1.0
+        while self._engine.sending_revoked() and time.monotonic() < deadline:  # noqa: ASYNC110 - rare; see above
+            await asyncio.sleep(0.02)
         log.info(
             "partitions revoked",
             destination=self.name,
@@ -262,7 +305,7 @@ class Pipeline:
 
     # ---- commits and lag ---------------------------------------------------------------------------------------
 
-    async def _commit(self, only: list[TopicPartition] | None = None) -> None:
+    async def _commit(self, only: list[TopicPartition] | None = None, limit: float = KAFKA_CALL_TIMEOUT) -> None:
         consumer = self._consumer
         if consumer is None:
             return
@@ -271,11 +314,13 @@ class Pipeline:
             if not offsets:
                 return
             try:
-                await consumer.commit(offsets)
+                await within(limit, consumer.commit(offsets))
             except KafkaError as error:
                 self.metrics.commit("failed")
+                self._contact.failed("commit", error)
                 log.warning("offset commit failed; will retry", destination=self.name, error=type(error).__name__)
                 return
+            self._contact.answered()
             self.metrics.commit("ok")
             for tp, position in offsets.items():
                 tracker = self._partitions.get(tp)
@@ -285,12 +330,19 @@ class Pipeline:
     async def _commit_forever(self) -> None:
         while True:
             await asyncio.sleep(self._kafka.commit_interval)
-            await self._commit()
+            try:
+                await self._commit()
+            except Exception as error:  # Kafka failures are handled inside: this is a bug, and commits must not stop
+                self._task_failed("commit", error, fatal=True)
+                return
 
     async def _lag_forever(self) -> None:
         while True:
             await asyncio.sleep(self._kafka.lag_interval)
-            await self.refresh_lag()
+            try:
+                await self.refresh_lag()
+            except Exception as error:  # lag and the readiness probe go stale, delivery is unaffected: keep trying
+                self._task_failed("lag", error, fatal=False)
 
     async def refresh_lag(self) -> None:
         """Lag = log end offset minus the committable offset, per owned partition."""
@@ -298,19 +350,21 @@ class Pipeline:
         if consumer is None:
             return
         assigned = list(consumer.assignment())
-        if not assigned:
-            return
         try:
-            ends = await consumer.end_offsets(assigned)
+            # Also the probe of the broker for readiness: with no partition, a metadata request stands in.
+            ends = await within(KAFKA_CALL_TIMEOUT, consumer.end_offsets(assigned)) if assigned else {}
+            if not assigned:
+                await within(KAFKA_CALL_TIMEOUT, consumer.topics())
         except KafkaError as error:
-            log.debug("lag refresh failed", destination=self.name, error=type(error).__name__)
+            self._contact.failed("end_offsets" if assigned else "metadata", error)
             return
+        self._contact.answered()
         for tp, end in ends.items():
             tracker = self._partitions.get(tp)
             position = tracker.committable() if tracker is not None else None
             if position is None:
                 try:
-                    position = await consumer.position(tp)
+                    position = await within(KAFKA_CALL_TIMEOUT, consumer.position(tp))
                 except (KafkaError, AssertionError):
                     continue
             self.metrics.lag(tp.topic, tp.partition, max(0, end - position))
@@ -340,16 +394,17 @@ class Pipeline:
         try:
             await self._consume(consumer, stopping)
             await self._drain(grace)
+            self._check_fatal()  # a lane or dead letter that failed during the drain fails the run too
         finally:
             for task in side:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
             await self._cancel_workers()
             try:
-                await self._commit()
+                await self._commit(limit=SHUTDOWN_CALL_TIMEOUT)
             finally:
                 self._consumer = None
-                await consumer.stop()
+                await stop_within(f"consumer:{self.name}", consumer.stop)
                 await self._client.close()
                 await self._transport.close()
                 log.info("pipeline stopped", destination=self.name, unsettled=self.in_flight)
@@ -357,23 +412,20 @@ class Pipeline:
     async def _consume(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> None:
         partitions = self._partitions
         consumed = self.metrics.consumed
-        failures = 0
         while not stopping.is_set():
-            if self._fatal is not None:
-                raise RuntimeError(f"a delivery lane of {self.name} failed") from self._fatal
+            self._check_fatal()
             in_flight = self.in_flight
             self.metrics.in_flight.set(in_flight)
             self._apply_backpressure(consumer, in_flight)
             room = max(1, min(MAX_POLL_RECORDS, self._max_in_flight - in_flight))
             try:
                 batches = await consumer.getmany(timeout_ms=100, max_records=room)
-            except KafkaError as error:  # aiokafka reconnects by itself; a poll error must not end the pipeline
-                failures += 1
-                log.warning("poll failed, retrying", destination=self.name, error=type(error).__name__)
+            except KafkaError as error:  # never ends the pipeline, never a silent loop: counted, logged, backed off
+                delay = self._reads.failed(error)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), min(5.0, 0.1 * 2**failures))
+                    await asyncio.wait_for(stopping.wait(), delay)
                 continue
-            failures = 0
+            self._reads.succeeded()
             now, monotonic = time.time(), time.monotonic()
             for tp, messages in batches.items():
                 offsets = partitions.get(tp)
@@ -395,7 +447,7 @@ class Pipeline:
             log.info("draining", destination=self.name, in_flight=self.in_flight, grace_s=grace)
             deadline = time.monotonic() + grace
             # Polled rather than signalled, which keeps every settle on the hot path free of callbacks.
-            while self.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110
+            while self.in_flight and self._fatal is None and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         self.metrics.in_flight.set(self.in_flight)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from gateway.dlq import RECORD_HEADER, truncate_utf8
+from gateway.dlq import RECORD_HEADER, VALUE_DROPPED_HEADER, truncate_utf8
 from gateway.logs import scrubber
 from gateway.offsets import PartitionOffsets
 
@@ -61,6 +61,12 @@ def failed_again_headers(
         ("gateway-failed-at", when.encode()),
         (ATTEMPT_HEADER, str(attempt_of(previous) + 1).encode()),
         *([(RECORD_HEADER, record.encode())] if record is not None else []),
+        # a reduced dead letter stays marked as one: its value is still not the original
+        *(
+            [(VALUE_DROPPED_HEADER, previous[VALUE_DROPPED_HEADER].encode())]
+            if VALUE_DROPPED_HEADER in previous
+            else []
+        ),
     ]
 
 

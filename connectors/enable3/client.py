@@ -11,6 +11,7 @@ from gateway.backoff import parse_retry_after
 from gateway.connector import ClientContext, VendorRecord
 from gateway.http_client import HttpResponse
 from gateway.outcomes import Outcome, SendResult, classify
+from gateway.ownership import revoked, still_owned
 
 DEFAULT_BASE_URL = "https://integration.enable3.io"
 # route -> (method, path). The paths are Enable3's, trailing slash included where its documents show one.
@@ -48,6 +49,8 @@ class Enable3Client:
         headers = {"X-API-KEY": credentials.api_key.get_secret_value(), "content-type": "application/json"}
         duplicates = 0
         for index, record in enumerate(records):
+            if not still_owned(record):  # revoked mid-batch: another replica sends it now
+                return revoked(index, duplicates)
             method, url = self._urls[record.route]
             response = await self._http.request(method, url, body=record.body, headers=headers)
             outcome = classify(response.status, OVERRIDES)

@@ -24,6 +24,7 @@ from gateway.connector import ClientContext, VendorRecord
 from gateway.http_client import HttpResponse
 from gateway.logs import scrubber
 from gateway.outcomes import Outcome, SendResult, classify
+from gateway.ownership import revoked, still_owned
 
 log = structlog.get_logger("connectors.userwise.client")
 
@@ -113,6 +114,9 @@ class UserWiseClient:
         async def player(requests: list[PlannedRequest]) -> None:
             for request in requests:
                 if stop.is_set():
+                    return
+                if not all(still_owned(records[index]) for index in request.indexes):
+                    failures.append(RequestFailure(request, revoked(0)))  # another replica sends the player now
                     return
                 async with self._slots:
                     if stop.is_set():

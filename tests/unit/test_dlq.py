@@ -7,10 +7,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from gateway.backoff import FullJitterBackoff
-from gateway.dlq import RECORD_HEADER, DeadLetterWriter, dead_letter_headers, truncate_utf8
+from gateway.dlq import RECORD_HEADER, VALUE_DROPPED_HEADER, DeadLetterWriter, dead_letter_headers, truncate_utf8
 from gateway.replay_records import failed_again_headers
 
 
@@ -90,3 +90,62 @@ def test_a_refused_record_is_named_and_the_name_survives_a_failed_replay() -> No
     letter = SimpleNamespace(**{**vars(_message()), "headers": named})
     again = dict(failed_again_headers(letter, "rejected", "422 again", 422))
     assert again[RECORD_HEADER] == b"tx-9" and again["gateway-attempt"] == b"2"
+
+
+class SizeLimitedProducer:
+    """Refuses (like the broker's MESSAGE_TOO_LARGE) every record whose value, key and headers exceed `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.attempts: list[dict[str, Any]] = []
+
+    async def send_and_wait(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        self.attempts.append({"value": value, "key": key, "headers": dict(headers)})
+        size = len(value or b"") + len(key or b"") + sum(len(name) + len(data) for name, data in headers)
+        if size > self.limit:
+            raise MessageSizeTooLargeError(f"{size} bytes")
+
+
+async def test_a_dead_letter_refused_as_too_large_is_written_without_its_value() -> None:
+    """One refusal, then the reduced form: headers and key kept, value dropped and its length named; never a loop."""
+    producer = SizeLimitedProducer(limit=2000)
+    message = _message()
+    message.value = b"x" * 5000
+    writer = DeadLetterWriter(producer, "events.dlq", FullJitterBackoff(initial=0.001, maximum=0.002))
+    assert await asyncio.wait_for(writer.write(message, "unibo", "invalid_json", "not JSON"), 5) is True
+    assert len(producer.attempts) == 2
+    written = producer.attempts[-1]
+    assert written["value"] == b""
+    assert written["key"] == b"p1"
+    assert written["headers"][VALUE_DROPPED_HEADER] == b"5000"
+    assert written["headers"]["gateway-source"] == b"events/2/41"
+    assert written["headers"]["gateway-reason"] == b"invalid_json"
+    assert written["headers"]["trace"] == b"abc"
+
+
+async def test_oversized_own_headers_are_dropped_last_and_a_fitting_dead_letter_is_not_reduced() -> None:
+    """When the producer's own headers alone are too large, only the gateway's headers remain; small ones go whole."""
+    producer = SizeLimitedProducer(limit=2000)
+    message = _message()
+    message.headers = [("trace", b"y" * 5000)]
+    writer = DeadLetterWriter(producer, "events.dlq", FullJitterBackoff(initial=0.001, maximum=0.002))
+    assert await asyncio.wait_for(writer.write(message, "unibo", "rejected", "bad", 422), 5) is True
+    written = producer.attempts[-1]
+    assert len(producer.attempts) == 3
+    assert "trace" not in written["headers"] and written["key"] is None
+    assert written["headers"][VALUE_DROPPED_HEADER] == b"4"
+    assert written["headers"]["gateway-source"] == b"events/2/41"
+    assert await writer.write(_message(), "unibo", "rejected", "bad", 422) is False
+    assert producer.attempts[-1]["value"] == b"\x00raw"
+
+
+def test_a_reduced_dead_letter_that_fails_its_replay_stays_marked() -> None:
+    """A replay re-dead-letters a reduced record with the drop marker and the source still on it."""
+    message = _message()
+    message.value = b""
+    message.headers = [("gateway-source", b"events/2/41"), (VALUE_DROPPED_HEADER, b"5000")]
+    headers = dict(failed_again_headers(message, "invalid_json", "empty", None))
+    assert headers[VALUE_DROPPED_HEADER] == b"5000"
+    assert headers["gateway-source"] == b"events/2/41"

@@ -17,6 +17,7 @@ class FakePipeline:
     name: str
     joined: bool = True
     halted: bool = False
+    kafka_problem: str | None = None
 
 
 def _gateway() -> Gateway:
@@ -40,6 +41,8 @@ def test_readiness_needs_every_pipeline_joined_and_none_halted() -> None:
     assert readiness([FakePipeline("a"), FakePipeline("b")]) == (True, {"a": "ready", "b": "ready"})
     assert readiness([FakePipeline("a"), FakePipeline("b", joined=False)]) == (False, {"a": "ready", "b": "joining"})
     assert readiness([FakePipeline("a", halted=True)]) == (False, {"a": "halted"})
+    assert readiness([FakePipeline("a", kafka_problem="consumer_error")]) == (False, {"a": "consumer_error"})
+    assert readiness([FakePipeline("a", kafka_problem="kafka_unreachable")]) == (False, {"a": "kafka_unreachable"})
 
 
 def test_ready_gauge_follows_the_pipelines_at_scrape_time() -> None:
