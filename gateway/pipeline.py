@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
+from gateway.commits import Committer, settled_above_committed
 from gateway.config import Destination, KafkaConfig
 from gateway.connector import ClientContext
 from gateway.delivery import DeliveryEngine, Tenant, tenant_for
@@ -23,7 +24,8 @@ from gateway.events import decode
 from gateway.http_client import HttpTransport
 from gateway.kafka_clients import destination_consumer, start_with_retry
 from gateway.metrics import DestinationMetrics, Metrics
-from gateway.offsets import PartitionOffsets, positions_to_commit
+from gateway.offset_metadata import SettledAbove
+from gateway.offsets import PartitionOffsets
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -39,7 +41,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._pipeline.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._pipeline.on_assigned(assigned)
+        await self._pipeline.on_assigned(assigned)
 
 
 class Pipeline:
@@ -95,6 +97,9 @@ class Pipeline:
         self._paused = False
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        self._committer: Committer | None = None
+        # Offsets the previous owner of a newly assigned partition committed as settled: skipped when read.
+        self._settled_before: dict[TopicPartition, SettledAbove] = {}
         self._fatal: BaseException | None = None
         self.joined = False
         self.metrics.up.set(1)
@@ -146,6 +151,10 @@ class Pipeline:
         self, tp: TopicPartition, offsets: PartitionOffsets, message: Any, consumed_at: float, monotonic: float
     ) -> None:
         """Take one consumed message through decode, route and map onto its lanes (synchronous: the hot path)."""
+        if offsets.settled_before(message.offset):  # settled before a restart or rebalance: not sent again
+            offsets.track(message.offset, 0)
+            self.metrics.skipped_settled.inc()
+            return
         try:
             event = decode(message.value)
             if event.type not in self._events:
@@ -211,14 +220,27 @@ class Pipeline:
 
     # ---- rebalancing -------------------------------------------------------------------------------------------
 
-    def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Joined the group (possibly with no partitions: more replicas than partitions)."""
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Joined the group (possibly with no partitions: more replicas than partitions); read what the partitions'
+        previous owners committed as settled above their watermarks (aiokafka fetches nothing until this returns)."""
         self.joined = True
         # A tracker still held for a newly assigned partition is stale (its revocation was never announced, e.g. the
         # membership was lost): consumption restarts from the committed offset, so start tracking afresh.
         stale = [tp for tp in assigned if tp in self._partitions]
         if stale:
             self._forget(stale)
+        fresh = [tp for tp in assigned if tp not in self._partitions]
+        if self._consumer is not None and fresh:
+            settled, ignored = await settled_above_committed(self._consumer, fresh)
+            self._settled_before.update(settled)
+            for tp, reason in ignored.items():
+                self.metrics.metadata_ignored(reason)
+                log.warning(
+                    "commit metadata ignored; records above the committed offset will be sent again",
+                    destination=self.name,
+                    partition=f"{tp.topic}/{tp.partition}",
+                    reason=reason,
+                )
         log.info(
             "partitions assigned",
             destination=self.name,
@@ -253,6 +275,7 @@ class Pipeline:
         abandoned = 0
         for tp in partitions:
             tracker = self._partitions.pop(tp, None)
+            self._settled_before.pop(tp, None)
             if tracker is not None:
                 abandoned += tracker.close()
             self.metrics.forget_partition(tp.topic, tp.partition)
@@ -266,25 +289,24 @@ class Pipeline:
         consumer = self._consumer
         if consumer is None:
             return
+        committer = self._committer
+        if committer is None or committer.consumer is not consumer:
+            committer = self._committer = Committer(consumer, self._kafka.commit_metadata_max_bytes)
         async with self._commit_lock:
-            offsets = positions_to_commit(self._partitions, only)
-            if not offsets:
-                return
-            try:
-                await consumer.commit(offsets)
-            except KafkaError as error:
+            commits = await committer.commit(self._partitions, only)
+            if commits is None:
                 self.metrics.commit("failed")
-                log.warning("offset commit failed; will retry", destination=self.name, error=type(error).__name__)
-                return
-            self.metrics.commit("ok")
-            for tp, position in offsets.items():
-                tracker = self._partitions.get(tp)
-                if tracker is not None:
-                    tracker.committed = position
+                log.warning("offset commit failed; will retry", destination=self.name, error=committer.last_error)
+            elif commits:
+                self.metrics.commit("ok")
 
     async def _commit_forever(self) -> None:
+        """Commit soon after settles (at most every `commit_after_settle`), else every `commit_interval`; a round
+        with nothing new commits nothing."""
+        kafka = self._kafka
+        period = min(kafka.commit_after_settle, kafka.commit_interval) or kafka.commit_interval
         while True:
-            await asyncio.sleep(self._kafka.commit_interval)
+            await asyncio.sleep(period)
             await self._commit()
 
     async def _lag_forever(self) -> None:
@@ -382,7 +404,7 @@ class Pipeline:
                     self._forget([tp])
                     offsets = None
                 if offsets is None:
-                    offsets = partitions[tp] = PartitionOffsets()
+                    offsets = partitions[tp] = PartitionOffsets(self._settled_before.pop(tp, None))
                 for message in messages:
                     self.ingest(tp, offsets, message, now, monotonic)
                 consumed.inc(len(messages))

@@ -1,0 +1,88 @@
+"""Offset commits with settled-offset metadata, and reading that metadata back when partitions are assigned.
+
+Written once for the pipeline and for replay. The commit carries, per partition, the watermark and the metadata of
+gateway/offset_metadata.py. A broker that refuses the metadata as too large gets plain watermark commits from then
+on; one that drops it silently costs only the duplicates it would have saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError, OffsetMetadataTooLargeError
+
+from gateway.offset_metadata import DEFAULT_MAX_BYTES, SettledAbove, UnreadableMetadata, decode
+from gateway.offsets import Commit, PartitionOffsets, note_committed, positions_to_commit
+
+log = structlog.get_logger("gateway.commits")
+
+
+@dataclass(slots=True)
+class Committer:
+    """Commits one consumer's trackers; remembers whether the broker takes metadata."""
+
+    consumer: AIOKafkaConsumer
+    metadata_max_bytes: int = DEFAULT_MAX_BYTES
+    last_error: str | None = field(default=None)
+
+    async def commit(
+        self, trackers: Mapping[TopicPartition, PartitionOffsets], only: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, Commit] | None:
+        """Commit what moved; the commits made ({} when nothing moved), or None when the commit failed."""
+        commits = positions_to_commit(trackers, only, self.metadata_max_bytes)
+        if not commits:
+            return commits
+        try:
+            await self.consumer.commit({tp: (commit.position, commit.metadata) for tp, commit in commits.items()})
+        except OffsetMetadataTooLargeError:
+            # This broker's offset.metadata.max.bytes is below ours: commit plain watermarks from now on.
+            log.warning("the broker refuses commit metadata as too large; committing plain offsets from now on")
+            self.metadata_max_bytes = 0
+            commits = {tp: Commit(commit.position, "", commit.mark) for tp, commit in commits.items()}
+            try:
+                await self.consumer.commit({tp: commit.position for tp, commit in commits.items()})
+            except KafkaError as error:
+                self.last_error = type(error).__name__
+                return None
+        except KafkaError as error:
+            self.last_error = type(error).__name__
+            return None
+        note_committed(trackers, commits)
+        return commits
+
+
+async def settled_above_committed(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+) -> tuple[dict[TopicPartition, SettledAbove], dict[TopicPartition, str]]:
+    """Per partition, the offsets its committed metadata names as settled; and why the others' metadata was ignored.
+
+    Partitions without a commit, or committed without metadata, appear in neither. aiokafka's `committed()` returns
+    only the offset, so this asks its group coordinator for the OffsetAndMetadata; if that is ever unavailable, or the
+    fetch fails, nothing is skipped (the records are sent again, never lost).
+    """
+    wanted = list(partitions)
+    fetch = getattr(getattr(consumer, "_coordinator", None), "fetch_committed_offsets", None)
+    if not wanted or fetch is None:
+        return {}, {}
+    try:
+        committed = await fetch(wanted)
+    except KafkaError as error:
+        log.warning("could not read commit metadata; settled records may be sent again", error=type(error).__name__)
+        return {}, {}
+    settled: dict[TopicPartition, SettledAbove] = {}
+    ignored: dict[TopicPartition, str] = {}
+    for tp, offset_and_metadata in committed.items():
+        metadata = offset_and_metadata.metadata or ""
+        if not metadata:
+            continue
+        try:
+            found = decode(metadata, offset_and_metadata.offset)
+        except UnreadableMetadata as unreadable:
+            ignored[tp] = unreadable.reason
+            continue
+        if found.ranges:
+            settled[tp] = found
+    return settled, ignored
