@@ -26,8 +26,8 @@ from dataclasses import dataclass
 PREFIX = "gw1"
 DEFAULT_MAX_BYTES = 4000
 """Below Kafka's default offset.metadata.max.bytes (4096), with room to spare."""
-MAX_READ_BYTES = 64 * 1024
-"""Metadata longer than this is not ours (we never write it): ignored without decoding."""
+MAX_READ_BYTES = 32767
+"""The longest string Kafka's protocol carries; anything longer is not ours."""
 
 Range = tuple[int, int]
 """A half-open range of offsets [start, end)."""

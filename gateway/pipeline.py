@@ -34,14 +34,15 @@ REVOKE_SETTLE_TIMEOUT = 10.0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, consumer: AIOKafkaConsumer | None = None) -> None:
         self._pipeline = pipeline
+        self._consumer = consumer  # the first assignment may come before the pipeline holds its consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._pipeline.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._pipeline.on_assigned(assigned)
+        await self._pipeline.on_assigned(assigned, self._consumer)
 
 
 class Pipeline:
@@ -220,7 +221,7 @@ class Pipeline:
 
     # ---- rebalancing -------------------------------------------------------------------------------------------
 
-    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+    async def on_assigned(self, assigned: list[TopicPartition], consumer: AIOKafkaConsumer | None = None) -> None:
         """Joined the group (possibly with no partitions: more replicas than partitions); read what the partitions'
         previous owners committed as settled above their watermarks (aiokafka fetches nothing until this returns)."""
         self.joined = True
@@ -230,8 +231,9 @@ class Pipeline:
         if stale:
             self._forget(stale)
         fresh = [tp for tp in assigned if tp not in self._partitions]
-        if self._consumer is not None and fresh:
-            settled, ignored = await settled_above_committed(self._consumer, fresh)
+        consumer = consumer or self._consumer
+        if consumer is not None and fresh:
+            settled, ignored = await settled_above_committed(consumer, fresh)
             self._settled_before.update(settled)
             for tp, reason in ignored.items():
                 self.metrics.metadata_ignored(reason)
@@ -352,7 +354,7 @@ class Pipeline:
     async def run(self, stopping: asyncio.Event, grace: float) -> None:
         """Consume until `stopping` is set, then drain for up to `grace` seconds, commit and leave the group."""
         consumer = destination_consumer(self._kafka, self.destination.group_id(self._kafka.group_prefix), self.name)
-        consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self))
+        consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self, consumer))
         if not await start_with_retry(f"consumer:{self.name}", consumer.start, stopping):
             await consumer.stop()
             return

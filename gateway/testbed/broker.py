@@ -63,6 +63,8 @@ from typing import Any, Literal, Self
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from gateway.testbed.commit_metadata import CommitMetadataKeeper
+
 __all__ = [
     "BrokerError",
     "BrokerTls",
@@ -576,7 +578,11 @@ def _stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
             proc.wait()
 
 
-def _cleanup(proc: subprocess.Popen[bytes] | None, terminator: _TlsTerminator | None, temp_dir: Path | None) -> None:
+def _cleanup(
+    proc: subprocess.Popen[bytes] | None,
+    terminator: _TlsTerminator | CommitMetadataKeeper | None,
+    temp_dir: Path | None,
+) -> None:
     """Last-resort cleanup run by weakref.finalize when an EmbeddedBroker is collected or the interpreter exits."""
     if terminator is not None:
         terminator.stop()
@@ -590,8 +596,10 @@ class EmbeddedBroker:
     """One Tansu broker with memory storage on a loopback port, started and stopped by this object.
 
     `port=None` picks a free port. `tls` serves TLS only (terminated in-process, see the module docstring) and
-    `authentication=True` passes Tansu's `--authentication`. Tansu's stdout/stderr go to `log_path`, or to a temporary
-    file that is deleted by stop(). Use as `with`/`async with`, or call start() and stop() (idempotent) yourself.
+    `authentication=True` passes Tansu's `--authentication`. `keep_commit_metadata=True` puts a relay in front that
+    keeps offset-commit metadata, which Tansu drops (gateway/testbed/commit_metadata.py). Tansu's stdout/stderr go to
+    `log_path`, or to a temporary file that is deleted by stop(). Use as `with`/`async with`, or call start() and
+    stop() (idempotent) yourself.
     """
 
     def __init__(
@@ -603,8 +611,10 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         authentication: bool = False,
         binary: Path | None = None,
+        keep_commit_metadata: bool = False,
     ) -> None:
         self._host = host
+        self._keep_commit_metadata = keep_commit_metadata
         self._requested_port = port
         self._tls = tls
         self._requested_log_path = log_path
@@ -613,7 +623,7 @@ class EmbeddedBroker:
         self._lock = threading.Lock()
         self._state: Literal["new", "starting", "running", "stopped"] = "new"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._terminator: _TlsTerminator | None = None
+        self._terminator: _TlsTerminator | CommitMetadataKeeper | None = None
         self._temp_dir: Path | None = None
         self._log_path: Path | None = None
         self._port: int | None = None
@@ -726,9 +736,12 @@ class EmbeddedBroker:
         if self._tls is not None:
             self._terminator = _TlsTerminator(self._host, self._requested_port or 0, self._tls, self._log_path)
             public_port: int | None = self._terminator.port
+        elif self._keep_commit_metadata:
+            self._terminator = CommitMetadataKeeper(self._host, self._requested_port or 0)
+            public_port = self._terminator.port
         else:
             public_port = self._requested_port
-        fixed_tansu_port = self._tls is None and self._requested_port is not None
+        fixed_tansu_port = self._terminator is None and self._requested_port is not None
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             tansu_port = public_port if fixed_tansu_port and public_port is not None else _free_port(self._host)
             advertised = public_port if public_port is not None else tansu_port
