@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from gateway import config as config_module
 from gateway.offset_metadata import encode
+from gateway.replay import Replay
+from gateway.replay_records import ReplaySelection
 from gateway.sandbox.faults import FaultPlan
 from gateway.sandbox.server import SandboxServer
 from gateway.sandbox.unibo import UniboSandbox
 from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, unibo_takes
+from gateway.testbed.traffic import Traffic, message, unibo_takes
 from tests.integration.harness import (
     GatewayProcess,
     free_port,
@@ -219,3 +222,49 @@ async def _commit(bootstrap: str, group: str, topic: str, offsets: dict[int, tup
         await consumer.commit({TopicPartition(topic, p): value for p, value in offsets.items()})
     finally:
         await consumer.stop()
+
+
+async def test_an_interrupted_replay_skips_what_it_settled_above_a_hanging_record(
+    keeping_broker: EmbeddedBroker, source: str, vendor: tuple[UniboSandbox, str]
+) -> None:
+    """Replay commits the same metadata: stopped while one tenant's record hangs at the vendor, the next run sends
+    only what the first did not settle, and none of the other tenant's records twice."""
+    sandbox, url = vendor
+    events = _events(34, 400)
+    dlq = f"{source}.dlq"
+    await _dead_letters(keeping_broker.bootstrap_servers, dlq, events)
+    sandbox.faults.add(FaultPlan(kind="hang", header=f"x-api-key: {SLOW_KEY}"))
+    tree = gateway_config(keeping_broker.bootstrap_servers, source, [_destination(url)], grace=1.0)
+    stopping = asyncio.Event()
+    replay = Replay(config_module.parse(tree, env={}), ReplaySelection("unibo"))
+    task = asyncio.create_task(replay.run(stopping))
+    fast = {e["event_id"] for e in events if e["brand"] == "fast"}
+    await wait_for(lambda: len(sandbox.unique_ids("fast")) >= len(fast), 60, "the fast tenant's records")
+    stopping.set()
+    first = await asyncio.wait_for(task, 60)
+    sandbox.faults.clear()
+    assert first.interrupted
+    again = Replay(config_module.parse(tree, env={}), ReplaySelection("unibo"))
+    second = await asyncio.wait_for(again.run(asyncio.Event()), 60)
+    assert set(sandbox.unique_ids("fast")) | set(sandbox.unique_ids("slow")) == {e["event_id"] for e in events}
+    assert sandbox.tenant("fast").duplicates == 0
+    assert second.already_settled >= len(fast) * 0.9  # those above the first hanging record
+    assert not second.interrupted
+
+
+async def _dead_letters(bootstrap: str, dlq: str, events: list[dict[str, Any]]) -> None:
+    """Write events to the DLQ as the gateway's dead letters for `unibo`."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for index, event in enumerate(events):
+            headers = [
+                ("gateway-destination", b"unibo"),
+                ("gateway-reason", b"rejected"),
+                ("gateway-source", f"player-events/0/{index}".encode()),
+            ]
+            key, value = message(event)
+            await producer.send(dlq, value, key=key, headers=headers)
+        await producer.flush()
+    finally:
+        await producer.stop()
