@@ -68,7 +68,7 @@ def encode(base: int, settled: Iterable[Range], max_bytes: int = DEFAULT_MAX_BYT
     bits, bit_claimed = _bitmap(runs, room - len(head))
     candidates = []
     if run_claimed:
-        candidates.append((run_claimed, "r", head + b"".join(_varint(n) for n in runs[:rle_runs])))
+        candidates.append((run_claimed, "r", head + _varints(runs[:rle_runs])))
     if bit_claimed:
         candidates.append((bit_claimed, "b", head + bits))
     if not candidates:
@@ -120,11 +120,14 @@ def _runs(base: int, settled: Iterable[Range], room: int) -> tuple[list[int], in
     for start, end in settled:
         if start < cursor or end <= start:
             raise ValueError(f"settled ranges must be sorted, disjoint and above {base}: [{start}, {end})")
-        size = len(_varint(start - cursor)) + len(_varint(end - start))
-        fits = fitting == len(runs) and used + size <= room
+        gap, run = start - cursor, end - start
+        fits = fitting == len(runs)
+        if fits:
+            size = _varint_size(gap) + _varint_size(run)
+            fits = used + size <= room
         if not fits and start >= bitmap_reach:
             break
-        runs += (start - cursor, end - start)
+        runs += (gap, run)
         if fits:
             used += size
             claimed += end - start
@@ -139,18 +142,21 @@ def _bitmap(runs: list[int], room: int) -> tuple[bytes, int]:
     if not span or room <= 0:
         return b"", 0
     nbits = min(span, max(0, room - len(_varint(span))) * 8)
-    bits = claimed = 0
-    position = 0
+    # One character per offset, most significant first, then one int(): linear, where OR-ing a shifted int per run
+    # would copy the whole bitmap for each run.
+    chars = bytearray(b"0") * nbits
+    claimed = position = 0
     for index, length in enumerate(runs):
+        if position >= nbits:
+            break
         if index % 2 == 1:  # a settled run
-            start, end = position, min(position + length, nbits)
-            if start >= nbits:
-                break
-            bits |= ((1 << (end - start)) - 1) << start
-            claimed += end - start
+            end = min(position + length, nbits)
+            chars[nbits - end : nbits - position] = b"1" * (end - position)
+            claimed += end - position
         position += length
     if not claimed:
         return b"", 0
+    bits = int(chars, 2)
     nbits = bits.bit_length()  # trailing unsettled bits say nothing
     return _varint(nbits) + bits.to_bytes((nbits + 7) // 8, "little"), claimed
 
@@ -159,6 +165,20 @@ def _wrap(kind: str, payload: bytes, max_bytes: int) -> str:
     checksum = zlib.crc32(kind.encode() + payload).to_bytes(4, "big")
     text = f"{PREFIX}{kind}:" + base64.urlsafe_b64encode(payload + checksum).decode().rstrip("=")
     return text if len(text) <= max_bytes else ""
+
+
+def _varint_size(value: int) -> int:
+    return 1 if value < 0x80 else 2 if value < 0x4000 else len(_varint(value))
+
+
+def _varints(values: list[int]) -> bytes:
+    out = bytearray()
+    for value in values:
+        if value < 0x80:
+            out.append(value)
+        else:
+            out += _varint(value)
+    return bytes(out)
 
 
 def _varint(value: int) -> bytes:
