@@ -7,6 +7,7 @@ on; one that drops it silently costs only the duplicates it would have saved.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ from gateway.offset_metadata import DEFAULT_MAX_BYTES, SettledAbove, UnreadableM
 from gateway.offsets import Commit, PartitionOffsets, note_committed, positions_to_commit
 
 log = structlog.get_logger("gateway.commits")
+
+FETCH_TIMEOUT = 10.0
 
 
 @dataclass(slots=True)
@@ -55,7 +58,7 @@ class Committer:
 
 
 async def settled_above_committed(
-    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], limit: float = FETCH_TIMEOUT
 ) -> tuple[dict[TopicPartition, SettledAbove], dict[TopicPartition, str]]:
     """Per partition, the offsets its committed metadata names as settled; and why the others' metadata was ignored.
 
@@ -68,8 +71,9 @@ async def settled_above_committed(
     if not wanted or fetch is None:
         return {}, {}
     try:
-        committed = await fetch(wanted)
-    except KafkaError as error:
+        # aiokafka retries retriable errors without limit: bounded here, so an assignment never waits on it for long.
+        committed = await asyncio.wait_for(fetch(wanted), limit)
+    except (KafkaError, TimeoutError) as error:
         log.warning("could not read commit metadata; settled records may be sent again", error=type(error).__name__)
         return {}, {}
     settled: dict[TopicPartition, SettledAbove] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -105,6 +106,14 @@ async def test_reading_metadata_sorts_ours_from_the_rest() -> None:
 
 
 async def test_reading_metadata_that_cannot_be_fetched_skips_nothing() -> None:
-    """A failed fetch of the committed metadata skips nothing: the records are sent again, never lost."""
+    """A failed or endless fetch of the committed metadata skips nothing: the records are sent again, never lost."""
     consumer = _Consumer(committed=KafkaConnectionError())
     assert await settled_above_committed(consumer, [TP]) == ({}, {})
+
+    class _Hanging(_Coordinator):
+        async def fetch_committed_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Any]:
+            await asyncio.Event().wait()  # aiokafka retries without limit while the coordinator is unreachable
+            return {}
+
+    consumer._coordinator = _Hanging({})
+    assert await settled_above_committed(consumer, [TP], limit=0.05) == ({}, {})

@@ -140,3 +140,39 @@ def test_dense_sets_use_the_bitmap_and_sparse_ones_the_runs() -> None:
     alternating = [(offset, offset + 1) for offset in range(1, 2000, 2)]
     assert encode(0, alternating).startswith("gw1b:")
     assert encode(0, [(1, 1_000_000)]).startswith("gw1r:")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), min_size=2, max_size=400), st.integers(0, 400), st.integers(0, 400))
+def test_a_restart_skips_exactly_what_settled_and_keeps_naming_the_unread_rest(
+    settled: list[bool], read_again: int, settle_later: int
+) -> None:
+    """Commit, restart from the metadata: the new tracker skips exactly the settled offsets, and its own commits,
+    before it re-read them all, still name the settled ones it did not reach yet."""
+    before = PartitionOffsets()
+    for offset, _ in enumerate(settled):
+        before.track(offset, 1)
+    for offset, done in enumerate(settled):
+        if done:
+            before.settle(offset)
+    commit = positions_to_commit({"p": before})["p"]
+    truly_settled = {offset for offset, done in enumerate(settled) if done and offset >= commit.position}
+    found = decode(commit.metadata, commit.position) if commit.metadata else None
+    after = PartitionOffsets(found)
+    skipped = set()
+    for offset in range(commit.position, min(len(settled), commit.position + read_again)):
+        if after.settled_before(offset):
+            skipped.add(offset)
+            after.track(offset, 0)
+        else:
+            after.track(offset, 1)
+    assert skipped == {o for o in truly_settled if o < commit.position + read_again}
+    for offset in range(commit.position, commit.position + settle_later):
+        after.settle(offset)
+    again = positions_to_commit({"p": after}).get("p")
+    if again is None or not again.metadata:
+        return
+    named = _offsets(decode(again.metadata, again.position).ranges)
+    unread_settled = {o for o in truly_settled if o >= commit.position + read_again}
+    assert unread_settled <= named
+    assert all(o in truly_settled or o < commit.position + read_again for o in named)
