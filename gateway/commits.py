@@ -8,6 +8,7 @@ on; one that drops it silently costs only the duplicates it would have saved.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +22,9 @@ from gateway.offsets import Commit, PartitionOffsets, note_committed, positions_
 log = structlog.get_logger("gateway.commits")
 
 FETCH_TIMEOUT = 10.0
+ENCODE_SHARE = 0.02
+"""At most this share of the time goes to encoding metadata: commit rounds are spaced out when encoding gets costly
+(tens of thousands of unsettled offsets per partition)."""
 
 
 @dataclass(slots=True)
@@ -30,12 +34,19 @@ class Committer:
     consumer: AIOKafkaConsumer
     metadata_max_bytes: int = DEFAULT_MAX_BYTES
     last_error: str | None = field(default=None)
+    encode_seconds: float = 0.0  # what the last round spent choosing positions and encoding metadata
+
+    def delay(self, period: float) -> float:
+        """Seconds until the next commit round: `period`, stretched so encoding stays within ENCODE_SHARE."""
+        return max(period, self.encode_seconds / ENCODE_SHARE)
 
     async def commit(
         self, trackers: Mapping[TopicPartition, PartitionOffsets], only: Iterable[TopicPartition] | None = None
     ) -> dict[TopicPartition, Commit] | None:
         """Commit what moved; the commits made ({} when nothing moved), or None when the commit failed."""
+        started = time.perf_counter()
         commits = positions_to_commit(trackers, only, self.metadata_max_bytes)
+        self.encode_seconds = time.perf_counter() - started
         if not commits:
             return commits
         try:

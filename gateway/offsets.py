@@ -99,11 +99,10 @@ class PartitionOffsets:
         if position is None:
             return
         cursor = position
-        for offset in self._order:  # ascending; settled entries in it are skipped
-            if offset in self._pending:
-                if offset > cursor:
-                    yield cursor, offset
-                cursor = offset + 1
+        for offset in self._pending:  # ascending: offsets are tracked in order, and a dict keeps insertion order
+            if offset > cursor:
+                yield cursor, offset
+            cursor = offset + 1
         end = self.next_offset if self.next_offset is not None else cursor
         if end > cursor:
             yield cursor, end

@@ -317,7 +317,8 @@ class Pipeline:
         kafka = self._kafka
         period = min(kafka.commit_after_settle, kafka.commit_interval) or kafka.commit_interval
         while True:
-            await asyncio.sleep(period)
+            committer = self._committer
+            await asyncio.sleep(committer.delay(period) if committer is not None else period)
             await self._commit()
 
     async def _lag_forever(self) -> None:

@@ -401,7 +401,7 @@ class Replay:
     async def _commit_forever(self, consumer: AIOKafkaConsumer) -> None:
         period = min(self.kafka.commit_after_settle, self.kafka.commit_interval) or self.kafka.commit_interval
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(self._committer.delay(period) if self._committer is not None else period)
             await self._commit(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:

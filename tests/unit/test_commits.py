@@ -76,6 +76,14 @@ async def test_a_broker_refusing_the_metadata_gets_plain_offsets_from_then_on() 
     assert committer.metadata_max_bytes == 0
 
 
+async def test_rounds_are_spaced_out_when_encoding_gets_costly() -> None:
+    """The next round waits the configured period, or longer when encoding took a noticeable share of it."""
+    committer = Committer(_Consumer())
+    assert committer.delay(0.2) == 0.2
+    committer.encode_seconds = 0.01
+    assert committer.delay(0.2) == 0.5
+
+
 async def test_a_failed_commit_is_retried_next_round() -> None:
     """A commit the broker did not take leaves the trackers unmarked, so the next round commits again."""
 
