@@ -46,6 +46,12 @@ class KafkaConfig(StrictModel):
     client_id: str = "event-gateway"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+    commit_after_settle: float = Field(
+        0.2, ge=0, description="seconds: commit this soon after settles (0: only every commit_interval)"
+    )
+    commit_metadata_max_bytes: int = Field(
+        4000, ge=0, le=32767, description="bytes of settled-offset metadata per partition commit (0: plain offsets)"
+    )
     lag_interval: float = Field(5.0, gt=0, description="seconds between consumer-lag refreshes")
     session_timeout_ms: int = Field(30000, ge=6000)
     max_poll_interval_ms: int = Field(300000, ge=10000)

@@ -54,6 +54,19 @@ class Metrics:
             ["destination"],
             registry=registry,
         )
+        self.events_skipped_settled = Counter(
+            "gateway_events_skipped_settled",
+            "Messages not sent again after a restart or rebalance: the commit metadata named them settled.",
+            ["destination"],
+            registry=registry,
+        )
+        self.offset_metadata_ignored = Counter(
+            "gateway_offset_metadata_ignored",
+            "Assigned partitions whose commit metadata was not ours or damaged (foreign, corrupt, stale): "
+            "their records above the committed offset are sent again.",
+            ["destination", "reason"],
+            registry=registry,
+        )
         self.delivery_retries = Counter(
             "gateway_delivery_retries",
             "Sends that will be retried, by reason.",
@@ -210,6 +223,7 @@ class DestinationMetrics:
         self.consumed = metrics.events_consumed.labels(destination=destination)
         self.filtered = metrics.events_filtered.labels(destination=destination)
         self.duplicate = metrics.events_duplicate.labels(destination=destination)
+        self.skipped_settled = metrics.events_skipped_settled.labels(destination=destination)
         self.http_duration = metrics.http_request_duration.labels(destination=destination)
         self.batch_events = metrics.batch_events.labels(destination=destination)
         self.latency = metrics.delivery_latency.labels(destination=destination)
@@ -272,6 +286,10 @@ class DestinationMetrics:
     def task_failure(self, task: str) -> Counter:
         """Failed background task counter child (lane, dead_letter, commit, lag)."""
         return self.metrics.task_failures.labels(self.destination, task)
+
+    def metadata_ignored(self, reason: str) -> None:
+        """Count an assigned partition whose commit metadata was ignored, by reason (foreign, corrupt, stale)."""
+        self.metrics.offset_metadata_ignored.labels(self.destination, reason).inc()
 
     def commit(self, result: str) -> None:
         """Count an offset commit by result (ok, failed)."""

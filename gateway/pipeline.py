@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
+from gateway.commits import Committer, settled_above_committed
 from gateway.config import Destination, KafkaConfig
 from gateway.connector import ClientContext
 from gateway.consumer_health import BrokerContact, ReadFailures
@@ -31,7 +32,8 @@ from gateway.kafka_clients import (
     within,
 )
 from gateway.metrics import DestinationMetrics, Metrics
-from gateway.offsets import PartitionOffsets, positions_to_commit
+from gateway.offset_metadata import SettledAbove
+from gateway.offsets import PartitionOffsets
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -40,14 +42,15 @@ REVOKE_SETTLE_TIMEOUT = 10.0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, consumer: AIOKafkaConsumer | None = None) -> None:
         self._pipeline = pipeline
+        self._consumer = consumer  # the first assignment may come before the pipeline holds its consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._pipeline.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._pipeline.on_assigned(assigned)
+        await self._pipeline.on_assigned(assigned, self._consumer)
 
 
 class Pipeline:
@@ -103,6 +106,10 @@ class Pipeline:
         self._paused = False
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        self._committer: Committer | None = None
+        self._commit_failures = 0  # in a row
+        # Offsets the previous owner of a newly assigned partition committed as settled: skipped when read.
+        self._settled_before: dict[TopicPartition, SettledAbove] = {}
         self._fatal: BaseException | None = None
         self._reads = ReadFailures(destination.name, self.metrics)
         self._contact = BrokerContact(destination.name, self.metrics)
@@ -176,6 +183,10 @@ class Pipeline:
         self, tp: TopicPartition, offsets: PartitionOffsets, message: Any, consumed_at: float, monotonic: float
     ) -> None:
         """Take one consumed message through decode, route and map onto its lanes (synchronous: the hot path)."""
+        if offsets.settled_before(message.offset):  # settled before a restart or rebalance: not sent again
+            offsets.track(message.offset, 0)
+            self.metrics.skipped_settled.inc()
+            return
         try:
             event = decode(message.value)
             if event.type not in self._events:
@@ -248,14 +259,28 @@ class Pipeline:
 
     # ---- rebalancing -------------------------------------------------------------------------------------------
 
-    def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Joined the group (possibly with no partitions: more replicas than partitions)."""
+    async def on_assigned(self, assigned: list[TopicPartition], consumer: AIOKafkaConsumer | None = None) -> None:
+        """Joined the group (possibly with no partitions: more replicas than partitions); read what the partitions'
+        previous owners committed as settled above their watermarks (aiokafka fetches nothing until this returns)."""
         self.joined = True
         # A tracker still held for a newly assigned partition is stale (its revocation was never announced, e.g. the
         # membership was lost): consumption restarts from the committed offset, so start tracking afresh.
         stale = [tp for tp in assigned if tp in self._partitions]
         if stale:
             self._forget(stale)
+        fresh = [tp for tp in assigned if tp not in self._partitions]
+        consumer = consumer or self._consumer
+        if consumer is not None and fresh:
+            settled, ignored = await settled_above_committed(consumer, fresh)
+            self._settled_before.update(settled)
+            for tp, reason in ignored.items():
+                self.metrics.metadata_ignored(reason)
+                log.warning(
+                    "commit metadata ignored; records above the committed offset will be sent again",
+                    destination=self.name,
+                    partition=f"{tp.topic}/{tp.partition}",
+                    reason=reason,
+                )
         log.info(
             "partitions assigned",
             destination=self.name,
@@ -296,6 +321,7 @@ class Pipeline:
         abandoned = 0
         for tp in partitions:
             tracker = self._partitions.pop(tp, None)
+            self._settled_before.pop(tp, None)
             if tracker is not None:
                 abandoned += tracker.close()
             self.metrics.forget_partition(tp.topic, tp.partition)
@@ -309,27 +335,36 @@ class Pipeline:
         consumer = self._consumer
         if consumer is None:
             return
+        committer = self._committer
+        if committer is None or committer.consumer is not consumer:
+            committer = self._committer = Committer(consumer, self._kafka.commit_metadata_max_bytes)
         async with self._commit_lock:
-            offsets = positions_to_commit(self._partitions, only)
-            if not offsets:
-                return
-            try:
-                await within(limit, consumer.commit(offsets))
-            except KafkaError as error:
+            commits = await committer.commit(self._partitions, only, limit)
+            if commits is None:
+                failure = committer.last_failure or KafkaError("commit failed")
                 self.metrics.commit("failed")
-                self._contact.failed("commit", error)
-                log.warning("offset commit failed; will retry", destination=self.name, error=type(error).__name__)
-                return
-            self._contact.answered()
-            self.metrics.commit("ok")
-            for tp, position in offsets.items():
-                tracker = self._partitions.get(tp)
-                if tracker is not None:
-                    tracker.committed = position
+                self._contact.failed("commit", failure)
+                self._commit_failures += 1
+                if self._commit_failures % 50 == 1:  # commits run every 0.2 s: one line per streak, then every 50th
+                    log.warning(
+                        "offset commit failed; will retry",
+                        destination=self.name,
+                        error=type(failure).__name__,
+                        failures=self._commit_failures,
+                    )
+            elif commits:
+                self._contact.answered()
+                self.metrics.commit("ok")
+                self._commit_failures = 0
 
     async def _commit_forever(self) -> None:
+        """Commit soon after settles (at most every `commit_after_settle`), else every `commit_interval`; a round
+        with nothing new commits nothing."""
+        kafka = self._kafka
+        period = min(kafka.commit_after_settle, kafka.commit_interval) or kafka.commit_interval
         while True:
-            await asyncio.sleep(self._kafka.commit_interval)
+            committer = self._committer
+            await asyncio.sleep(committer.delay(period) if committer is not None else period)
             try:
                 await self._commit()
             except Exception as error:  # Kafka failures are handled inside: this is a bug, and commits must not stop
@@ -384,7 +419,7 @@ class Pipeline:
     async def run(self, stopping: asyncio.Event, grace: float) -> None:
         """Consume until `stopping` is set, then drain for up to `grace` seconds, commit and leave the group."""
         consumer = destination_consumer(self._kafka, self.destination.group_id(self._kafka.group_prefix), self.name)
-        consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self))
+        consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self, consumer))
         if not await start_with_retry(f"consumer:{self.name}", consumer.start, stopping):
             await consumer.stop()
             return
@@ -434,7 +469,7 @@ class Pipeline:
                     self._forget([tp])
                     offsets = None
                 if offsets is None:
-                    offsets = partitions[tp] = PartitionOffsets()
+                    offsets = partitions[tp] = PartitionOffsets(self._settled_before.pop(tp, None))
                 for message in messages:
                     self.ingest(tp, offsets, message, now, monotonic)
                 consumed.inc(len(messages))

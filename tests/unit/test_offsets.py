@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.offsets import PartitionOffsets, positions_to_commit
+from gateway.offset_metadata import SettledAbove, decode
+from gateway.offsets import PartitionOffsets, note_committed, positions_to_commit
 
 
 def test_nothing_consumed_has_no_commit() -> None:
@@ -102,12 +104,58 @@ def test_watermark_never_passes_an_unsettled_offset(plan: list[tuple[int, bool]]
 
 
 def test_positions_to_commit_skip_unmoved_closed_and_unknown_partitions() -> None:
-    """Only open trackers whose position moved past the last commit are committed; `only` narrows the partitions."""
+    """Only open trackers with news since the last commit are committed; `only` narrows the partitions."""
     moved, unmoved, closed = PartitionOffsets(), PartitionOffsets(), PartitionOffsets()
     for tracker in (moved, unmoved, closed):
         tracker.track(0, 0)
-    unmoved.committed = 1
+    unmoved.committed, unmoved.committed_mark = 1, unmoved.mark
     closed.close()
     trackers = {"moved": moved, "unmoved": unmoved, "closed": closed}
-    assert positions_to_commit(trackers) == {"moved": 1}
+    commits = positions_to_commit(trackers)
+    assert {name: commit.position for name, commit in commits.items()} == {"moved": 1}
     assert positions_to_commit(trackers, ["unmoved", "gone"]) == {}
+    note_committed(trackers, commits)
+    assert positions_to_commit(trackers) == {}
+
+
+def test_commit_names_the_offsets_settled_above_the_watermark() -> None:
+    """A commit held by one unsettled offset carries metadata naming every settled offset above it."""
+    offsets = PartitionOffsets()
+    for offset in range(100, 110):
+        offsets.track(offset, 1)
+    for offset in (101, 102, 105, 109):
+        offsets.settle(offset)
+    commit = positions_to_commit({"p": offsets})["p"]
+    assert commit.position == 100
+    assert decode(commit.metadata, 100).ranges == ((101, 103), (105, 106), (109, 110))
+    assert positions_to_commit({"p": offsets}, metadata_max_bytes=0)["p"].metadata == ""
+
+
+def test_a_million_settled_offsets_above_one_unsettled_stay_small() -> None:
+    """One unsettled offset below a million settled ones holds a few entries, not a million, and commits in bytes."""
+    offsets = PartitionOffsets()
+    offsets.track(0, 1)
+    for offset in range(1, 1_000_001):
+        offsets.track(offset, 1)
+        offsets.settle(offset)
+    assert len(offsets) == 1
+    assert sys.getsizeof(offsets._order) < 10_000  # a million-entry deque is ~8 MB
+    assert offsets.committable() == 0
+    assert list(offsets.settled_above()) == [(1, 1_000_001)]
+    commit = positions_to_commit({"p": offsets})["p"]
+    assert len(commit.metadata) < 40
+    assert decode(commit.metadata, 0).ranges == ((1, 1_000_001),)
+
+
+def test_offsets_settled_before_are_skipped_and_still_named() -> None:
+    """Offsets a previous owner settled are reported as such, and stay named in commits until read again."""
+    offsets = PartitionOffsets(SettledAbove(10, ((11, 13), (20, 22))))
+    assert [offsets.settled_before(o) for o in (10, 11, 12, 13)] == [False, True, True, False]
+    offsets.track(10, 1)
+    offsets.track(11, 0)
+    offsets.track(12, 0)
+    offsets.track(13, 1)
+    assert list(offsets.settled_above()) == [(11, 13), (20, 22)]
+    offsets.settle(10)
+    assert offsets.committable() == 13
+    assert list(offsets.settled_above()) == [(20, 22)]

@@ -128,6 +128,19 @@ async def test_fraction_and_path_prefix_select_requests(bed: Bed) -> None:
     assert (await bed.call("/vendor/other")).status == 200
 
 
+async def test_header_narrows_a_plan_to_one_tenant(bed: Bed) -> None:
+    """A plan with `header` hits only requests carrying that header value (one tenant's key), not the others."""
+    bed.faults.add(FaultPlan.from_dict({"kind": "status", "header": "x-api-key: slow-tenant"}))
+    url = f"{bed.url}/vendor/ping"
+    async with bed.session.post(url, json={}, headers={"x-api-key": "slow-tenant"}) as response:
+        assert response.status == 503
+    async with bed.session.post(url, json={}, headers={"x-api-key": "fast-tenant"}) as response:
+        assert response.status == 200
+    assert (await bed.call()).status == 200
+    with pytest.raises(ValueError, match="Name: value"):
+        FaultPlan("status", header="no-colon")
+
+
 async def test_control_api_accepts_a_list_and_reports_remaining(bed: Bed) -> None:
     """POST takes a list of plans (the alias kind "429" included) and GET reports what is left of each."""
     plans = [{"kind": "429", "count": 2, "retry_after": 3}, {"kind": "slow", "delay": 0.01, "count": 1}]
