@@ -140,8 +140,11 @@ def _check_config(path: str) -> int:
     try:
         resolved = config_module.load(path)
     except ConfigError as error:
-        print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
+        count = len(str(error).splitlines())
+        print(f"invalid configuration {path}: {count} error(s)\n{error}", file=sys.stderr)
         return 1
+    for warning in resolved.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     summary = {
         "kafka": {
             "bootstrap_servers": resolved.gateway.kafka.servers,

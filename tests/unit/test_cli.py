@@ -16,6 +16,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from gateway.testbed.contract import EXAMPLE_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -63,7 +65,8 @@ def test_version() -> None:
 
 def test_config_path_from_environment() -> None:
     """GATEWAY_CONFIG stands in for --config."""
-    result = _run("check-config", env={"GATEWAY_CONFIG": str(ROOT / "config" / "gateway.example.yaml")})
+    example = str(ROOT / "config" / "gateway.example.yaml")
+    result = _run("check-config", env={"GATEWAY_CONFIG": example, **EXAMPLE_ENV})
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stderr
 
