@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a configuration and print it with secrets masked")
     check.add_argument("--config", required=config_default is None, default=config_default, help=config_help)
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also check the live systems: Kafka (reachable, authenticated, topics), codecs, each vendor's DNS and TLS",
+    )
+    check.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="bound on each live check (default 10)"
+    )
 
     commands.add_parser("schema", help="print the JSON Schema of the normalized event contract")
 
@@ -133,7 +142,7 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def _check_config(path: str) -> int:
+def _check_config(path: str, connect: bool = False, limit: float = 10.0) -> int:
     from gateway import config as config_module  # noqa: PLC0415 - keeps `gateway --version` fast
     from gateway.kafka_security import security_protocol  # noqa: PLC0415
 
@@ -158,7 +167,16 @@ def _check_config(path: str) -> int:
     }
     sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
     print(f"configuration OK: {len(resolved.destinations)} destination(s)", file=sys.stderr)
-    return 0
+    if not connect:
+        return 0
+    from gateway.preflight import preflight  # noqa: PLC0415
+
+    def report(check: Any) -> None:
+        print(check.line(), flush=True)
+
+    passed = asyncio.run(preflight(resolved, limit, report))
+    print("live checks passed" if passed else "live checks FAILED", file=sys.stderr)
+    return 0 if passed else 4
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
@@ -251,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     if args.command == "check-config":
-        return _check_config(args.config)
+        return _check_config(args.config, args.connect, args.timeout)
     if args.command == "run":
         return _run(args.config, args.destination)
     if args.command == "replay":
