@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("schema", help="print the JSON Schema of the normalized event contract")
+
+    commands.add_parser(
+        "validate-event", help="read events as JSON lines on stdin; report each invalid line with its reason"
+    )
+
+    mapping = commands.add_parser(
+        "map",
+        help="read events as JSON lines on stdin; print what one destination's vendor would receive, sending nothing",
+    )
+    mapping.add_argument("--config", required=config_default is None, default=config_default, help=config_help)
+    mapping.add_argument("--destination", required=True, metavar="NAME", help="the destination whose requests to show")
 
     demo = commands.add_parser("demo", help="embedded broker + vendor sandboxes + sample traffic + live report")
     demo.add_argument("--events", type=int, default=20_000, help="how many events to produce (default 20000)")
@@ -179,6 +190,53 @@ def _check_config(path: str, connect: bool = False, limit: float = 10.0) -> int:
     return 0 if passed else 4
 
 
+def _validate_events() -> int:
+    from gateway.dry_run import numbered_events  # noqa: PLC0415
+    from gateway.errors import EventError  # noqa: PLC0415
+
+    valid = invalid = 0
+    for number, parsed in numbered_events(sys.stdin.buffer):
+        if isinstance(parsed, EventError):
+            invalid += 1
+            print(f"line {number}: {parsed.reason}: {parsed.detail}")
+        else:
+            valid += 1
+    print(f"{valid + invalid} event(s): {valid} valid, {invalid} invalid", file=sys.stderr)
+    return 1 if invalid else 0
+
+
+def _map(path: str, name: str) -> int:
+    from gateway import config as config_module  # noqa: PLC0415
+    from gateway.dry_run import DryRun, numbered_events, render  # noqa: PLC0415
+    from gateway.logs import configure, scrubber  # noqa: PLC0415
+
+    try:
+        resolved = config_module.load(path)
+        destination = resolved.destination(name)
+    except ConfigError as error:
+        print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
+        return 1
+    configure("warning", "console", sys.stderr)
+    scrubber.register(resolved.secrets())
+
+    async def run() -> int:
+        dry_run = DryRun(destination)
+        failed = 0
+        try:
+            for number, parsed in numbered_events(sys.stdin.buffer):
+                mapped = await dry_run.map(number, parsed)
+                failed += mapped.failed
+                sys.stdout.write(render(mapped) + "\n")
+        finally:
+            await dry_run.close()
+        return failed
+
+    failed = asyncio.run(run())
+    if failed:
+        print(f"{failed} event(s) would be dead-lettered", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _exit_quietly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -260,24 +318,32 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema() -> int:
+    from gateway.events import json_schema  # noqa: PLC0415
+
+    sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(events=args.events, rate=args.rate, faults=args.faults)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "schema": lambda args: _schema(),
+    "validate-event": lambda args: _validate_events(),
+    "map": lambda args: _map(args.config, args.destination),
+    "check-config": lambda args: _check_config(args.config, args.connect, args.timeout),
+    "run": lambda args: _run(args.config, args.destination),
+    "replay": _replay,
+    "sandbox": _sandbox,
+    "demo": _demo,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gateway` console script."""
     args = _parser().parse_args(argv)
-    if args.command == "schema":
-        from gateway.events import json_schema  # noqa: PLC0415
-
-        sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
-    if args.command == "check-config":
-        return _check_config(args.config, args.connect, args.timeout)
-    if args.command == "run":
-        return _run(args.config, args.destination)
-    if args.command == "replay":
-        return _replay(args)
-    if args.command == "sandbox":
-        return _sandbox(args)
-    if args.command == "demo":
-        from gateway.demo import run_demo  # noqa: PLC0415
-
-        return run_demo(events=args.events, rate=args.rate, faults=args.faults)
-    raise AssertionError(args.command)  # pragma: no cover - argparse rejects unknown commands
+    return COMMANDS[args.command](args)
