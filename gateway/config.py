@@ -169,6 +169,16 @@ class DestinationConfig(BaseModel):
     # proxy is reported once, as a proxy error, and not again as "not a valid string".
     proxy: ProxyConfig | None = None
     options: dict[str, Any] = Field(default_factory=dict, repr=False)
+    start_from: str | None = Field(
+        None, description="where a new consumer group starts: earliest | latest | an RFC 3339 time (kafka's default)"
+    )
+
+    @field_validator("start_from")
+    @classmethod
+    def _start_from(cls, value: str | None) -> str | None:
+        from gateway.start_position import parse_start_from  # noqa: PLC0415 - keeps config free of aiokafka
+
+        return None if value is None else parse_start_from(value)
 
     @field_validator("credentials")
     @classmethod

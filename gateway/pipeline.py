@@ -24,6 +24,7 @@ from gateway.http_client import HttpTransport
 from gateway.kafka_clients import destination_consumer, start_with_retry
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets, positions_to_commit
+from gateway.start_position import StartFilter, reset_policy, seek_new_partitions, start_time
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -32,13 +33,18 @@ REVOKE_SETTLE_TIMEOUT = 10.0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, consumer: AIOKafkaConsumer | None = None) -> None:
         self._pipeline = pipeline
+        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._pipeline.start_filter.forget(revoked)
         await self._pipeline.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        start = self._pipeline.start_filter
+        if start.when is not None and self._consumer is not None:
+            start.begin(await seek_new_partitions(self._consumer, assigned, start.when))
         self._pipeline.on_assigned(assigned)
 
 
@@ -95,6 +101,7 @@ class Pipeline:
         self._paused = False
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
+        self.start_filter = StartFilter(start_time(config.start_from))
         self._fatal: BaseException | None = None
         self.joined = False
         self.metrics.up.set(1)
@@ -329,8 +336,10 @@ class Pipeline:
 
     async def run(self, stopping: asyncio.Event, grace: float) -> None:
         """Consume until `stopping` is set, then drain for up to `grace` seconds, commit and leave the group."""
-        consumer = destination_consumer(self._kafka, self.destination.group_id(self._kafka.group_prefix), self.name)
-        consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self))
+        reset = reset_policy(self.destination.config.start_from, self._kafka.auto_offset_reset)
+        group = self.destination.group_id(self._kafka.group_prefix)
+        consumer = destination_consumer(self._kafka, group, self.name, reset)
+        consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self, consumer))
         if not await start_with_retry(f"consumer:{self.name}", consumer.start, stopping):
             await consumer.stop()
             return
@@ -383,9 +392,18 @@ class Pipeline:
                     offsets = None
                 if offsets is None:
                     offsets = partitions[tp] = PartitionOffsets()
-                for message in messages:
-                    self.ingest(tp, offsets, message, now, monotonic)
                 consumed.inc(len(messages))
+                skipped = self.start_filter.older(tp, messages) if self.start_filter.pending else 0
+                if skipped:
+                    self._skip_older(offsets, messages[:skipped])
+                for message in messages[skipped:] if skipped else messages:
+                    self.ingest(tp, offsets, message, now, monotonic)
+
+    def _skip_older(self, offsets: PartitionOffsets, messages: Sequence[Any]) -> None:
+        """Records older than start_from at the head of a fresh partition: settled as filtered, never delivered."""
+        for message in messages:
+            offsets.track(message.offset, 0)
+        self.metrics.filtered.inc(len(messages))
 
     async def _drain(self, grace: float) -> None:
         """Stop fetching, send what is queued without lingering, wait for settlement within the grace period."""

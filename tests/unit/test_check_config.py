@@ -304,3 +304,33 @@ def test_proxy_error_is_reported_once_as_a_proxy_error() -> None:
             "destinations[0].proxy.url: must be http://host:port or https://host:port (put credentials "
             "in username/password)"
         ], lines
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("earliest", "earliest"),
+        ("latest", "latest"),
+        ("2026-12-01T00:00:00Z", "2026-12-01T00:00:00+00:00"),
+        ("2026-12-01T02:00:00+02:00", "2026-12-01T02:00:00+02:00"),
+    ],
+)
+def test_start_from_takes_a_policy_or_a_zoned_time(value: str, expected: str) -> None:
+    """start_from is earliest, latest or an RFC 3339 time with a zone."""
+    data = tree()
+    data["destinations"][0]["start_from"] = value
+    resolved = config.parse(data, env={"UNIBO_API_KEY": "unibo-key-0123456789"})
+    assert resolved.destination("unibo").config.start_from == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("yesterday", "must be earliest, latest or an RFC 3339 time"), ("2026-12-01T00:00:00", "needs a zone")],
+)
+def test_start_from_refuses_anything_else(value: str, expected: str) -> None:
+    """A start_from that is neither a policy nor a zoned time names the key."""
+    data = tree()
+    data["destinations"][0]["start_from"] = value
+    (line,) = errors_of(data)
+    assert line.startswith("destinations[0].start_from: ")
+    assert expected in line
