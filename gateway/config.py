@@ -65,7 +65,9 @@ class KafkaConfig(StrictModel):
 class HttpConfig(StrictModel):
     """The gateway's own HTTP listener: /metrics, /healthz, /readyz."""
 
-    listen: str = "127.0.0.1:9108"
+    # Outside a container loopback is the safe default; the image sets GATEWAY_HTTP_LISTEN=0.0.0.0:9108 so that probes
+    # and Prometheus reach a container whose config leaves http.listen out. A listen in the file always wins.
+    listen: str = Field(default_factory=lambda: os.environ.get("GATEWAY_HTTP_LISTEN") or "127.0.0.1:9108")
 
     @field_validator("listen")
     @classmethod
@@ -222,7 +224,7 @@ class GatewayConfig(StrictModel):
     """The whole file."""
 
     kafka: KafkaConfig
-    http: HttpConfig = HttpConfig()
+    http: HttpConfig = Field(default_factory=HttpConfig)
     logging: LoggingConfig = LoggingConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     destinations: list[DestinationConfig] = Field(min_length=1)
