@@ -426,10 +426,10 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> ResolvedConfig:
         raw = data.get("destinations")
         entries = raw if isinstance(raw, list) else []
         configs = [problems.validate(DestinationConfig, entry, "", report=False) for entry in entries]
-    bound = [_bind(index, config, problems) for index, config in enumerate(configs) if config is not None]
-    destinations = tuple(destination for destination in bound if destination is not None)
-    if gateway is not None and len(destinations) == len(configs):
-        check_resolved(gateway, destinations, problems)
+    bound = [(index, _bind(index, config, problems)) for index, config in enumerate(configs) if config is not None]
+    indexed = [(index, destination) for index, destination in bound if destination is not None]
+    check_resolved(gateway, indexed, problems)
+    destinations = tuple(destination for _, destination in indexed)
     problems.check()
     assert gateway is not None
     return ResolvedConfig(gateway=gateway, destinations=destinations, warnings=tuple(problems.warnings))

@@ -20,22 +20,31 @@ PLACEHOLDERS: Final = frozenset({"change-me", "changeme", "change_me", "replace-
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 - names the wildcard, binds nothing
 
 
-def check_resolved(gateway: GatewayConfig, destinations: Sequence[Destination], problems: Problems) -> None:
-    """Record every cross-key problem of a configuration whose keys each validated."""
+def check_resolved(
+    gateway: GatewayConfig | None, destinations: Sequence[tuple[int, Destination]], problems: Problems
+) -> None:
+    """Record every cross-key problem: of each destination that bound (by its index), and of the file when it is valid.
+
+    Run even when other keys failed, so one run of check-config reports these too.
+    """
     for path, secret in _secrets(gateway, destinations):
         value = secret.get_secret_value()
         if not value.strip():
             problems.error(path, "empty secret: set it (an empty key would only be refused by the vendor)")
         elif value.strip().lower() in PLACEHOLDERS:
             problems.error(path, f"still the placeholder {value.strip()!r}: set the real secret")
-    for index, destination in enumerate(destinations):
+    for index, destination in destinations:
         _check_base_url(f"destinations[{index}].base_url", destination, problems)
-    _check_listeners(gateway, destinations, problems)
+    if gateway is not None:
+        _check_listeners(gateway, destinations, problems)
 
 
-def _secrets(gateway: GatewayConfig, destinations: Sequence[Destination]) -> Iterator[tuple[str, SecretStr]]:
-    yield from _walk(gateway.model_copy(update={"destinations": []}), "")
-    for index, destination in enumerate(destinations):
+def _secrets(
+    gateway: GatewayConfig | None, destinations: Sequence[tuple[int, Destination]]
+) -> Iterator[tuple[str, SecretStr]]:
+    if gateway is not None:
+        yield from _walk(gateway.model_copy(update={"destinations": []}), "")
+    for index, destination in destinations:
         where = f"destinations[{index}]"
         for brand, credentials in destination.credentials.items():
             yield from _walk(credentials, f"{where}.credentials.{brand}")
@@ -77,9 +86,9 @@ def _check_base_url(path: str, destination: Destination, problems: Problems) -> 
         )
 
 
-def _listeners(gateway: GatewayConfig, destinations: Sequence[Destination]) -> Iterator[tuple[str, str]]:
+def _listeners(gateway: GatewayConfig, destinations: Sequence[tuple[int, Destination]]) -> Iterator[tuple[str, str]]:
     yield "http.listen", gateway.http.listen
-    for index, destination in enumerate(destinations):
+    for index, destination in destinations:
         yield from _listen_keys(destination.settings, f"destinations[{index}]")
 
 
@@ -93,7 +102,9 @@ def _listen_keys(value: Any, path: str) -> Iterator[tuple[str, str]]:
                 yield from _listen_keys(item, f"{path}.{key}")
 
 
-def _check_listeners(gateway: GatewayConfig, destinations: Sequence[Destination], problems: Problems) -> None:
+def _check_listeners(
+    gateway: GatewayConfig, destinations: Sequence[tuple[int, Destination]], problems: Problems
+) -> None:
     """Two listeners on one port clash (unless port 0: the system picks); a loopback /metrics misses probes."""
     seen: list[tuple[str, str, int]] = []
     for path, listen in _listeners(gateway, destinations):

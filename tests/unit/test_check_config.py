@@ -49,7 +49,7 @@ def check_config(path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatc
 
 
 def test_every_error_is_reported_in_one_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three unset variables, an unknown key and a bad value in two destinations all come out of one run."""
+    """Unset variables, an unknown key, a bad value, a placeholder and a base_url with the API path: one run."""
     for name in ("UNIBO_API_KEY", "ENABLE3_API_KEY", "KAFKA_SERVERS"):
         monkeypatch.delenv(name, raising=False)
     data = tree(
@@ -65,6 +65,12 @@ def test_every_error_is_reported_in_one_run(tmp_path: Path, monkeypatch: pytest.
             "credentials": {"default": {"api_key": "${ENABLE3_API_KEY}"}},
             "options": {"colour": "blue"},
         },
+        {
+            "name": "userwise",
+            "connector": "userwise",
+            "base_url": "https://api.userwise.io/api/v1",
+            "credentials": {"default": {"api_key": "change-me", "secret_key": "userwise-secret-0123456789"}},
+        },
     )
     data["kafka"]["bootstrap_servers"] = "${KAFKA_SERVERS}"
     path = tmp_path / "gateway.yaml"
@@ -77,9 +83,11 @@ def test_every_error_is_reported_in_one_run(tmp_path: Path, monkeypatch: pytest.
         "destinations[1].credentials.default.api_key: environment variable ENABLE3_API_KEY is not set",
         "destinations[0].batch.max_events: Input should be greater than or equal to 1",
         "destinations[1].options.colour: unknown key",
+        "destinations[2].credentials.default.api_key: still the placeholder 'change-me'",
+        "destinations[2].base_url: already holds /api/v1",
     ):
         assert expected in err, err
-    assert "5 error(s)" in err
+    assert "7 error(s)" in err
     assert "empty secret" not in err  # an unset variable is reported once, not again as the empty value it left
 
 
