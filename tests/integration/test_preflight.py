@@ -7,7 +7,7 @@ import contextlib
 import io
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,10 @@ import yaml
 from aiohttp import web
 
 from gateway.cli import main
+from gateway.kafka_security import KafkaSecurity, client_security_kwargs
 from gateway.preflight import CODECS
 from gateway.sandbox.server import SandboxServer
-from gateway.testbed.broker import EmbeddedBroker, ThrowawayPki, make_throwaway_pki
+from gateway.testbed.broker import BrokerTls, EmbeddedBroker, ThrowawayPki, make_throwaway_pki
 
 ALL_CODECS = all(available() for available in CODECS.values())
 
@@ -52,10 +53,17 @@ def destination(name: str, connector: str, base_url: str, **extra: Any) -> dict[
     }
 
 
-def write_config(path: Path, servers: str, topic: str, *destinations: dict[str, Any]) -> Path:
+def write_config(
+    path: Path, servers: str, topic: str, *destinations: dict[str, Any], security: dict[str, Any] | None = None
+) -> Path:
     """A configuration file reading `topic`, dead-lettering to `topic`.dlq."""
     tree = {
-        "kafka": {"bootstrap_servers": servers, "topics": [topic], "dlq_topic": f"{topic}.dlq"},
+        "kafka": {
+            "bootstrap_servers": servers,
+            "topics": [topic],
+            "dlq_topic": f"{topic}.dlq",
+            "security": security or {},
+        },
         "http": {"listen": "0.0.0.0:0"},
         "destinations": list(destinations),
     }
@@ -186,3 +194,45 @@ async def test_vendor_behind_a_proxy_is_checked_through_it(
     ), lines
     assert any("the proxy refused CONNECT: HTTP/1.1 407" in line and line.startswith("FAIL  noauth") for line in lines)
     assert not any("proxy-pass" in line for line in lines)
+
+
+@pytest.fixture(scope="module")
+def mtls_broker(pki: ThrowawayPki) -> Iterator[EmbeddedBroker]:
+    """A broker that requires TLS and a client certificate from the throwaway CA."""
+    tls = BrokerTls(pki.server_cert_file, pki.server_key_file, client_ca_file=pki.ca_file)
+    with EmbeddedBroker(tls=tls) as embedded:
+        yield embedded
+
+
+async def test_kafka_over_mutual_tls_connects_only_with_the_right_certificates(
+    mtls_broker: EmbeddedBroker, pki: ThrowawayPki, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With the CA and a client certificate the check connects (SSL); without the certificate, or trusting another
+    CA, it fails on the Kafka line within the bound."""
+    good = {
+        "tls": {
+            "enabled": True,
+            "ca_file": str(pki.ca_file),
+            "cert_file": str(pki.client_cert_file),
+            "key_file": str(pki.client_key_file),
+        }
+    }
+    topic = "preflight-mtls"
+    options: dict[str, Any] = client_security_kwargs(KafkaSecurity.model_validate(good))
+    await mtls_broker.create_topic(topic, 2, client_options=options)
+    await mtls_broker.create_topic(f"{topic}.dlq", 1, client_options=options)
+    servers = mtls_broker.bootstrap_servers
+    plain = destination("unibo", "unibo", "http://127.0.0.1:1")
+    _, lines = await connect(write_config(tmp_path / "good.yaml", servers, topic, plain, security=good))
+    assert lines[0].startswith(f"ok    kafka: connected to {servers} (SSL)"), lines
+    assert f"ok    kafka topic {topic}: exists (source, 2 partition(s))" in lines
+
+    no_certificate = {"tls": {"enabled": True, "ca_file": str(pki.ca_file)}}
+    other = make_throwaway_pki(tmp_path_factory.mktemp("other-pki"), name="someone else")
+    untrusted = {"tls": {**good["tls"], "ca_file": str(other.ca_file)}}
+    for name, security in (("no-certificate", no_certificate), ("untrusted", untrusted)):
+        path = write_config(tmp_path / f"{name}.yaml", servers, topic, plain, security=security)
+        status, lines = await connect(path, limit=3)
+        assert status == 4, name
+        assert lines[0].startswith("FAIL  kafka: "), (name, lines)
+        assert not any(line.startswith("ok    kafka topic") for line in lines), name
