@@ -77,12 +77,13 @@ async def _kafka(kafka: KafkaConfig, limit: float, record: Callable[[Check], Non
     """Connect (and authenticate) as the gateway would, then look for the source and dead-letter topics."""
     servers = ",".join(kafka.servers)
     protocol = security_protocol(kafka.security)
+    security = client_security_kwargs(kafka.security)
     client = AIOKafkaConsumer(
         bootstrap_servers=kafka.servers,
         client_id=f"{kafka.client_id}.preflight",
         enable_auto_commit=False,
         request_timeout_ms=max(1000, int(limit * 1000)),
-        **client_security_kwargs(kafka.security),
+        **security,
     )
     started = time.monotonic()
     try:
@@ -93,7 +94,11 @@ async def _kafka(kafka: KafkaConfig, limit: float, record: Callable[[Check], Non
         await _stop(client)
         return
     except (KafkaError, OSError, ssl.SSLError) as error:
-        record(Check("kafka", False, f"cannot connect to {servers} ({protocol}): {_describe(error)}"))
+        # aiokafka reports every bootstrap failure alike ("Unable to bootstrap"): a direct connection to the first
+        # server, with the same TLS context, says why (refused, certificate not trusted, certificate required).
+        reason = await _connection_failure(kafka.servers[0], security.get("ssl_context"), limit)
+        detail = reason or _describe(error)
+        record(Check("kafka", False, f"cannot connect to {servers} ({protocol}): {detail}"))
         await _stop(client)
         return
     elapsed = time.monotonic() - started
@@ -106,6 +111,39 @@ async def _kafka(kafka: KafkaConfig, limit: float, record: Callable[[Check], Non
         else:
             record(Check(f"kafka topic {topic}", False, f"does not exist ({role}): create it before starting"))
     await _stop(client)
+
+
+async def _connection_failure(server: str, context: ssl.SSLContext | None, limit: float) -> str:
+    """Why a TCP (and TLS) connection to `server` fails, or "" when it succeeds (then Kafka itself refused)."""
+    host, _, port = server.rpartition(":")
+    try:
+        async with asyncio.timeout(limit):
+            reader, writer = await asyncio.open_connection(
+                host.strip("[]"), int(port), ssl=context, server_hostname=host.strip("[]") if context else None
+            )
+            closed = False
+            if context is not None:
+                # TLS 1.3 refuses a missing client certificate after the handshake (an alert, or just a close): a
+                # Kafka broker never speaks first, so anything but a timeout here means the broker hung up.
+                with contextlib.suppress(TimeoutError):
+                    closed = await asyncio.wait_for(reader.read(1), min(1.0, limit)) == b""
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+    except TimeoutError:
+        return f"no answer within {limit:g} s"
+    except ssl.SSLCertVerificationError as error:
+        return f"TLS: the broker's certificate is not trusted ({error.verify_message})"
+    except ssl.SSLError as error:
+        return f"TLS: {error.reason or type(error).__name__}"
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    if closed:
+        return (
+            "TLS: the broker closed the connection after the handshake; it probably requires a client certificate "
+            "(kafka.security.tls.cert_file and key_file)"
+        )
+    return ""
 
 
 def _topics(kafka: KafkaConfig) -> Iterator[tuple[str, str]]:

@@ -235,4 +235,5 @@ async def test_kafka_over_mutual_tls_connects_only_with_the_right_certificates(
         status, lines = await connect(path, limit=3)
         assert status == 4, name
         assert lines[0].startswith("FAIL  kafka: "), (name, lines)
+        assert ("client certificate" if name == "no-certificate" else "certificate is not trusted") in lines[0]
         assert not any(line.startswith("ok    kafka topic") for line in lines), name
