@@ -383,6 +383,8 @@ def _bind(index: int, config: DestinationConfig, problems: Problems) -> Destinat
         )
     if len(problems.errors) > failed:
         return None
+    if config.base_url is None and defaults.base_url:
+        config = config.model_copy(update={"base_url": defaults.base_url})  # the vendor's production URL
     batch = BatchLimits(
         max_events=config.batch.max_events or defaults.max_events,
         max_bytes=config.batch.max_bytes or defaults.max_bytes,

@@ -173,7 +173,7 @@ async def _vendor(destination: Destination, limit: float) -> list[Check]:
     name = destination.name
     base_url = destination.config.base_url
     if not base_url:
-        return [Check(name, True, "no vendor host to reach (the vendor pulls, or the connector's default is used)")]
+        return [Check(name, True, "no vendor host to reach (the vendor pulls from the gateway)")]
     parts = urlsplit(base_url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -18,6 +18,7 @@ DEFAULTS = ConnectorDefaults(
     linger_ms=5,
     concurrency=32,
     api_path="/api/v1",  # every endpoint is under it (client.ENDPOINTS)
+    base_url="https://integration.enable3.io",
 )
 
 # Placeholders of the segment body template (see SEGMENT_TEMPLATE and the README).

@@ -13,6 +13,7 @@ DEFAULTS = ConnectorDefaults(
     linger_ms=500,
     concurrency=4,
     api_path="/api/v1",  # client.PATH is /api/v1/events
+    base_url="https://consumer.unibo.io",
 )
 
 

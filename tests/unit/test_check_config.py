@@ -342,3 +342,22 @@ def test_start_from_refuses_anything_else(value: str, expected: str) -> None:
     (line,) = errors_of(data)
     assert line.startswith("destinations[0].start_from: ")
     assert expected in line
+
+
+@pytest.mark.parametrize(
+    ("connector", "url"),
+    [
+        ("unibo", "https://consumer.unibo.io"),
+        ("enable3", "https://integration.enable3.io"),
+        ("userwise", "https://api.userwise.io"),
+    ],
+)
+def test_a_destination_without_base_url_shows_the_vendors_production_url(connector: str, url: str) -> None:
+    """Left out, base_url is the vendor's production URL: check-config prints it and --connect checks that host."""
+    credentials = {"api_key": "real-key-0123456789", "secret_key": "real-secret-0123456789"}
+    if connector != "userwise":
+        del credentials["secret_key"]
+    data = tree({"name": "d", "connector": connector, "credentials": {"default": credentials}})
+    destination = config.parse(data, env={}).destination("d")
+    assert destination.config.base_url == url
+    assert destination.describe()["base_url"] == url
