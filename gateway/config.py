@@ -276,6 +276,7 @@ class Destination:
             "connector": self.connector.name,
             "base_url": self.config.base_url,
             "events": sorted(self.events),
+            "start_from": self.config.start_from,  # None: kafka.auto_offset_reset (only for a new group)
             "tenants": {brand: _masked(creds) for brand, creds in self.credentials.items()},
             "batch": {
                 "max_events": self.batch.max_events,
