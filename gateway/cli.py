@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import structlog
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway import __version__
@@ -257,6 +258,8 @@ def _run(path: str, destinations: Sequence[str]) -> int:
         print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
         return 1
     configure(resolved.gateway.logging.level, resolved.gateway.logging.format)
+    for warning in resolved.warnings:  # what check-config warns about (e.g. a loopback listener in a container)
+        structlog.get_logger("gateway.config").warning("configuration warning", detail=warning)
     asyncio.run(Gateway(resolved, destinations).run())
     return 0
 
