@@ -1,4 +1,4 @@
-"""The `gateway` command line (DESIGN.md section 6)."""
+"""The `gateway` command line (the README's "Commands"; docs/configuration.md for check-config)."""
 
 from __future__ import annotations
 

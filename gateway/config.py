@@ -1,4 +1,4 @@
-"""The configuration contract (DESIGN.md section 5): YAML with ${VAR} interpolation, validated entirely at startup."""
+"""The configuration contract (docs/configuration.md): YAML with ${VAR} interpolation, validated entirely at startup."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The normalized event contract (DESIGN.md section 2) as pydantic models, and `decode`, the pipeline's hot path."""
+"""The normalized event contract (docs/event-contract.md) as pydantic models, and `decode`, the pipeline's hot path."""
 
 from __future__ import annotations
 
