@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gateway import registry
 from gateway.config_source import Problems, interpolate, read_yaml
@@ -403,6 +403,20 @@ def _bind(index: int, config: DestinationConfig, problems: Problems) -> Destinat
     )
 
 
+def _salvaged(entry: Any) -> DestinationConfig | None:
+    """A destination validated without the keys that fail (they are reported with the file's errors), or None."""
+    try:
+        return DestinationConfig.model_validate(entry)
+    except ValidationError as error:
+        if not isinstance(entry, dict):
+            return None
+        failing = {item["loc"][0] for item in error.errors(include_input=False) if item["loc"]}
+        try:
+            return DestinationConfig.model_validate({k: v for k, v in entry.items() if k not in failing})
+        except ValidationError:
+            return None
+
+
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> ResolvedConfig:
     """Read, interpolate and validate a configuration file."""
     return parse(read_yaml(path), env)
@@ -424,11 +438,10 @@ def parse(data: Any, env: Mapping[str, str] | None = None) -> ResolvedConfig:
             problems.error("", str(error))
         configs: list[DestinationConfig | None] = list(gateway.destinations)
     else:
-        # The file has errors, but each destination that is valid on its own can still be bound, so that one run
-        # reports its connector-level problems too (its own errors were reported with the file's).
+        # The file has errors, but each destination can still be bound without its failing keys (already reported
+        # with the file's), so that one run reports its credentials, options and cross-key problems too.
         raw = data.get("destinations")
-        entries = raw if isinstance(raw, list) else []
-        configs = [problems.validate(DestinationConfig, entry, "", report=False) for entry in entries]
+        configs = [_salvaged(entry) for entry in (raw if isinstance(raw, list) else [])]
     bound = [(index, _bind(index, config, problems)) for index, config in enumerate(configs) if config is not None]
     indexed = [(index, destination) for index, destination in bound if destination is not None]
     check_resolved(gateway, indexed, problems)

@@ -361,3 +361,24 @@ def test_a_destination_without_base_url_shows_the_vendors_production_url(connect
     destination = config.parse(data, env={}).destination("d")
     assert destination.config.base_url == url
     assert destination.describe()["base_url"] == url
+
+
+def test_a_destination_with_a_bad_key_still_has_its_other_problems_reported() -> None:
+    """A bad timeout and an unknown retry key do not hide the same destination's empty key and base_url path."""
+    data = tree(
+        {
+            "name": "enable3",
+            "connector": "enable3",
+            "base_url": "https://integration.enable3.io/api/v1",
+            "credentials": {"default": {"api_key": " "}},
+            "timeout": "5 seconds",
+            "retry": {"inital": 1},
+        }
+    )
+    lines = errors_of(data)
+    assert [line.split(":")[0] for line in lines] == [
+        "destinations[0].retry.inital",
+        "destinations[0].timeout",
+        "destinations[0].credentials.default.api_key",
+        "destinations[0].base_url",
+    ], lines
