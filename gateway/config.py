@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gateway import registry
+from gateway.config_checks import check_base_url, check_resolved
 from gateway.config_source import Problems, interpolate, read_yaml
 from gateway.connector import Connector
 from gateway.durations import Duration, DurationMs
@@ -362,7 +363,8 @@ def _bind(index: int, config: DestinationConfig, problems: Problems) -> Destinat
     except ConfigError as error:
         problems.error(f"{where}.connector", str(error))
         return None
-    failed = len(problems.errors)
+    check_base_url(f"{where}.base_url", connector, config.base_url or connector.defaults.base_url, problems)
+    failed = len(problems.errors)  # a base_url with the API path still binds: its secrets get checked too
     credentials = {
         brand: problems.validate(connector.credentials_model, _unwrapped(creds), f"{where}.credentials.{brand}")
         for brand, creds in config.credentials.items()
@@ -424,8 +426,6 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> ResolvedConf
 
 def parse(data: Any, env: Mapping[str, str] | None = None) -> ResolvedConfig:
     """Validate a parsed YAML tree; raises ConfigError naming every offending key, all of them in one message."""
-    from gateway.config_checks import check_resolved  # noqa: PLC0415 - the checks import this module's models
-
     if not isinstance(data, dict):
         raise ConfigError("<root>: the configuration must be a mapping")
     problems = Problems()

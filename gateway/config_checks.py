@@ -13,6 +13,7 @@ from gateway.config_source import Problems
 
 if TYPE_CHECKING:
     from gateway.config import Destination, GatewayConfig
+    from gateway.connector import Connector
 
 PLACEHOLDERS: Final = frozenset({"change-me", "changeme", "change_me", "replace-me", "replaceme", "todo", "xxx"})
 """Values that stand for a secret still to be set (config/gateway.example.yaml writes `change-me`)."""
@@ -33,8 +34,6 @@ def check_resolved(
             problems.error(path, "empty secret: set it (an empty key would only be refused by the vendor)")
         elif value.strip().lower() in PLACEHOLDERS:
             problems.error(path, f"still the placeholder {value.strip()!r}: set the real secret")
-    for index, destination in destinations:
-        _check_base_url(f"destinations[{index}].base_url", destination, problems)
     if gateway is not None:
         _check_listeners(gateway, destinations, problems)
 
@@ -68,10 +67,9 @@ def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
             yield from _walk(item, f"{path}[{position}]")
 
 
-def _check_base_url(path: str, destination: Destination, problems: Problems) -> None:
-    """Refuse a base_url that already ends in the path the connector appends (every request would get a 404)."""
-    api_path = destination.connector.defaults.api_path
-    base_url = destination.config.base_url
+def check_base_url(path: str, connector: Connector, base_url: str | None, problems: Problems) -> None:
+    """Refuse a base_url that already holds the path the connector appends (every request would get a 404)."""
+    api_path = connector.defaults.api_path
     if not api_path or not base_url:
         return
     api = api_path.rstrip("/")
@@ -81,7 +79,7 @@ def _check_base_url(path: str, destination: Destination, problems: Problems) -> 
         root = f"{parts.scheme}://{parts.netloc}{parts.path[:found]}"
         problems.error(
             path,
-            f"already holds {api}, which connector {destination.connector.name} appends itself "
+            f"already holds {api}, which connector {connector.name} appends itself "
             f"(requests would go to {base_url.rstrip('/')}{api}/...); use {root}",
         )
 
@@ -131,4 +129,4 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-__all__ = ["PLACEHOLDERS", "check_resolved"]
+__all__ = ["PLACEHOLDERS", "check_base_url", "check_resolved"]

@@ -379,6 +379,6 @@ def test_a_destination_with_a_bad_key_still_has_its_other_problems_reported() ->
     assert [line.split(":")[0] for line in lines] == [
         "destinations[0].retry.inital",
         "destinations[0].timeout",
-        "destinations[0].credentials.default.api_key",
         "destinations[0].base_url",
+        "destinations[0].credentials.default.api_key",
     ], lines
