@@ -1,4 +1,4 @@
-"""The `gateway` command line (DESIGN.md section 6)."""
+"""The `gateway` command line (the README's "Commands"; docs/configuration.md for check-config)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
+import structlog
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway import __version__
@@ -49,8 +51,27 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a configuration and print it with secrets masked")
     check.add_argument("--config", required=config_default is None, default=config_default, help=config_help)
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also check the live systems: Kafka (reachable, authenticated, topics), codecs, each vendor's DNS and TLS",
+    )
+    check.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="bound on each live check (default 10)"
+    )
 
     commands.add_parser("schema", help="print the JSON Schema of the normalized event contract")
+
+    commands.add_parser(
+        "validate-event", help="read events as JSON lines on stdin; report each invalid line with its reason"
+    )
+
+    mapping = commands.add_parser(
+        "map",
+        help="read events as JSON lines on stdin; print what one destination's vendor would receive, sending nothing",
+    )
+    mapping.add_argument("--config", required=config_default is None, default=config_default, help=config_help)
+    mapping.add_argument("--destination", required=True, metavar="NAME", help="the destination whose requests to show")
 
     demo = commands.add_parser("demo", help="embedded broker + vendor sandboxes + sample traffic + live report")
     demo.add_argument("--events", type=int, default=20_000, help="how many events to produce (default 20000)")
@@ -133,15 +154,18 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def _check_config(path: str) -> int:
+def _check_config(path: str, connect: bool = False, limit: float = 10.0) -> int:
     from gateway import config as config_module  # noqa: PLC0415 - keeps `gateway --version` fast
     from gateway.kafka_security import security_protocol  # noqa: PLC0415
 
     try:
         resolved = config_module.load(path)
     except ConfigError as error:
-        print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
+        count = len(str(error).splitlines())
+        print(f"invalid configuration {path}: {count} error(s)\n{error}", file=sys.stderr)
         return 1
+    for warning in resolved.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     summary = {
         "kafka": {
             "bootstrap_servers": resolved.gateway.kafka.servers,
@@ -155,7 +179,63 @@ def _check_config(path: str) -> int:
     }
     sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
     print(f"configuration OK: {len(resolved.destinations)} destination(s)", file=sys.stderr)
-    return 0
+    if not connect:
+        return 0
+    from gateway.preflight import preflight  # noqa: PLC0415
+
+    def report(check: Any) -> None:
+        print(check.line(), flush=True)
+
+    passed = asyncio.run(preflight(resolved, limit, report))
+    print("live checks passed" if passed else "live checks FAILED", file=sys.stderr)
+    return 0 if passed else 4
+
+
+def _validate_events() -> int:
+    from gateway.dry_run import numbered_events  # noqa: PLC0415
+    from gateway.errors import EventError  # noqa: PLC0415
+
+    valid = invalid = 0
+    for number, parsed in numbered_events(sys.stdin.buffer):
+        if isinstance(parsed, EventError):
+            invalid += 1
+            print(f"line {number}: {parsed.reason}: {parsed.detail}")
+        else:
+            valid += 1
+    print(f"{valid + invalid} event(s): {valid} valid, {invalid} invalid", file=sys.stderr)
+    return 1 if invalid else 0
+
+
+def _map(path: str, name: str) -> int:
+    from gateway import config as config_module  # noqa: PLC0415
+    from gateway.dry_run import DryRun, numbered_events, render  # noqa: PLC0415
+    from gateway.logs import configure, scrubber  # noqa: PLC0415
+
+    try:
+        resolved = config_module.load(path)
+        destination = resolved.destination(name)
+    except ConfigError as error:
+        print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
+        return 1
+    configure("warning", "console", sys.stderr)
+    scrubber.register(resolved.secrets())
+
+    async def run() -> int:
+        dry_run = DryRun(destination)
+        failed = 0
+        try:
+            for number, parsed in numbered_events(sys.stdin.buffer):
+                mapped = await dry_run.map(number, parsed)
+                failed += mapped.failed
+                sys.stdout.write(render(mapped) + "\n")
+        finally:
+            await dry_run.close()
+        return failed
+
+    failed = asyncio.run(run())
+    if failed:
+        print(f"{failed} event(s) would be dead-lettered", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
@@ -178,6 +258,8 @@ def _run(path: str, destinations: Sequence[str]) -> int:
         print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
         return 1
     configure(resolved.gateway.logging.level, resolved.gateway.logging.format)
+    for warning in resolved.warnings:  # what check-config warns about (e.g. a loopback listener in a container)
+        structlog.get_logger("gateway.config").warning("configuration warning", detail=warning)
     asyncio.run(Gateway(resolved, destinations).run())
     return 0
 
@@ -239,24 +321,32 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema() -> int:
+    from gateway.events import json_schema  # noqa: PLC0415
+
+    sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(events=args.events, rate=args.rate, faults=args.faults)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "schema": lambda args: _schema(),
+    "validate-event": lambda args: _validate_events(),
+    "map": lambda args: _map(args.config, args.destination),
+    "check-config": lambda args: _check_config(args.config, args.connect, args.timeout),
+    "run": lambda args: _run(args.config, args.destination),
+    "replay": _replay,
+    "sandbox": _sandbox,
+    "demo": _demo,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gateway` console script."""
     args = _parser().parse_args(argv)
-    if args.command == "schema":
-        from gateway.events import json_schema  # noqa: PLC0415
-
-        sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0
-    if args.command == "check-config":
-        return _check_config(args.config)
-    if args.command == "run":
-        return _run(args.config, args.destination)
-    if args.command == "replay":
-        return _replay(args)
-    if args.command == "sandbox":
-        return _sandbox(args)
-    if args.command == "demo":
-        from gateway.demo import run_demo  # noqa: PLC0415
-
-        return run_demo(events=args.events, rate=args.rate, faults=args.faults)
-    raise AssertionError(args.command)  # pragma: no cover - argparse rejects unknown commands
+    return COMMANDS[args.command](args)

@@ -1,4 +1,4 @@
-"""The configuration contract (DESIGN.md section 5): YAML with ${VAR} interpolation, validated entirely at startup."""
+"""The configuration contract (docs/configuration.md): YAML with ${VAR} interpolation, validated entirely at startup."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gateway import registry
-from gateway.config_source import format_errors, interpolate, read_yaml
+from gateway.config_checks import check_base_url, check_resolved
+from gateway.config_source import Problems, interpolate, read_yaml
 from gateway.connector import Connector
+from gateway.durations import Duration, DurationMs
 from gateway.errors import ConfigError
 from gateway.kafka_security import KafkaSecurity, client_security_kwargs
 
@@ -45,16 +47,16 @@ class KafkaConfig(StrictModel):
     dlq_topic: str
     client_id: str = "event-gateway"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
-    commit_after_settle: float = Field(
+    commit_interval: Duration = Field(1.0, gt=0, description="seconds between offset commits")
+    commit_after_settle: Duration = Field(
         0.2, ge=0, description="seconds: commit this soon after settles (0: only every commit_interval)"
     )
     commit_metadata_max_bytes: int = Field(
         4000, ge=0, le=32767, description="bytes of settled-offset metadata per partition commit (0: plain offsets)"
     )
-    lag_interval: float = Field(5.0, gt=0, description="seconds between consumer-lag refreshes")
-    session_timeout_ms: int = Field(30000, ge=6000)
-    max_poll_interval_ms: int = Field(300000, ge=10000)
+    lag_interval: Duration = Field(5.0, gt=0, description="seconds between consumer-lag refreshes")
+    session_timeout_ms: DurationMs = Field(30000, ge=6000)
+    max_poll_interval_ms: DurationMs = Field(300000, ge=10000)
     fetch_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_partition_fetch_bytes: int = Field(1024 * 1024, ge=1024)
     dlq_max_message_bytes: int = Field(
@@ -73,7 +75,9 @@ class KafkaConfig(StrictModel):
 class HttpConfig(StrictModel):
     """The gateway's own HTTP listener: /metrics, /healthz, /readyz."""
 
-    listen: str = "127.0.0.1:9108"
+    # Outside a container loopback is the safe default; the image sets GATEWAY_HTTP_LISTEN=0.0.0.0:9108 so that probes
+    # and Prometheus reach a container whose config leaves http.listen out. A listen in the file always wins.
+    listen: str = Field(default_factory=lambda: os.environ.get("GATEWAY_HTTP_LISTEN") or "127.0.0.1:9108")
 
     @field_validator("listen")
     @classmethod
@@ -101,7 +105,7 @@ class LoggingConfig(StrictModel):
 class ShutdownConfig(StrictModel):
     """How long SIGTERM/SIGINT waits for in-flight batches before committing what settled and exiting."""
 
-    grace_period: float = Field(20.0, ge=0)
+    grace_period: Duration = Field(20.0, ge=0)
 
 
 class BatchConfig(StrictModel):
@@ -109,16 +113,16 @@ class BatchConfig(StrictModel):
 
     max_events: int | None = Field(None, ge=1)
     max_bytes: int | None = Field(None, ge=1024)
-    linger_ms: int | None = Field(None, ge=0)
+    linger_ms: DurationMs | None = Field(None, ge=0)
 
 
 class RetryConfig(StrictModel):
     """Retry timing in seconds. There is deliberately no attempt limit: transient faults are waited out."""
 
-    initial: float = Field(0.2, gt=0)
-    max: float = Field(30.0, gt=0)
-    retry_after_cap: float = Field(300.0, ge=0)
-    halt_probe: float = Field(30.0, gt=0, description="seconds between probes while halted on credentials")
+    initial: Duration = Field(0.2, gt=0)
+    max: Duration = Field(30.0, gt=0)
+    retry_after_cap: Duration = Field(300.0, ge=0)
+    halt_probe: Duration = Field(30.0, gt=0, description="seconds between probes while halted on credentials")
 
     @model_validator(mode="after")
     def _ordered(self) -> RetryConfig:
@@ -171,10 +175,22 @@ class DestinationConfig(BaseModel):
     max_in_flight: int = Field(50000, ge=1)
     concurrency: int | None = Field(None, ge=1, le=1024)
     rate_limit: float | None = Field(None, gt=0, description="requests per second")
-    timeout: float = Field(10.0, gt=0, description="seconds per HTTP request")
+    timeout: Duration = Field(10.0, gt=0, description="seconds per HTTP request")
     tls: TlsConfig = TlsConfig()
-    proxy: ProxyConfig | str | None = None
+    # A string is the short form of {url: ...} (turned into one before validation): not a union member, so a bad
+    # proxy is reported once, as a proxy error, and not again as "not a valid string".
+    proxy: ProxyConfig | None = None
     options: dict[str, Any] = Field(default_factory=dict, repr=False)
+    start_from: str | None = Field(
+        None, description="where a new consumer group starts: earliest | latest | an RFC 3339 time (kafka's default)"
+    )
+
+    @field_validator("start_from")
+    @classmethod
+    def _start_from(cls, value: str | None) -> str | None:
+        from gateway.start_position import parse_start_from  # noqa: PLC0415 - keeps config free of aiokafka
+
+        return None if value is None else parse_start_from(value)
 
     @field_validator("credentials")
     @classmethod
@@ -218,7 +234,7 @@ class GatewayConfig(StrictModel):
     """The whole file."""
 
     kafka: KafkaConfig
-    http: HttpConfig = HttpConfig()
+    http: HttpConfig = Field(default_factory=HttpConfig)
     logging: LoggingConfig = LoggingConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     destinations: list[DestinationConfig] = Field(min_length=1)
@@ -270,6 +286,7 @@ class Destination:
             "connector": self.connector.name,
             "base_url": self.config.base_url,
             "events": sorted(self.events),
+            "start_from": self.config.start_from,  # None: kafka.auto_offset_reset (only for a new group)
             "tenants": {brand: _masked(creds) for brand, creds in self.credentials.items()},
             "batch": {
                 "max_events": self.batch.max_events,
@@ -294,6 +311,8 @@ class ResolvedConfig:
 
     gateway: GatewayConfig
     destinations: tuple[Destination, ...]
+    warnings: tuple[str, ...] = ()
+    """What validates but is probably not meant (e.g. a loopback listener in a container); check-config prints it."""
 
     def secrets(self) -> list[str]:
         """Every secret value in the configuration, for the log and dead-letter scrubber."""
@@ -341,41 +360,43 @@ def _masked(model: Any) -> Any:
     return model
 
 
-def _validate(model: type[BaseModel], data: Any, prefix: str) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(format_errors(error, prefix)) from None
-
-
 def _unwrapped(values: dict[str, Any]) -> dict[str, Any]:
     return {key: item.get_secret_value() if isinstance(item, SecretStr) else item for key, item in values.items()}
 
 
-def _bind(index: int, config: DestinationConfig) -> Destination:
+def _bind(index: int, config: DestinationConfig, problems: Problems) -> Destination | None:
+    """The destination with its connector bound, or None with every problem recorded."""
     where = f"destinations[{index}]"
     try:
         connector = registry.get(config.connector)
     except ConfigError as error:
-        raise ConfigError(f"{where}.connector: {error}") from None
+        problems.error(f"{where}.connector", str(error))
+        return None
+    check_base_url(f"{where}.base_url", connector, config.base_url or connector.defaults.base_url, problems)
+    failed = len(problems.errors)  # a base_url with the API path still binds: its secrets get checked too
     credentials = {
-        brand: _validate(connector.credentials_model, _unwrapped(creds), f"{where}.credentials.{brand}")
+        brand: problems.validate(connector.credentials_model, _unwrapped(creds), f"{where}.credentials.{brand}")
         for brand, creds in config.credentials.items()
     }
-    options = _validate(connector.options_model, config.options, f"{where}.options")
-    settings = _validate(connector.settings_model, config.model_extra or {}, where)
+    options = problems.validate(connector.options_model, config.options, f"{where}.options")
+    common = type(config).model_fields
+    settings = problems.validate(connector.settings_model, config.model_extra or {}, where, known=common)
     if not credentials and connector.credentials_model.model_fields:
-        raise ConfigError(f"{where}.credentials: at least one brand is required, e.g. `default: {{...}}`")
+        problems.error(f"{where}.credentials", "at least one brand is required, e.g. `default: {...}`")
     if not credentials:
         # A connector that needs no credentials (e.g. InTarget's store) takes every brand, as one tenant.
         credentials = {ANY_BRAND: connector.credentials_model()}
     defaults = connector.defaults
     unsupported = sorted(set(config.events or ()) - defaults.events)
     if unsupported:
-        raise ConfigError(
-            f"{where}.events: connector {connector.name} does not take {unsupported}; "
-            f"it takes {sorted(defaults.events)}"
+        problems.error(
+            f"{where}.events",
+            f"connector {connector.name} does not take {unsupported}; it takes {sorted(defaults.events)}",
         )
+    if len(problems.errors) > failed:
+        return None
+    if config.base_url is None and defaults.base_url:
+        config = config.model_copy(update={"base_url": defaults.base_url})  # the vendor's production URL
     batch = BatchLimits(
         max_events=config.batch.max_events or defaults.max_events,
         max_bytes=config.batch.max_bytes or defaults.max_bytes,
@@ -393,17 +414,47 @@ def _bind(index: int, config: DestinationConfig) -> Destination:
     )
 
 
+def _salvaged(entry: Any) -> DestinationConfig | None:
+    """A destination validated without the keys that fail (they are reported with the file's errors), or None."""
+    try:
+        return DestinationConfig.model_validate(entry)
+    except ValidationError as error:
+        if not isinstance(entry, dict):
+            return None
+        failing = {item["loc"][0] for item in error.errors(include_input=False) if item["loc"]}
+        try:
+            return DestinationConfig.model_validate({k: v for k, v in entry.items() if k not in failing})
+        except ValidationError:
+            return None
+
+
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> ResolvedConfig:
     """Read, interpolate and validate a configuration file."""
     return parse(read_yaml(path), env)
 
 
 def parse(data: Any, env: Mapping[str, str] | None = None) -> ResolvedConfig:
-    """Validate a parsed YAML tree; raises ConfigError naming every offending key."""
+    """Validate a parsed YAML tree; raises ConfigError naming every offending key, all of them in one message."""
     if not isinstance(data, dict):
         raise ConfigError("<root>: the configuration must be a mapping")
-    data = interpolate(data, os.environ if env is None else env)
-    gateway = _validate(GatewayConfig, data, "")
-    client_security_kwargs(gateway.kafka.security)  # loads the TLS files now: a bad key fails at startup, not later
-    destinations = tuple(_bind(index, config) for index, config in enumerate(gateway.destinations))
-    return ResolvedConfig(gateway=gateway, destinations=destinations)
+    problems = Problems()
+    data = interpolate(data, os.environ if env is None else env, problems=problems)
+    gateway = problems.validate(GatewayConfig, data, "")
+    if gateway is not None:
+        try:
+            client_security_kwargs(gateway.kafka.security)  # loads the TLS files now: a bad key fails at startup
+        except ConfigError as error:
+            problems.error("", str(error))
+        configs: list[DestinationConfig | None] = list(gateway.destinations)
+    else:
+        # The file has errors, but each destination can still be bound without its failing keys (already reported
+        # with the file's), so that one run reports its credentials, options and cross-key problems too.
+        raw = data.get("destinations")
+        configs = [_salvaged(entry) for entry in (raw if isinstance(raw, list) else [])]
+    bound = [(index, _bind(index, config, problems)) for index, config in enumerate(configs) if config is not None]
+    indexed = [(index, destination) for index, destination in bound if destination is not None]
+    check_resolved(gateway, indexed, problems)
+    destinations = tuple(destination for _, destination in indexed)
+    problems.check()
+    assert gateway is not None
+    return ResolvedConfig(gateway=gateway, destinations=destinations, warnings=tuple(problems.warnings))

@@ -51,6 +51,10 @@ class ConnectorDefaults:
     max_bytes: int
     linger_ms: int
     concurrency: int
+    api_path: str = ""
+    """The path the client appends to `base_url` (e.g. /api/v1): check-config refuses a base_url that holds it."""
+    base_url: str = ""
+    """The vendor's production URL: the destination's `base_url` when it sets none (check-config shows it)."""
 
 
 class NoSettings(BaseModel):

@@ -1,4 +1,4 @@
-"""The normalized event contract (DESIGN.md section 2) as pydantic models, and `decode`, the pipeline's hot path."""
+"""The normalized event contract (docs/event-contract.md) as pydantic models, and `decode`, the pipeline's hot path."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from gateway.errors import InvalidEvent, InvalidJson
 from gateway.event_decoding import describe_failure, may_hold_inexact_numbers, quote_inexact_numbers
+from gateway.event_docs import documented
 from gateway.event_fields import (
     CRYPTO_TICKERS,
     EXACT_NUMBERS_CONTEXT,
@@ -112,11 +113,15 @@ class _MoneyMovementEvent(_PlayerScopedEvent):
 class DepositEvent(_MoneyMovementEvent):
     """Money in."""
 
+    model_config = documented("deposit")
+
     type: Literal["deposit"] = "deposit"
 
 
 class WithdrawalEvent(_MoneyMovementEvent):
     """Money out."""
+
+    model_config = documented("withdrawal")
 
     type: Literal["withdrawal"] = "withdrawal"
 
@@ -129,6 +134,8 @@ def _session_default(data: dict[str, Any]) -> str:
 
 class GameRoundEvent(_PlayerScopedEvent):
     """One casino bet or one win."""
+
+    model_config = documented("gameround")
 
     type: Literal["gameround"] = "gameround"
     round_id: NonEmptyStr
@@ -148,6 +155,8 @@ class GameRoundEvent(_PlayerScopedEvent):
 class LoginEvent(_PlayerScopedEvent):
     """A login attempt."""
 
+    model_config = documented("login")
+
     type: Literal["login"] = "login"
     success: StrictBool = True
     ip: str | None = None
@@ -159,6 +168,8 @@ class LoginEvent(_PlayerScopedEvent):
 
 class PlayerEvent(_PlayerScopedEvent):
     """A registration or profile change: a partial update where absent = unchanged and null = cleared; see `changes`."""
+
+    model_config = documented("player")
 
     type: Literal["player"] = "player"
     registered_at: UtcDatetime | None = None
@@ -201,6 +212,8 @@ class PlayerEvent(_PlayerScopedEvent):
 class GameEvent(BaseEvent):
     """A game catalog entry; not about a player, so a `player_id` in the message is ignored."""
 
+    model_config = documented("game")
+
     type: Literal["game"] = "game"
     player_id: SkipJsonSchema[None] = Field(default=None, exclude=True, repr=False)
     game_id: NonEmptyStr
@@ -221,6 +234,8 @@ class GameEvent(BaseEvent):
 class CustomEvent(_PlayerScopedEvent):
     """An operator-defined event, e.g. a mission trigger."""
 
+    model_config = documented("custom")
+
     type: Literal["custom"] = "custom"
     name: NonEmptyStr
     value: Money = Decimal(1)
@@ -230,6 +245,8 @@ class CustomEvent(_PlayerScopedEvent):
 
 class RevenueEvent(BaseEvent):
     """Revenue; without `player_id` it is operator-level revenue."""
+
+    model_config = documented("revenue")
 
     type: Literal["revenue"] = "revenue"
     revenue_id: NonEmptyStr
@@ -242,6 +259,8 @@ class RevenueEvent(BaseEvent):
 class SegmentEvent(_PlayerScopedEvent):
     """Adds the player to, or removes them from, named segments."""
 
+    model_config = documented("segment")
+
     type: Literal["segment"] = "segment"
     segments: list[NonEmptyStr] = Field(min_length=1)
     action: Literal["add", "remove"]
@@ -249,6 +268,8 @@ class SegmentEvent(_PlayerScopedEvent):
 
 class WalletEvent(_PlayerScopedEvent):
     """A wallet balance snapshot."""
+
+    model_config = documented("wallet")
 
     type: Literal["wallet"] = "wallet"
     wallet_id: NonEmptyStr
@@ -259,6 +280,8 @@ class WalletEvent(_PlayerScopedEvent):
 
 class BonusEvent(_PlayerScopedEvent):
     """A change of one bonus assignment."""
+
+    model_config = documented("bonus")
 
     type: Literal["bonus"] = "bonus"
     assignment_id: NonEmptyStr
@@ -293,6 +316,8 @@ class SportsSelection(BaseModel):
 
 class SportsBetEvent(_PlayerScopedEvent):
     """A sports bet placed or changed, with its selections."""
+
+    model_config = documented("sports_bet")
 
     type: Literal["sports_bet"] = "sports_bet"
     bet_id: NonEmptyStr

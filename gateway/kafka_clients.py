@@ -28,14 +28,16 @@ SHUTDOWN_CALL_TIMEOUT = 2.0
 SIGTERM with the brokers unreachable still exits a few seconds after shutdown.grace_period."""
 
 
-def destination_consumer(kafka: KafkaConfig, group_id: str, name: str) -> AIOKafkaConsumer:
-    """A destination's consumer: its own group, manual commits only."""
+def destination_consumer(
+    kafka: KafkaConfig, group_id: str, name: str, auto_offset_reset: str | None = None
+) -> AIOKafkaConsumer:
+    """A destination's consumer: its own group, manual commits only; `auto_offset_reset` overrides kafka's."""
     return AIOKafkaConsumer(
         bootstrap_servers=kafka.servers,
         group_id=group_id,
         client_id=f"{kafka.client_id}.{name}",
         enable_auto_commit=False,
-        auto_offset_reset=kafka.auto_offset_reset,
+        auto_offset_reset=auto_offset_reset or kafka.auto_offset_reset,
         session_timeout_ms=kafka.session_timeout_ms,
         max_poll_interval_ms=kafka.max_poll_interval_ms,
         fetch_max_bytes=kafka.fetch_max_bytes,

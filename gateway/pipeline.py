@@ -34,6 +34,7 @@ from gateway.kafka_clients import (
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offset_metadata import SettledAbove
 from gateway.offsets import PartitionOffsets
+from gateway.start_position import StartFilter, reset_policy, seek_new_partitions, start_time
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -47,9 +48,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer = consumer  # the first assignment may come before the pipeline holds its consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._pipeline.start_filter.forget(revoked)
         await self._pipeline.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        start = self._pipeline.start_filter
+        if start.when is not None and self._consumer is not None:
+            start.begin(await seek_new_partitions(self._consumer, assigned, start.when))
         await self._pipeline.on_assigned(assigned, self._consumer)
 
 
@@ -110,6 +115,7 @@ class Pipeline:
         self._commit_failures = 0  # in a row
         # Offsets the previous owner of a newly assigned partition committed as settled: skipped when read.
         self._settled_before: dict[TopicPartition, SettledAbove] = {}
+        self.start_filter = StartFilter(start_time(config.start_from))
         self._fatal: BaseException | None = None
         self._reads = ReadFailures(destination.name, self.metrics)
         self._contact = BrokerContact(destination.name, self.metrics)
@@ -418,7 +424,9 @@ class Pipeline:
 
     async def run(self, stopping: asyncio.Event, grace: float) -> None:
         """Consume until `stopping` is set, then drain for up to `grace` seconds, commit and leave the group."""
-        consumer = destination_consumer(self._kafka, self.destination.group_id(self._kafka.group_prefix), self.name)
+        reset = reset_policy(self.destination.config.start_from, self._kafka.auto_offset_reset)
+        group = self.destination.group_id(self._kafka.group_prefix)
+        consumer = destination_consumer(self._kafka, group, self.name, reset)
         consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self, consumer))
         if not await start_with_retry(f"consumer:{self.name}", consumer.start, stopping):
             await consumer.stop()
@@ -470,9 +478,18 @@ class Pipeline:
                     offsets = None
                 if offsets is None:
                     offsets = partitions[tp] = PartitionOffsets(self._settled_before.pop(tp, None))
-                for message in messages:
-                    self.ingest(tp, offsets, message, now, monotonic)
                 consumed.inc(len(messages))
+                skipped = self.start_filter.older(tp, messages) if self.start_filter.pending else 0
+                if skipped:
+                    self._skip_older(offsets, messages[:skipped])
+                for message in messages[skipped:] if skipped else messages:
+                    self.ingest(tp, offsets, message, now, monotonic)
+
+    def _skip_older(self, offsets: PartitionOffsets, messages: Sequence[Any]) -> None:
+        """Records older than start_from at the head of a fresh partition: settled as filtered, never delivered."""
+        for message in messages:
+            offsets.track(message.offset, 0)
+        self.metrics.filtered.inc(len(messages))
 
     async def _drain(self, grace: float) -> None:
         """Stop fetching, send what is queued without lingering, wait for settlement within the grace period."""

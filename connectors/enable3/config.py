@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateway.connector import ConnectorDefaults
+from gateway.durations import Duration
 
 DEFAULTS = ConnectorDefaults(
     events=frozenset({"deposit", "withdrawal", "gameround", "login", "custom", "revenue", "segment"}),
@@ -16,6 +17,8 @@ DEFAULTS = ConnectorDefaults(
     max_bytes=256 * 1024,
     linger_ms=5,
     concurrency=32,
+    api_path="/api/v1",  # every endpoint is under it (client.ENDPOINTS)
+    base_url="https://integration.enable3.io",
 )
 
 # Placeholders of the segment body template (see SEGMENT_TEMPLATE and the README).
@@ -131,7 +134,7 @@ class AmbassadorSettings(BaseModel):
 
     enabled: bool = False
     token: SecretStr | None = Field(None, description="bearer token the operator's app must present")
-    timeout: float = Field(5.0, gt=0, description="seconds per vendor request (one retry on a transient fault)")
+    timeout: Duration = Field(5.0, gt=0, description="seconds per vendor request (one retry on a transient fault)")
 
     @field_validator("token")
     @classmethod
@@ -154,7 +157,7 @@ class WithdrawalCallbackSettings(BaseModel):
 
     secret: SecretStr = Field(min_length=1, description="the HMAC secret agreed with Enable3")
     topic: str = Field(min_length=1, description="Kafka topic the callbacks are produced to")
-    produce_timeout: float = Field(10.0, gt=0, description="seconds to wait for Kafka's acknowledgement, else 503")
+    produce_timeout: Duration = Field(10.0, gt=0, description="seconds to wait for Kafka's acknowledgement, else 503")
 
 
 class Enable3Settings(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from connectors.intarget.feeds import FEEDS
 from gateway.connector import ConnectorDefaults
+from gateway.durations import Duration
 
 DEFAULTS = ConnectorDefaults(
     events=frozenset(
@@ -67,7 +68,7 @@ class FeedSettings(BaseModel):
         default_factory=list, description="CIDRs allowed to connect (empty = any address)"
     )
     format: Literal["csv", "json"] = "csv"
-    watermark_wait: float = Field(
+    watermark_wait: Duration = Field(
         10.0, gt=0, description="seconds a request waits for in-progress writes before answering 503 + Retry-After"
     )
     chunk_rows: int = Field(1000, ge=1, description="rows fetched from the store and written per chunk")
@@ -112,7 +113,7 @@ class IntargetSettings(BaseModel):
     retention: dict[str, float] = Field(
         default_factory=dict, description="feed -> days a row is kept after its last change (absent = forever)"
     )
-    purge_interval: float = Field(300.0, gt=0, description="seconds between retention purges")
+    purge_interval: Duration = Field(300.0, gt=0, description="seconds between retention purges")
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,8 @@ DEFAULTS = ConnectorDefaults(
     max_bytes=8 * 1024 * 1024,  # Unibo publishes no byte limit; this keeps one request's memory bounded
     linger_ms=500,
     concurrency=4,
+    api_path="/api/v1",  # client.PATH is /api/v1/events
+    base_url="https://consumer.unibo.io",
 )
 
 

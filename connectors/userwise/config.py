@@ -15,6 +15,8 @@ DEFAULTS = ConnectorDefaults(
     max_bytes=4 * 1024 * 1024,
     linger_ms=200,
     concurrency=8,  # lanes; also the bound on requests in flight for the destination (see client.py)
+    api_path="/api/v1",  # requests.appuser_url: {base_url}/api/v1/appuser/...
+    base_url="https://api.userwise.io",
 )
 
 DataType = Literal["string", "boolean", "integer", "float", "datetime"]

@@ -20,6 +20,17 @@ from gateway.outcomes import Outcome
 from gateway.testbed.traffic import Traffic
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "gateway.example.yaml"
+EXAMPLE_ENV = {
+    name: f"example-{name.lower().replace('_', '-')}-0123456789"
+    for name in (
+        "UNIBO_API_KEY",
+        "ENABLE3_API_KEY",
+        "USERWISE_API_KEY",
+        "USERWISE_SECRET_KEY",
+        "INTARGET_FEED_PASSWORD",
+    )
+}
+"""The example's secrets set to real-looking values: its `change-me` placeholders are refused, as they should be."""
 
 
 class ScriptedTransport:
@@ -126,7 +137,7 @@ class ConnectorContract:
 
     def test_example_config_has_this_connector(self) -> None:
         """config/gateway.example.yaml documents a destination of this connector, and it parses."""
-        resolved = config_module.load(EXAMPLE_CONFIG, env={})
+        resolved = config_module.load(EXAMPLE_CONFIG, env=EXAMPLE_ENV)
         assert any(d.connector.name == self.connector.name for d in resolved.destinations)
 
     def test_credentials_never_show_their_secrets(self) -> None:

@@ -6,6 +6,9 @@ import fnmatch
 import shlex
 import tomllib
 
+import pytest
+
+from gateway import config as config_module
 from tests.deploy.dockerfile import Stage, healthcheck_command, parse
 from tests.deploy.tools import DEPLOY, ROOT
 
@@ -90,3 +93,32 @@ def test_smoke_step_and_healthcheck() -> None:
     assert "GATEWAY_HEALTHZ_URL" in form[2]
     env = " ".join(i.arguments for i in runtime().all("ENV"))
     assert "GATEWAY_HEALTHZ_URL=http://127.0.0.1:9108/healthz" in env
+
+
+def test_the_image_listens_on_every_interface_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image sets GATEWAY_HTTP_LISTEN=0.0.0.0:9108, which a config without http.listen takes (probes reach it)."""
+    env = " ".join(i.arguments for i in runtime().all("ENV"))
+    assert "GATEWAY_HTTP_LISTEN=0.0.0.0:9108" in env
+    assert any(i.arguments.startswith("9108") for i in runtime().all("EXPOSE"))
+    tree = {
+        "kafka": {"bootstrap_servers": "kafka:9092", "topics": ["events"], "dlq_topic": "events.dlq"},
+        "destinations": [
+            {"name": "unibo", "connector": "unibo", "credentials": {"default": {"api_key": "unibo-key-0123456789"}}}
+        ],
+    }
+    monkeypatch.delenv("GATEWAY_HTTP_LISTEN", raising=False)
+    assert config_module.parse(tree, env={}).gateway.http.listen == "127.0.0.1:9108"  # outside a container
+    monkeypatch.setenv("GATEWAY_HTTP_LISTEN", "0.0.0.0:9108")
+    resolved = config_module.parse(tree, env={})
+    assert resolved.gateway.http.listen == "0.0.0.0:9108"
+    assert not resolved.warnings
+    tree["http"] = {"listen": "0.0.0.0:9200"}
+    assert config_module.parse(tree, env={}).gateway.http.listen == "0.0.0.0:9200"  # the file wins
+
+
+def test_the_image_carries_its_version() -> None:
+    """The runtime stage labels the image with the package version, which the build is documented to tag."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert f"ARG VERSION={version}" in [f"ARG {i.arguments}" for i in runtime().all("ARG")]
+    assert any("org.opencontainers.image.version" in i.arguments for i in runtime().all("LABEL"))
+    assert f"-t event-gateway:{version} ." in DOCKERFILE.read_text()

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from gateway import config as config_module
+from tests.deploy.observability import alerts
 from tests.deploy.tools import DEPLOY, run
 
 KUBERNETES = DEPLOY / "kubernetes"
@@ -63,6 +64,17 @@ def validate_servicemonitor(monitor: dict[str, Any], service: dict[str, Any]) ->
         assert endpoint["path"] == "/metrics"
 
 
+def validate_prometheusrule(rule: dict[str, Any]) -> None:
+    """PrometheusRule is a CRD (no bundled schema): its shape, and the groups of deploy/prometheus/rules.yaml."""
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(rule["spec"]) == {"groups"}
+    for group in rule["spec"]["groups"]:
+        assert set(group) <= {"name", "interval", "rules"}
+        for alert in group["rules"]:
+            assert set(alert) <= {"alert", "record", "expr", "for", "labels", "annotations"}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_rendered_object_validates(overlay: str, version: str) -> None:
@@ -71,10 +83,12 @@ def test_every_rendered_object_validates(overlay: str, version: str) -> None:
     for obj in rendered(overlay):
         kinds.append(obj["kind"])
         if obj["kind"] == "ServiceMonitor":
-            validate_servicemonitor(obj, one(overlay, "Service"))
+            validate_servicemonitor(obj, one(overlay, "Service", "event-gateway"))
+        elif obj["kind"] == "PrometheusRule":
+            validate_prometheusrule(obj)
         else:
             kubernetes_validate.validate(obj, version, strict=True)
-    assert {"ConfigMap", "Service", "ServiceMonitor", "Deployment"} <= set(kinds)
+    assert {"ConfigMap", "Service", "ServiceMonitor", "PrometheusRule", "Deployment"} <= set(kinds)
 
 
 def test_validation_catches_a_misspelt_field() -> None:
@@ -124,7 +138,7 @@ def test_config_map_holds_a_valid_config_and_the_pod_outlives_its_drain(overlay:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_service_selects_the_gateway_pod(overlay: str) -> None:
     """The metrics Service's selector matches the pod that runs the gateway, on its named port."""
-    service = one(overlay, "Service")
+    service = one(overlay, "Service", "event-gateway")
     labels = one(overlay, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert service["spec"]["ports"][0]["targetPort"] == "http-metrics"
@@ -158,3 +172,54 @@ def test_sidecar_joins_the_producer_pod_with_the_store_claim() -> None:
 def test_both_layouts_run_the_same_gateway_container() -> None:
     """The sidecar patch and the standalone Deployment define one container (kept identical by this test)."""
     assert gateway_container("sidecar") == gateway_container("standalone")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_renders_without_warnings(overlay: str) -> None:
+    """The overlays use `resources` and `patches`: current kubectl renders them without a deprecation warning."""
+    result = run("kubectl", "kustomize", str(KUBERNETES / "overlays" / overlay))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
+    text = "".join(path.read_text() for path in KUBERNETES.rglob("kustomization.yaml"))
+    for deprecated in ("bases:", "patchesStrategicMerge:", "patchesJson6902:", "commonLabels:"):
+        assert f"\n{deprecated}" not in text, deprecated
+
+
+def test_prometheus_rule_is_rules_yaml_with_absolute_runbook_urls() -> None:
+    """The base's PrometheusRule holds exactly rules.yaml's alerts, each with an absolute runbook_url to its section."""
+    from deploy.prometheus.prometheusrule import render  # noqa: PLC0415
+
+    assert (KUBERNETES / "base" / "prometheusrule.yaml").read_text() == render(), "re-render prometheusrule.yaml"
+    rule = one("standalone", "PrometheusRule")
+    rendered_alerts = {a["alert"]: a for group in rule["spec"]["groups"] for a in group["rules"]}
+    assert rendered_alerts.keys() == alerts().keys()
+    for name, alert in rendered_alerts.items():
+        source = alerts()[name]
+        assert alert["expr"] == source["expr"] and alert["labels"] == source["labels"], name
+        url = alert["annotations"]["runbook_url"]
+        assert url.startswith("https://"), url
+        assert url.endswith("#" + source["annotations"]["runbook"].partition("#")[2]), url
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_operator_objects_carry_the_release_label(overlay: str) -> None:
+    """kube-prometheus-stack selects ServiceMonitors and PrometheusRules by `release`: both carry it, set once."""
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert one(overlay, kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack", kind
+    base = (KUBERNETES / "base" / "kustomization.yaml").read_text()
+    assert base.count("value: kube-prometheus-stack") == 1
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_intarget_feed_has_a_service_and_a_container_port(overlay: str) -> None:
+    """InTarget's feed server gets its own Service on the container's named port, apart from /metrics."""
+    service = one(overlay, "Service", "event-gateway-intarget-feed")
+    (port,) = service["spec"]["ports"]
+    container_ports = {p["name"]: p["containerPort"] for p in gateway_container(overlay)["ports"]}
+    assert container_ports[port["targetPort"]] == port["port"] == 9110
+    labels = one(overlay, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    monitor = one(overlay, "ServiceMonitor")
+    assert not monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    commented = (KUBERNETES / "base" / "config.yaml").read_text()
+    assert "feed: {listen: 0.0.0.0:9110" in commented

@@ -7,8 +7,10 @@ import re
 from tests.deploy.observability import RULE_TESTS, RULES, alerts
 from tests.deploy.tools import ROOT, load_yaml, run
 
-# The seven concerns, each a rule group.
+# The concerns, each a rule group: the first seven, then scrape health and offset commits.
 GROUPS = {
+    "event-gateway.scrape",
+    "event-gateway.commits",
     "event-gateway.lag",
     "event-gateway.destination",
     "event-gateway.dead-letters",

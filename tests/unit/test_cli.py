@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+
+from gateway.testbed.contract import EXAMPLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +66,8 @@ def test_version() -> None:
 
 def test_config_path_from_environment() -> None:
     """GATEWAY_CONFIG stands in for --config."""
-    result = _run("check-config", env={"GATEWAY_CONFIG": str(ROOT / "config" / "gateway.example.yaml")})
+    example = str(ROOT / "config" / "gateway.example.yaml")
+    result = _run("check-config", env={"GATEWAY_CONFIG": example, **EXAMPLE_ENV})
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stderr
 
@@ -160,3 +164,36 @@ async def test_sandbox_command_serves_the_userwise_sandbox() -> None:
                 report = await response.json()
         assert report["apps"]["brand-y"]["event_uids"] == ["e1"]
         assert report["apps"]["brand-y"]["timeline"] == [["events", "e1"]]
+
+
+def test_run_logs_the_configuration_warnings(tmp_path: Path) -> None:
+    """`gateway run` logs what check-config warns about (a loopback http.listen) before it starts."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "kafka: {bootstrap_servers: '127.0.0.1:1', topics: [events], dlq_topic: events.dlq}\n"
+        "http: {listen: '127.0.0.1:0'}\n"
+        "logging: {format: json}\n"
+        "destinations:\n"
+        "  - {name: unibo, connector: unibo, base_url: 'http://127.0.0.1:1',"
+        " credentials: {default: {api_key: unibo-key-0123456789}}}\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "configuration warning" in line or "kafka unreachable" in line:
+                break  # the warning comes before the gateway starts, and so before its first Kafka retry
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)  # drains and closes the pipe
+    warning = orjson.loads(next(line for line in lines if "configuration warning" in line))
+    assert warning["detail"].startswith("http.listen: 127.0.0.1:0 is a loopback address")
+    assert warning["level"] == "warning"

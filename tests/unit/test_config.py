@@ -11,6 +11,7 @@ import pytest
 
 from gateway import config
 from gateway.errors import ConfigError
+from gateway.testbed.contract import EXAMPLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "gateway.example.yaml"
@@ -33,13 +34,13 @@ def minimal(**destination: Any) -> dict[str, Any]:
 
 def test_example_config_parses_with_every_option() -> None:
     """config/gateway.example.yaml is valid and resolves the documented defaults."""
-    resolved = config.load(EXAMPLE, env={})
+    resolved = config.load(EXAMPLE, env=EXAMPLE_ENV)
     unibo = resolved.destination("unibo")
     assert unibo.batch.max_events == 10_000
     assert unibo.batch.linger == 0.5
     assert unibo.concurrency == 4
     assert unibo.group_id(resolved.gateway.kafka.group_prefix) == "event-gateway.unibo"
-    assert unibo.credentials["default"].api_key.get_secret_value() == "change-me"
+    assert unibo.credentials["default"].api_key.get_secret_value() == EXAMPLE_ENV["UNIBO_API_KEY"]
 
 
 def test_environment_interpolation_and_defaults() -> None:

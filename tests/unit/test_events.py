@@ -843,3 +843,19 @@ def test_json_schema_describes_every_type() -> None:
     assert "player_id" not in definitions["GameEvent"]["properties"]
     assert "player_id" not in definitions["RevenueEvent"]["required"]
     assert "player_id" in definitions["DepositEvent"]["required"]
+
+
+def test_schema_describes_every_event_type_with_a_valid_example() -> None:
+    """`gateway schema` gives each event type a description and an example, and every example is a valid event."""
+    definitions = json_schema()["$defs"]
+    documented = {}
+    for definition in definitions.values():
+        kind = definition.get("properties", {}).get("type", {}).get("const")
+        if kind is None:
+            continue
+        assert len(definition.get("description", "")) > 30, kind
+        (example,) = definition["examples"]
+        event = decode(orjson.dumps(example))
+        assert event.type == kind
+        documented[kind] = event
+    assert set(documented) == set(EVENT_TYPES)

@@ -1,0 +1,137 @@
+"""`gateway validate-event` and `gateway map`: what the gateway makes of events, with no Kafka and nothing sent."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+
+from gateway.config import ANY_BRAND, Destination
+from gateway.connector import ClientContext, VendorRecord
+from gateway.errors import ConfigError, EventError, UnknownBrand
+from gateway.events import Event, decode
+from gateway.http_client import HttpResponse, HttpTransport
+from gateway.logs import scrubber
+
+MASK: Final = "**********"
+_SECRET_HEADER: Final = re.compile(r"key|auth|token|secret|signature|password|cookie", re.IGNORECASE)
+
+
+def numbered_events(lines: Iterable[bytes]) -> Iterator[tuple[int, Event | EventError]]:
+    """(line number, the event or why it is not one) for each non-blank line, decoded as the pipeline decodes."""
+    for number, line in enumerate(lines, start=1):
+        raw = line.rstrip(b"\r\n")
+        if not raw.strip():
+            continue
+        try:
+            yield number, decode(raw)
+        except EventError as error:
+            yield number, error
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedRequest:
+    """One request exactly as the connector's client built it (the body byte for byte)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    def text(self) -> str:
+        """The request as an HTTP-like block, secret headers masked."""
+        lines = [f"{self.method} {self.url}"]
+        lines += [f"{name}: {MASK if _SECRET_HEADER.search(name) else value}" for name, value in self.headers.items()]
+        return "\n".join(lines) + "\n\n" + self.body.decode("utf-8", "replace")
+
+
+@dataclass
+class CapturingTransport:
+    """Stands in for the destination's HttpTransport: records each request and answers 200, sending nothing.
+
+    The connector's own client builds, signs and orders the requests, so what is printed is what it would send.
+    """
+
+    requests: list[CapturedRequest] = field(default_factory=list)
+
+    async def request(
+        self, method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> HttpResponse:
+        """Record the request; answer 200 with an empty body."""
+        self.requests.append(CapturedRequest(method, url, dict(headers or {}), body or b""))
+        return HttpResponse(200)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """What one input line becomes at a destination: requests, stored records, or why nothing goes."""
+
+    line: int
+    summary: str
+    requests: tuple[CapturedRequest, ...] = ()
+    records: tuple[VendorRecord, ...] = ()
+    failed: bool = False
+
+
+class DryRun:
+    """One destination's route, map and request building, for events read from a file instead of Kafka."""
+
+    def __init__(self, destination: Destination) -> None:
+        self.destination = destination
+        self._transport = CapturingTransport()
+        context = ClientContext(
+            destination=destination.config,
+            options=destination.options,
+            settings=destination.settings,
+            http=cast(HttpTransport, self._transport),
+        )
+        try:
+            self._client: Any = destination.connector.client(context)
+        except ConfigError:
+            # The connector's client needs a running part (InTarget's feed store): show what it would store.
+            self._client = None
+
+    async def map(self, line: int, parsed: Event | EventError) -> Mapped:
+        """Route and map one event as the pipeline does, then let the connector's client build its requests."""
+        destination = self.destination
+        if isinstance(parsed, EventError):
+            return Mapped(line, f"dead letter ({parsed.reason}): {parsed.detail}", failed=True)
+        event = parsed
+        label = f"{event.type} {event.event_id}"
+        if event.type not in destination.events:
+            taken = sorted(destination.events)
+            return Mapped(line, f"{label}: not taken by {destination.name} (filtered; it takes {taken})")
+        credentials = destination.credentials.get(event.brand) or destination.credentials.get(ANY_BRAND)
+        try:
+            if credentials is None:
+                raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {destination.name}")
+            records = tuple(destination.connector.map(event, destination.options))
+        except EventError as error:
+            return Mapped(line, f"{label}: dead letter ({error.reason}): {error.detail}", failed=True)
+        if not records:
+            return Mapped(line, f"{label}: nothing to send (the connector does not take this event)")
+        if self._client is None:
+            return Mapped(line, f"{label}: {len(records)} record(s) stored", records=records)
+        self._transport.requests.clear()
+        await self._client.send(credentials, records)
+        requests = tuple(self._transport.requests)
+        return Mapped(line, f"{label}: {len(requests)} request(s)", requests=requests)
+
+    async def close(self) -> None:
+        """Release the connector's client."""
+        if self._client is not None:
+            await self._client.close()
+
+
+def render(mapped: Mapped) -> str:
+    """A block of text for one input line, secrets masked."""
+    parts = [f"# line {mapped.line}: {mapped.summary}"]
+    parts += [request.text() for request in mapped.requests]
+    parts += [
+        f"{record.route} (key {record.key}, id {record.record_id}): {record.body.decode()}" for record in mapped.records
+    ]
+    return cast(str, scrubber.clean("\n\n".join(parts))) + "\n"
