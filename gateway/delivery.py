@@ -1,4 +1,11 @@
-"""The delivery engine: send a batch, then act on the outcome table until every record is delivered or dead-lettered."""
+"""The delivery engine: send a batch, then act on the outcome table until every record is delivered or dead-lettered.
+
+Per-key delivery: a client that sends one request per record or per player (`per_key_requests`) gets one ordering
+key's records per send, and the batch's keys are delivered concurrently (at most `request_slots` sends at once), each
+with its own retry loop. One player's failing or hanging request therefore holds back only that player's later
+records, and the others' remainders are re-sent on their own schedule. In every mode, a send that made progress
+resets the backoff, so a remainder is retried promptly rather than after an ever longer delay.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +21,9 @@ import structlog
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Item
 from gateway.config import ANY_BRAND
-from gateway.connector import VendorClient
+from gateway.connector import VendorClient, sends_per_key
 from gateway.metrics import DestinationMetrics, observe_many
-from gateway.outcomes import Outcome, SendResult, retry_reason
+from gateway.outcomes import Outcome, SendResult, is_redirect, retry_reason
 
 log = structlog.get_logger("gateway.delivery")
 
@@ -95,7 +102,10 @@ class DeliveryEngine:
         dead_letter: DeadLetter,
         on_state_change: Callable[[], None] = lambda: None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        request_slots: int = 4,
     ) -> None:
+        """`request_slots` bounds the concurrent sends of per-key delivery: the transport's connection pool, so a
+        request never waits for a connection inside its timeout."""
         self.destination = destination
         self._client = client
         self._backoff = backoff
@@ -105,17 +115,18 @@ class DeliveryEngine:
         self._on_state_change = on_state_change
         self._sleep = sleep
         self._failing: set[object] = set()  # senders whose last answer was a transient failure
+        self._slots = asyncio.Semaphore(request_slots) if sends_per_key(client) else None
 
     async def deliver(self, tenant: Tenant, items: list[Item]) -> None:
         """Deliver one lane's batch; returns when each record is delivered, dead-lettered or its partition revoked."""
         started = time.monotonic()
         stats: Counter[str] = Counter()
-        segments: deque[list[Item]] = deque([items])
-        while segments:
-            segment = segments.popleft()
-            halves = await self._deliver_segment(tenant, segment, stats)
-            if halves:
-                segments.extendleft(reversed(halves))
+        if self._slots is None:
+            await self._deliver_records(tenant, items, stats)
+        else:
+            async with asyncio.TaskGroup() as group:
+                for chain in _by_key(items):
+                    group.create_task(self._deliver_records(tenant, chain, stats))
         if stats["sends"]:
             log.info(
                 "batch",
@@ -130,6 +141,15 @@ class DeliveryEngine:
                 splits=stats["splits"],
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
             )
+
+    async def _deliver_records(self, tenant: Tenant, items: list[Item], stats: Counter[str]) -> None:
+        """Deliver records in order, splitting where the vendor rejects without saying which record is bad."""
+        segments: deque[list[Item]] = deque([items])
+        while segments:
+            segment = segments.popleft()
+            halves = await self._deliver_segment(tenant, segment, stats)
+            if halves:
+                segments.extendleft(reversed(halves))
 
     async def _deliver_segment(self, tenant: Tenant, segment: list[Item], stats: Counter[str]) -> list[list[Item]]:
         """Send one segment until settled; returns two halves when the vendor rejected it without saying which."""
@@ -151,7 +171,7 @@ class DeliveryEngine:
                 return []
             stats["sends"] += 1
             self._metrics.batch_events.observe(len(segment))
-            result = await self._send(tenant, segment)
+            result = _checked(await self._send(tenant, segment), len(segment), self.destination)
             if result.outcome is not Outcome.HALT and tenant.prober is sender:
                 self._resumed(tenant)
             if result.delivered:
@@ -160,6 +180,7 @@ class DeliveryEngine:
                 self._settle_delivered(done, stats, result.duplicates)
                 segment = [item for index, item in enumerate(segment) if index not in result.delivered]
                 result = _reindexed(result, sorted(result.delivered))
+                attempt = 0  # progress: the vendor is working, so the remainder goes again promptly
             outcome = result.outcome
             if outcome is Outcome.DELIVERED:
                 self._settle_delivered(segment, stats, result.duplicates)
@@ -190,10 +211,11 @@ class DeliveryEngine:
                     self._metrics.tenant_halted(tenant.name, True)
                     self._on_state_change()
                     log.error(
-                        "tenant halted: the vendor refused the credentials or this IP; events are kept",
+                        _halt_message(result.status),
                         destination=self.destination,
                         tenant=tenant.name,
                         status=result.status,
+                        detail=result.detail[:400],
                         probe_every_s=self._halt_probe,
                     )
                 self._set_failing(sender, True)
@@ -217,7 +239,10 @@ class DeliveryEngine:
     async def _send(self, tenant: Tenant, segment: list[Item]) -> SendResult:
         """The client's verdict; a client that raises is a bug, retried (never dropped) and logged with its trace."""
         try:
-            return await self._client.send(tenant.credentials, [item.record for item in segment])
+            if self._slots is None:
+                return await self._client.send(tenant.credentials, [item.record for item in segment])
+            async with self._slots:
+                return await self._client.send(tenant.credentials, [item.record for item in segment])
         except Exception as error:
             log.exception("connector client failed; retrying", destination=self.destination, tenant=tenant.name)
             return SendResult(Outcome.RETRY, 0, reason="client_error", detail=f"{type(error).__name__} in the client")
@@ -268,6 +293,52 @@ class DeliveryEngine:
             metrics.duplicate.inc(duplicates)
             stats["duplicates"] += duplicates
         stats["delivered"] += len(items)
+
+
+def _by_key(items: list[Item]) -> list[list[Item]]:
+    """The batch's records grouped by ordering key, each group in source order."""
+    chains: dict[str, list[Item]] = {}
+    for item in items:
+        chains.setdefault(item.record.key, []).append(item)
+    return list(chains.values())
+
+
+def _halt_message(status: int) -> str:
+    if is_redirect(status):
+        return "tenant halted: the vendor redirected the request, a configuration fault (see detail); events are kept"
+    return "tenant halted: the vendor refused the credentials or this IP; events are kept"
+
+
+def _checked(result: SendResult, size: int, destination: str) -> SendResult:
+    """The result, or when it names records outside the batch (a connector bug) a safe one, logged loudly.
+
+    `delivered` out of range is ignored (those records are sent again: a duplicate at worst, never a loss);
+    `rejected` out of range makes the REJECT one that names no record, which the engine isolates by splitting.
+    Without this, a REJECT naming nobody in the batch would be re-sent at once, forever.
+    """
+    delivered, rejected = result.delivered, result.rejected
+    bad_delivered = delivered is not None and any(not 0 <= index < size for index in delivered)
+    bad_rejected = rejected is not None and any(not 0 <= index < size for index in rejected)
+    if not bad_delivered and not bad_rejected:
+        return result
+    log.error(
+        "connector bug: its result names records outside the batch; treated safely",
+        destination=destination,
+        outcome=result.outcome.value,
+        records=size,
+        delivered_out_of_range=sorted(i for i in delivered or () if not 0 <= i < size)[:10],
+        rejected_out_of_range=sorted(i for i in rejected or () if not 0 <= i < size)[:10],
+    )
+    return SendResult(
+        result.outcome,
+        result.status,
+        result.reason,
+        result.detail,
+        result.retry_after,
+        None if bad_rejected else rejected,
+        None if bad_delivered else delivered,
+        0 if bad_delivered else result.duplicates,
+    )
 
 
 def _reindexed(result: SendResult, removed: list[int]) -> SendResult:

@@ -62,7 +62,8 @@ class Pipeline:
         config = destination.config
         # One connection per lane (lanes are per tenant), so no send waits for a pooled connection inside its timeout.
         lanes = destination.concurrency * max(1, len(destination.credentials))
-        self._transport = HttpTransport(config, self.metrics, pool_size=max(lanes, 4))
+        pool_size = max(lanes, 4)
+        self._transport = HttpTransport(config, self.metrics, pool_size=pool_size)
         self._client = destination.connector.client(
             ClientContext(
                 destination=config,
@@ -81,6 +82,7 @@ class Pipeline:
             self.metrics,
             self._dead_letter_items,
             on_state_change=self._update_up,
+            request_slots=pool_size,
         )
         self._tenants = {brand: Tenant(brand, creds) for brand, creds in destination.credentials.items()}
         self._map = destination.connector.map

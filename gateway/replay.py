@@ -150,7 +150,8 @@ class Replay:
         config = self.destination.config
         metrics = DestinationMetrics(self.metrics, self.destination.name)
         lanes = self.destination.concurrency * max(1, len(self._tenants))
-        transport = HttpTransport(config, metrics, pool_size=max(lanes, 4))
+        pool_size = max(lanes, 4)
+        transport = HttpTransport(config, metrics, pool_size=pool_size)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(producer.stop)
             if extension is not None:
@@ -175,6 +176,7 @@ class Replay:
                 retry.halt_probe,
                 metrics,
                 self._dead_letter_items,
+                request_slots=pool_size,
             )
             committer = asyncio.create_task(self._commit_forever(consumer))
             try:
