@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateway.connector import ConnectorDefaults
+from gateway.secret_rules import long_enough
 
 DEFAULTS = ConnectorDefaults(
     events=frozenset({"deposit", "withdrawal", "gameround", "login", "custom", "revenue", "segment"}),
@@ -100,10 +101,8 @@ class AmbassadorSettings(BaseModel):
 
     @field_validator("token")
     @classmethod
-    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("the ambassador token must be at least 16 characters")
-        return value
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        return long_enough(value, "ambassador.token")
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> AmbassadorSettings:
@@ -120,6 +119,12 @@ class WithdrawalCallbackSettings(BaseModel):
     secret: SecretStr = Field(min_length=1, description="the HMAC secret agreed with Enable3")
     topic: str = Field(min_length=1, description="Kafka topic the callbacks are produced to")
     produce_timeout: float = Field(10.0, gt=0, description="seconds to wait for Kafka's acknowledgement, else 503")
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        long_enough(value, "withdrawal_callback.secret")
+        return value
 
 
 class Enable3Settings(BaseModel):

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from connectors.intarget.feeds import FEEDS
 from gateway.connector import ConnectorDefaults
+from gateway.secret_rules import long_enough
 
 DEFAULTS = ConnectorDefaults(
     events=frozenset(
@@ -71,6 +72,11 @@ class FeedSettings(BaseModel):
     @classmethod
     def _listen(cls, value: str) -> str:
         return _host_port(value)
+
+    @field_validator("password", "token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        return long_enough(value, f"feed.{info.field_name}")
 
     @model_validator(mode="after")
     def _auth_required(self) -> FeedSettings:

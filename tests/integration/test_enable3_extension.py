@@ -112,6 +112,15 @@ async def test_ambassador_endpoints_forward_with_the_key_require_the_bearer_and_
             enable3.sandbox.faults.add(FaultPlan(kind="status", status=503, count=1, path_prefix="/api/v1/integration"))
             status, body = await _call(session, "GET", f"{base}/users/p-1/token", auth)
             assert status == 200 and body["token"] == enable3.sandbox.issued_tokens[-1]
+            # A redirect is never followed (it would carry the key elsewhere): 502 naming where it pointed.
+            moved = "http://127.0.0.1:9/elsewhere"
+            redirect = FaultPlan(
+                kind="redirect", status=308, location=moved, count=1, path_prefix="/api/v1/integration"
+            )
+            enable3.sandbox.faults.add(redirect)
+            status, body = await _call(session, "GET", f"{base}/users/p-1/balance", auth)
+            assert (status, body["location"]) == (502, moved)
+            assert "redirected" in body["error"]
             enable3.sandbox.faults.add(FaultPlan(kind="hang", count=2, path_prefix="/api/v1/integration"))
             status, body = await _call(session, "GET", f"{base}/users/p-1/token", auth)
             assert (status, body["reason"]) == (504, "timeout")  # timeout enforced, one retry, then an answer
@@ -120,6 +129,7 @@ async def test_ambassador_endpoints_forward_with_the_key_require_the_bearer_and_
             assert _ambassador(gateway, "token", "unauthorized") == 3
             assert _ambassador(gateway, "token", "error") == 1
             assert _ambassador(gateway, "balance", "4xx") == 1
+            assert _ambassador(gateway, "balance", "3xx") == 1
             assert (
                 gateway.value(
                     "gateway_ambassador_request_duration_seconds_count", destination="enable3", endpoint="widget-url"

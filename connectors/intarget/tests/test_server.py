@@ -158,8 +158,20 @@ async def test_bad_parameters_get_a_clear_400(served: Served, query: str, says: 
         {"Authorization": basic("someone", PASSWORD)},
         {"Authorization": "Bearer wrong-token"},
         {"Authorization": "Basic !!!notbase64"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer    "},
+        {"Authorization": "Basic"},
     ],
-    ids=["none", "wrong-password", "wrong-user", "wrong-token", "garbage"],
+    ids=[
+        "none",
+        "wrong-password",
+        "wrong-user",
+        "wrong-token",
+        "garbage",
+        "bearer-no-token",
+        "bearer-blank",
+        "basic-empty",
+    ],
 )
 async def test_wrong_or_missing_credentials_get_401_without_detail(served: Served, headers: dict[str, str]) -> None:
     """Every refusal is the same bare 401: it never says which part failed."""
@@ -290,3 +302,32 @@ async def test_a_busy_writer_does_not_starve_feed_requests(served: Served) -> No
         written = await writer
     assert written > 5  # the writer really was busy while the requests came in
     assert statuses == [200] * 5
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"Basic \xc3\xa9t\xc3\xa9", b"Bearer \xff\xfe-token", b"Basic \xe2\x82\xac\x80\x81"],
+    ids=["basic-utf8", "bearer-latin1", "basic-broken-utf8"],
+)
+async def test_a_non_ascii_authorization_header_gets_401_not_500(served: Served, header: bytes) -> None:
+    """Bytes outside ASCII in Authorization (sent raw, as a hostile client would) are a refusal, not a crash."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+    writer.write(
+        b"GET /intarget/players?" + WINDOW.encode() + b" HTTP/1.1\r\nHost: feeds\r\nAuthorization: " + header
+        + b"\r\nConnection: close\r\n\r\n"
+    )  # fmt: skip
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert status_line.split()[1] == b"401"
+
+
+async def test_an_empty_token_query_is_refused(tmp_path: Path, clock: ManualClock) -> None:
+    """`?token=` with nothing after it never matches."""
+    running = await serve(tmp_path, clock, token=TOKEN)
+    try:
+        status, _, _ = await running.get(f"/players?{WINDOW}&token=", headers={})
+        assert status == 401
+    finally:
+        await running.server.stop()
+        await running.store.close()
