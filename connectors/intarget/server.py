@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import contextlib
 import time
@@ -138,7 +139,13 @@ class FeedServer:
             # A failure past this point cannot change the status: the response ends without its last chunk, so
             # the client sees a broken transfer rather than a short window.
             async for chunk in chunks:
-                await response.write(encoder.json_rows(chunk, first) if form == "json" else encoder.csv_rows(chunk))
+                # Encoding a chunk is CPU work proportional to its width: off the event loop, so a wide window
+                # never stalls deliveries, metrics or other feed requests.
+                if form == "json":
+                    body = await asyncio.to_thread(encoder.json_rows, chunk, first)
+                else:
+                    body = await asyncio.to_thread(encoder.csv_rows, chunk)
+                await response.write(body)
                 first = False
                 rows_counter.inc(len(chunk))
         if form == "json":
