@@ -16,6 +16,7 @@ from gateway.config_source import format_errors, interpolate, read_yaml
 from gateway.connector import Connector
 from gateway.errors import ConfigError
 from gateway.kafka_security import KafkaSecurity, client_security_kwargs
+from gateway.listener import ListenerLimits, ListenerTls
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ANY_BRAND = "*"
@@ -65,6 +66,8 @@ class HttpConfig(StrictModel):
     """The gateway's own HTTP listener: /metrics, /healthz, /readyz."""
 
     listen: str = "127.0.0.1:9108"
+    tls: ListenerTls | None = None
+    limits: ListenerLimits = ListenerLimits()
 
     @field_validator("listen")
     @classmethod

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateway.connector import ConnectorDefaults
+from gateway.listener import ListenerLimits, ListenerTls
 from gateway.secret_rules import long_enough
 
 DEFAULTS = ConnectorDefaults(
@@ -119,6 +120,27 @@ class WithdrawalCallbackSettings(BaseModel):
     secret: SecretStr = Field(min_length=1, description="the HMAC secret agreed with Enable3")
     topic: str = Field(min_length=1, description="Kafka topic the callbacks are produced to")
     produce_timeout: float = Field(10.0, gt=0, description="seconds to wait for Kafka's acknowledgement, else 503")
+    listen: str | None = Field(
+        None, description="HOST:PORT of a listener of its own (exposing it to Enable3 exposes nothing else)"
+    )
+    tls: ListenerTls | None = Field(None, description="serve that listener over HTTPS with {cert_file, key_file}")
+    limits: ListenerLimits = ListenerLimits()
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 0.0.0.0:9111")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_needs_listen(self) -> WithdrawalCallbackSettings:
+        if self.tls is not None and self.listen is None:
+            raise ValueError("withdrawal_callback.tls needs withdrawal_callback.listen (else http.tls applies)")
+        return self
 
     @field_validator("secret")
     @classmethod

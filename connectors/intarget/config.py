@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 
 from connectors.intarget.feeds import FEEDS
 from gateway.connector import ConnectorDefaults
+from gateway.listener import ListenerLimits, ListenerTls
 from gateway.secret_rules import long_enough
 
 DEFAULTS = ConnectorDefaults(
@@ -67,6 +68,8 @@ class FeedSettings(BaseModel):
         10.0, gt=0, description="seconds a request waits for in-progress writes before answering 503 + Retry-After"
     )
     chunk_rows: int = Field(1000, ge=1, description="rows fetched from the store and written per chunk")
+    tls: ListenerTls | None = Field(None, description="serve HTTPS with {cert_file, key_file}")
+    limits: ListenerLimits = ListenerLimits()
 
     @field_validator("listen")
     @classmethod
