@@ -2,8 +2,9 @@
 
 Per-key delivery: a client that sends one request per record or per player (`per_key_requests`) gets one ordering
 key's records per send, and the batch's keys are delivered concurrently (at most `request_slots` sends at once), each
-with its own retry loop. One player's failing or hanging request therefore holds back only that player's later
-records, and the others' remainders are re-sent on their own schedule. In every mode, a send that made progress
+with its own retry loop, in a task chained after that key's earlier records (gateway.key_chains). One player's
+failing or hanging request therefore holds back only that player's later records: the others' remainders are
+re-sent on their own schedule, and the lane goes on with its next batch. In every mode, a send that made progress
 resets the backoff, so a remainder is retried promptly rather than after an ever longer delay.
 """
 
@@ -22,6 +23,7 @@ from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Item
 from gateway.config import ANY_BRAND
 from gateway.connector import VendorClient, sends_per_key
+from gateway.key_chains import KeyChains
 from gateway.metrics import DestinationMetrics, observe_many
 from gateway.outcomes import Outcome, SendResult, is_redirect, retry_reason
 
@@ -116,23 +118,42 @@ class DeliveryEngine:
         self._sleep = sleep
         self._failing: set[object] = set()  # senders whose last answer was a transient failure
         self._slots = asyncio.Semaphore(request_slots) if sends_per_key(client) else None
+        self._chains = KeyChains(destination)
 
     async def deliver(self, tenant: Tenant, items: list[Item]) -> None:
-        """Deliver one lane's batch; returns when each record is delivered, dead-lettered or its partition revoked."""
+        """Deliver one lane's batch: returns when each record is delivered, dead-lettered or its partition revoked;
+        for a per-key client, once each player's records are under way (see gateway.key_chains)."""
         started = time.monotonic()
         stats: Counter[str] = Counter()
+
+        def finished() -> None:
+            self._log_batch(tenant, len(items), stats, started)
+
         if self._slots is None:
             await self._deliver_records(tenant, items, stats)
-        else:
-            async with asyncio.TaskGroup() as group:
-                for chain in _by_key(items):
-                    group.create_task(self._deliver_records(tenant, chain, stats))
+            finished()
+            return
+        if self._chains.failure is not None:
+            raise RuntimeError(f"a per-key delivery of {self.destination} failed") from self._chains.failure
+        self._chains.start(
+            tenant.name, _by_key(items), lambda chain: self._deliver_records(tenant, chain, stats), finished
+        )
+
+    async def settled(self) -> None:
+        """Return when every per-key delivery started so far has ended (tests, and waiting out a drain)."""
+        await self._chains.wait()
+
+    async def close(self) -> None:
+        """Cancel the per-key deliveries still running (shutdown; their records stay uncommitted). Idempotent."""
+        await self._chains.close()
+
+    def _log_batch(self, tenant: Tenant, records: int, stats: Counter[str], started: float) -> None:
         if stats["sends"]:
             log.info(
                 "batch",
                 destination=self.destination,
                 tenant=tenant.name,
-                records=len(items),
+                records=records,
                 delivered=stats["delivered"],
                 dead_lettered=stats["rejected"],
                 duplicates=stats["duplicates"],
@@ -169,9 +190,12 @@ class DeliveryEngine:
             segment = [item for item in segment if not item.offsets.closed]
             if not segment:
                 return []
+            sent = await self._send(tenant, segment, sender)
+            if sent is None:
+                continue  # the tenant halted while this send waited for a request slot: wait for the turn again
             stats["sends"] += 1
             self._metrics.batch_events.observe(len(segment))
-            result = _checked(await self._send(tenant, segment), len(segment), self.destination)
+            result = _checked(sent, len(segment), self.destination)
             if result.outcome is not Outcome.HALT and tenant.prober is sender:
                 self._resumed(tenant)
             if result.delivered:
@@ -207,19 +231,7 @@ class DeliveryEngine:
                 await self._sleep(delay)
                 continue
             if outcome is Outcome.HALT:
-                if tenant.halt(sender):
-                    self._metrics.tenant_halted(tenant.name, True)
-                    self._on_state_change()
-                    log.error(
-                        _halt_message(result.status),
-                        destination=self.destination,
-                        tenant=tenant.name,
-                        status=result.status,
-                        detail=result.detail[:400],
-                        probe_every_s=self._halt_probe,
-                    )
-                self._set_failing(sender, True)
-                await self._sleep(self._halt_probe)
+                await self._halt(tenant, sender, result)
                 continue
             # REJECT: dead-letter what the vendor named, or split until the bad records stand alone.
             self._set_failing(sender, False)
@@ -236,16 +248,35 @@ class DeliveryEngine:
             middle = len(segment) // 2
             return [segment[:middle], segment[middle:]]
 
-    async def _send(self, tenant: Tenant, segment: list[Item]) -> SendResult:
-        """The client's verdict; a client that raises is a bug, retried (never dropped) and logged with its trace."""
+    async def _send(self, tenant: Tenant, segment: list[Item], sender: object) -> SendResult | None:
+        """The client's verdict; a client that raises is a bug, retried (never dropped) and logged with its trace.
+        None when, per key, the tenant halted while this send waited for a slot: only the prober may send then."""
         try:
             if self._slots is None:
                 return await self._client.send(tenant.credentials, [item.record for item in segment])
             async with self._slots:
+                if tenant.halted and tenant.prober is not sender:
+                    return None
                 return await self._client.send(tenant.credentials, [item.record for item in segment])
         except Exception as error:
             log.exception("connector client failed; retrying", destination=self.destination, tenant=tenant.name)
             return SendResult(Outcome.RETRY, 0, reason="client_error", detail=f"{type(error).__name__} in the client")
+
+    async def _halt(self, tenant: Tenant, sender: object, result: SendResult) -> None:
+        """Halt the tenant (`sender` probes), then wait for the next probe."""
+        if tenant.halt(sender):
+            self._metrics.tenant_halted(tenant.name, True)
+            self._on_state_change()
+            log.error(
+                _halt_message(result.status),
+                destination=self.destination,
+                tenant=tenant.name,
+                status=result.status,
+                detail=result.detail[:400],
+                probe_every_s=self._halt_probe,
+            )
+        self._set_failing(sender, True)
+        await self._sleep(self._halt_probe)
 
     def _resumed(self, tenant: Tenant) -> None:
         if tenant.resume():

@@ -406,3 +406,4 @@ class Pipeline:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._engine.close()  # per-key deliveries the lanes handed off

@@ -189,6 +189,7 @@ class Replay:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                await self._engine.close()
                 await self._commit(consumer)
         self.summary.interrupted = self.summary.interrupted or self.in_flight > 0
 

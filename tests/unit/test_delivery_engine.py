@@ -193,6 +193,7 @@ async def test_per_key_client_gets_one_key_per_send_in_order() -> None:
     harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=PerKeyClient)
     offsets, items = _keyed_items(["a", "b", "a", "c", "b", "a"])
     await harness.engine.deliver(Tenant("default", None), items)
+    await harness.engine.settled()
     assert offsets.committable() == 6
     assert sorted(harness.client.sends) == [["id-0", "id-2", "id-5"], ["id-1", "id-4"], ["id-3"]]
 
@@ -213,14 +214,14 @@ async def test_one_players_hanging_request_does_not_hold_back_the_others_retries
 
     harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=Hanging)
     offsets, items = _keyed_items(["a", "b", "b"])
-    delivery = asyncio.create_task(harness.engine.deliver(Tenant("default", None), items))
+    await harness.engine.deliver(Tenant("default", None), items)
     for _ in range(200):
         if harness.value("gateway_events_delivered_total", type="deposit") >= 2:
             break
         await asyncio.sleep(0.01)
     b_delivered = harness.value("gateway_events_delivered_total", type="deposit")
     release.set()
-    await asyncio.wait_for(delivery, 5)
+    await asyncio.wait_for(harness.engine.settled(), 5)
     assert b_delivered == 2  # both of b's records, while a still hung
     assert harness.client.sends.count(["id-1", "id-2"]) == 2
     assert offsets.committable() == 3
@@ -236,6 +237,7 @@ async def test_per_key_failure_of_one_player_does_not_resend_the_others() -> Non
     harness = Harness(script, client=PerKeyClient)
     offsets, items = _keyed_items(["a", "b", "a", "b"])
     await harness.engine.deliver(Tenant("default", None), items)
+    await harness.engine.settled()
     assert offsets.committable() == 4
     assert harness.client.sends.count(["id-1", "id-3"]) == 1
     assert harness.client.sends.count(["id-0", "id-2"]) == 4
@@ -392,3 +394,54 @@ async def test_a_client_that_raises_is_retried_not_dropped() -> None:
     assert offsets.committable() == 2
     assert harness.value("gateway_delivery_retries_total", reason="client_error") == 2
     assert harness.dead == []
+
+
+async def test_a_players_next_batch_waits_for_its_hanging_request_but_other_players_go_on() -> None:
+    """Per-key deliveries outlive the lane's batch: while player a's request hangs, the lane's next batch is sent for
+    player b at once, and a's next record is sent only after a's hung one settled (its order holds)."""
+    release = asyncio.Event()
+
+    class Hanging(PerKeyClient):
+        async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+            self.sends.append([record.record_id for record in records])
+            if records[0].record_id == "id-0":
+                await release.wait()
+            return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=Hanging)
+    offsets = PartitionOffsets()
+    for index in range(4):
+        offsets.track(index, 1)
+    first = [make_item(0, offsets=offsets, key="a"), make_item(1, offsets=offsets, key="b")]
+    second = [make_item(2, offsets=offsets, key="a"), make_item(3, offsets=offsets, key="b")]
+    tenant = Tenant("default", None)
+    await asyncio.wait_for(harness.engine.deliver(tenant, first), 1)
+    await asyncio.wait_for(harness.engine.deliver(tenant, second), 1)
+    for _ in range(100):
+        if ["id-3"] in harness.client.sends:
+            break
+        await asyncio.sleep(0.01)
+    assert ["id-3"] in harness.client.sends  # b's next batch went while a hung
+    assert ["id-2"] not in harness.client.sends  # a's next record waits for a's hung one
+    release.set()
+    await asyncio.wait_for(harness.engine.settled(), 5)
+    assert harness.client.sends.index(["id-0"]) < harness.client.sends.index(["id-2"])
+    assert offsets.committable() == 4
+
+
+async def test_close_cancels_per_key_deliveries_and_settles_nothing_more() -> None:
+    """Shutdown cancels the per-key deliveries still running: their records stay unsettled (uncommitted)."""
+    never = asyncio.Event()
+
+    class Stuck(PerKeyClient):
+        async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+            await never.wait()
+            return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=Stuck)
+    offsets, items = _keyed_items(["a", "b"])
+    await harness.engine.deliver(Tenant("default", None), items)
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(harness.engine.close(), 5)
+    assert offsets.committable() is None or offsets.committable() == 0
+    await asyncio.wait_for(harness.engine.settled(), 1)
