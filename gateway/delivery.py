@@ -29,6 +29,9 @@ from gateway.outcomes import Outcome, SendResult, is_redirect, retry_reason
 
 log = structlog.get_logger("gateway.delivery")
 
+CHAINS_PER_SLOT = 16
+"""Per-key deliveries running at once, per request slot; past it the lanes wait (memory stays bounded)."""
+
 DeadLetter = Callable[[Sequence[Item], str, int | None, str], None]
 
 
@@ -119,6 +122,7 @@ class DeliveryEngine:
         self._failing: set[object] = set()  # senders whose last answer was a transient failure
         self._slots = asyncio.Semaphore(request_slots) if sends_per_key(client) else None
         self._chains = KeyChains(destination)
+        self._chain_limit = CHAINS_PER_SLOT * request_slots
 
     async def deliver(self, tenant: Tenant, items: list[Item]) -> None:
         """Deliver one lane's batch: returns when each record is delivered, dead-lettered or its partition revoked;
@@ -133,11 +137,11 @@ class DeliveryEngine:
             await self._deliver_records(tenant, items, stats)
             finished()
             return
+        groups = _by_key(items)
+        await self._chains.room(len(groups), self._chain_limit)
         if self._chains.failure is not None:
             raise RuntimeError(f"a per-key delivery of {self.destination} failed") from self._chains.failure
-        self._chains.start(
-            tenant.name, _by_key(items), lambda chain: self._deliver_records(tenant, chain, stats), finished
-        )
+        self._chains.start(tenant.name, groups, lambda chain: self._deliver_records(tenant, chain, stats), finished)
 
     async def settled(self) -> None:
         """Return when every per-key delivery started so far has ended (tests, and waiting out a drain)."""

@@ -65,6 +65,12 @@ class KeyChains:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    async def room(self, groups: int, limit: int) -> None:
+        """Wait until `groups` more deliveries fit within `limit` running ones (or none runs): a vendor outage then
+        stalls the lanes, which hold plain records, instead of piling up tasks."""
+        while self._tasks and len(self._tasks) + groups > limit:
+            await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+
     async def wait(self) -> None:
         """Return when every delivery started so far has ended."""
         while self._tasks:

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from gateway.backoff import RETRY_AFTER_JITTER, FullJitterBackoff
 from gateway.batcher import Item
 from gateway.connector import VendorRecord
-from gateway.delivery import DeliveryEngine, Tenant
+from gateway.delivery import CHAINS_PER_SLOT, DeliveryEngine, Tenant
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.outcomes import Outcome, SendResult
@@ -445,3 +445,30 @@ async def test_close_cancels_per_key_deliveries_and_settles_nothing_more() -> No
     await asyncio.wait_for(harness.engine.close(), 5)
     assert offsets.committable() is None or offsets.committable() == 0
     await asyncio.wait_for(harness.engine.settled(), 1)
+
+
+async def test_per_key_deliveries_are_bounded_and_the_lane_waits_past_the_bound() -> None:
+    """While the vendor does not answer, at most CHAINS_PER_SLOT x request_slots per-key deliveries run; the next
+    batch's deliver() waits (the lane stalls, holding plain records) until one ends."""
+    release = asyncio.Event()
+
+    class Silent(PerKeyClient):
+        async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+            await release.wait()
+            return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=Silent)
+    limit = CHAINS_PER_SLOT * 4  # the harness's engine has the default 4 request slots
+    offsets = PartitionOffsets()
+    tenant = Tenant("default", None)
+    for index in range(limit + 1):
+        offsets.track(index, 1)
+    for index in range(limit):
+        await asyncio.wait_for(harness.engine.deliver(tenant, [make_item(index, offsets=offsets, key=f"p{index}")]), 1)
+    blocked = asyncio.create_task(harness.engine.deliver(tenant, [make_item(limit, offsets=offsets, key="last")]))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+    release.set()
+    await asyncio.wait_for(blocked, 5)
+    await asyncio.wait_for(harness.engine.settled(), 5)
+    assert offsets.committable() == limit + 1
