@@ -117,7 +117,7 @@ class WithdrawalCallbackSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    secret: SecretStr = Field(min_length=1, description="the HMAC secret agreed with Enable3")
+    secret: SecretStr = Field(description="the HMAC secret agreed with Enable3 (at least 16 characters)")
     topic: str = Field(min_length=1, description="Kafka topic the callbacks are produced to")
     produce_timeout: float = Field(10.0, gt=0, description="seconds to wait for Kafka's acknowledgement, else 503")
     listen: str | None = Field(
