@@ -25,6 +25,7 @@ class KeyChains:
         self._tails: dict[ChainKey, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.failure: BaseException | None = None
+        self._ended_one = asyncio.Event()  # set whenever a delivery ends: lanes waiting for room look again
 
     def start(
         self,
@@ -56,6 +57,7 @@ class KeyChains:
 
     def _ended(self, key: ChainKey, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._ended_one.set()
         if self._tails.get(key) is task:
             del self._tails[key]
         if not task.cancelled() and task.exception() is not None:
@@ -69,7 +71,8 @@ class KeyChains:
         """Wait until `groups` more deliveries fit within `limit` running ones (or none runs): a vendor outage then
         stalls the lanes, which hold plain records, instead of piling up tasks."""
         while self._tasks and len(self._tasks) + groups > limit:
-            await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            self._ended_one.clear()
+            await self._ended_one.wait()
 
     async def wait(self) -> None:
         """Return when every delivery started so far has ended."""
