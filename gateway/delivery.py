@@ -138,7 +138,7 @@ class DeliveryEngine:
             finished()
             return
         groups = _by_key(items)
-        await self._chains.room(len(groups), self._chain_limit)
+        await self._chains.room(self._chain_limit)
         if self._chains.failure is not None:
             raise RuntimeError(f"a per-key delivery of {self.destination} failed") from self._chains.failure
         self._chains.start(tenant.name, groups, lambda chain: self._deliver_records(tenant, chain, stats), finished)

@@ -67,10 +67,11 @@ class KeyChains:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def room(self, groups: int, limit: int) -> None:
-        """Wait until `groups` more deliveries fit within `limit` running ones (or none runs): a vendor outage then
-        stalls the lanes, which hold plain records, instead of piling up tasks."""
-        while self._tasks and len(self._tasks) + groups > limit:
+    async def room(self, limit: int) -> None:
+        """Wait while `limit` deliveries or more run: a vendor outage then stalls the lanes, which hold plain records,
+        instead of piling up tasks. (A batch may go over by its own size: a batch of more players than `limit` must
+        not wait for every other player to finish.)"""
+        while len(self._tasks) >= limit:
             self._ended_one.clear()
             await self._ended_one.wait()
 

@@ -448,8 +448,8 @@ async def test_close_cancels_per_key_deliveries_and_settles_nothing_more() -> No
 
 
 async def test_per_key_deliveries_are_bounded_and_the_lane_waits_past_the_bound() -> None:
-    """While the vendor does not answer, at most CHAINS_PER_SLOT x request_slots per-key deliveries run; the next
-    batch's deliver() waits (the lane stalls, holding plain records) until one ends."""
+    """While the vendor does not answer, once CHAINS_PER_SLOT x request_slots per-key deliveries run the next batch's
+    deliver() waits (the lane stalls, holding plain records) until one ends."""
     release = asyncio.Event()
 
     class Silent(PerKeyClient):
@@ -472,3 +472,33 @@ async def test_per_key_deliveries_are_bounded_and_the_lane_waits_past_the_bound(
     await asyncio.wait_for(blocked, 5)
     await asyncio.wait_for(harness.engine.settled(), 5)
     assert offsets.committable() == limit + 1
+
+
+async def test_a_batch_of_more_players_than_the_bound_does_not_wait_for_a_hung_player() -> None:
+    """One player's request hangs; a batch of more players than the bound still starts at once: the bound stalls
+    lanes only when that many deliveries already run, never until every other player is done."""
+    release = asyncio.Event()
+
+    class OneHangs(PerKeyClient):
+        async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+            if records[0].key == "hung":
+                await release.wait()
+            return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=OneHangs)
+    players = CHAINS_PER_SLOT * 4 + 10
+    offsets = PartitionOffsets()
+    for index in range(players + 1):
+        offsets.track(index, 1)
+    tenant = Tenant("default", None)
+    await harness.engine.deliver(tenant, [make_item(0, offsets=offsets, key="hung")])
+    batch = [make_item(index, offsets=offsets, key=f"p{index}") for index in range(1, players + 1)]
+    await asyncio.wait_for(harness.engine.deliver(tenant, batch), 1)
+    for _ in range(200):
+        if harness.value("gateway_events_delivered_total", type="deposit") == players:
+            break
+        await asyncio.sleep(0.01)
+    assert harness.value("gateway_events_delivered_total", type="deposit") == players
+    release.set()
+    await asyncio.wait_for(harness.engine.settled(), 5)
+    assert offsets.committable() == players + 1
