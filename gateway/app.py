@@ -86,7 +86,9 @@ class Gateway:
             extensions = extensions_of(contexts)
             for extension in extensions.values():
                 app.router.add_routes(extension.routes)
-            self.http = await stack.enter_async_context(HttpServer(app, gateway.http.host, gateway.http.port))
+            self.http = await stack.enter_async_context(
+                HttpServer(app, gateway.http.host, gateway.http.port, gateway.http.limits, gateway.http.tls)
+            )
             log.info("http listening", url=self.http.url)
             producer = dead_letter_producer(gateway.kafka)
             if not await start_with_retry("dlq-producer", producer.start, self.stopping):

@@ -18,6 +18,7 @@ from gateway.connector import Connector
 from gateway.durations import Duration, DurationMs
 from gateway.errors import ConfigError
 from gateway.kafka_security import KafkaSecurity, client_security_kwargs
+from gateway.listener import ListenerLimits, ListenerTls
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ANY_BRAND = "*"
@@ -78,6 +79,8 @@ class HttpConfig(StrictModel):
     # Outside a container loopback is the safe default; the image sets GATEWAY_HTTP_LISTEN=0.0.0.0:9108 so that probes
     # and Prometheus reach a container whose config leaves http.listen out. A listen in the file always wins.
     listen: str = Field(default_factory=lambda: os.environ.get("GATEWAY_HTTP_LISTEN") or "127.0.0.1:9108")
+    tls: ListenerTls | None = None
+    limits: ListenerLimits = ListenerLimits()
 
     @field_validator("listen")
     @classmethod

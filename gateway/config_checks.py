@@ -16,7 +16,14 @@ if TYPE_CHECKING:
     from gateway.connector import Connector
 
 PLACEHOLDERS: Final = frozenset({"change-me", "changeme", "change_me", "replace-me", "replaceme", "todo", "xxx"})
-"""Values that stand for a secret still to be set (config/gateway.example.yaml writes `change-me`)."""
+"""Values that stand for a secret still to be set (config/gateway.example.yaml writes `change-me`, and
+`change-me-feed-password` where a secret must be 16 characters long): the value itself, or the value followed by `-`."""
+
+
+def is_placeholder(value: str) -> bool:
+    """True when `value` is a placeholder of PLACEHOLDERS, alone or as the start of a longer `-`-joined word."""
+    word = value.strip().lower()
+    return word in PLACEHOLDERS or any(word.startswith(f"{placeholder}-") for placeholder in PLACEHOLDERS)
 
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 - names the wildcard, binds nothing
 
@@ -32,7 +39,7 @@ def check_resolved(
         value = secret.get_secret_value()
         if not value.strip():
             problems.error(path, "empty secret: set it (an empty key would only be refused by the vendor)")
-        elif value.strip().lower() in PLACEHOLDERS:
+        elif is_placeholder(value):
             problems.error(path, f"still the placeholder {value.strip()!r}: set the real secret")
     if gateway is not None:
         _check_listeners(gateway, destinations, problems)

@@ -75,7 +75,12 @@ class ClientContext:
 
 
 class VendorClient(Protocol):
-    """Builds the vendor's requests, authenticates them and classifies the answers."""
+    """Builds the vendor's requests, authenticates them and classifies the answers.
+
+    A client whose vendor takes one request per record or per player (not one per batch) sets the optional class
+    attribute `per_key_requests = True`: the delivery engine then hands it the records of one ordering key per send
+    and delivers a batch's keys concurrently, each retrying on its own (see `sends_per_key`).
+    """
 
     async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
         """Send records of one tenant; never raise for a vendor or network failure, classify it instead."""
@@ -125,3 +130,8 @@ class Connector(Protocol):
     def client(self, context: ClientContext) -> VendorClient:
         """Build the client for one destination."""
         ...
+
+
+def sends_per_key(client: VendorClient) -> bool:
+    """Whether the client asks for one ordering key's records per send (its optional `per_key_requests`)."""
+    return getattr(client, "per_key_requests", False) is True

@@ -1,4 +1,12 @@
-"""The delivery engine: send a batch, then act on the outcome table until every record is delivered or dead-lettered."""
+"""The delivery engine: send a batch, then act on the outcome table until every record is delivered or dead-lettered.
+
+Per-key delivery: a client that sends one request per record or per player (`per_key_requests`) gets one ordering
+key's records per send, and the batch's keys are delivered concurrently (at most `request_slots` sends at once), each
+with its own retry loop, in a task chained after that key's earlier records (gateway.key_chains). One player's
+failing or hanging request therefore holds back only that player's later records: the others' remainders are
+re-sent on their own schedule, and the lane goes on with its next batch. In every mode, a send that made progress
+resets the backoff, so a remainder is retried promptly rather than after an ever longer delay.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +22,16 @@ import structlog
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Item
 from gateway.config import ANY_BRAND
-from gateway.connector import VendorClient, VendorRecord
+from gateway.connector import VendorClient, VendorRecord, sends_per_key
+from gateway.key_chains import KeyChains
 from gateway.metrics import DestinationMetrics, observe_many
-from gateway.outcomes import Outcome, SendResult, retry_reason
+from gateway.outcomes import Outcome, SendResult, is_redirect, retry_reason
 from gateway.ownership import REVOKED, ownership
 
 log = structlog.get_logger("gateway.delivery")
+
+CHAINS_PER_SLOT = 16
+"""Per-key deliveries running at once, per request slot; past it the lanes wait (memory stays bounded)."""
 
 DeadLetter = Callable[[Sequence[Item], str, int | None, str], None]
 
@@ -96,7 +108,10 @@ class DeliveryEngine:
         dead_letter: DeadLetter,
         on_state_change: Callable[[], None] = lambda: None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        request_slots: int = 4,
     ) -> None:
+        """`request_slots` bounds the concurrent sends of per-key delivery: the transport's connection pool, so a
+        request never waits for a connection inside its timeout."""
         self.destination = destination
         self._client = client
         self._backoff = backoff
@@ -107,23 +122,44 @@ class DeliveryEngine:
         self._sleep = sleep
         self._failing: set[object] = set()  # senders whose last answer was a transient failure
         self._sending: dict[object, Sequence[Item]] = {}  # the segments whose request is on the wire
+        self._slots = asyncio.Semaphore(request_slots) if sends_per_key(client) else None
+        self._chains = KeyChains(destination)
+        self._chain_limit = CHAINS_PER_SLOT * request_slots
 
     async def deliver(self, tenant: Tenant, items: list[Item]) -> None:
-        """Deliver one lane's batch; returns when each record is delivered, dead-lettered or its partition revoked."""
+        """Deliver one lane's batch: returns when each record is delivered, dead-lettered or its partition revoked;
+        for a per-key client, once each player's records are under way (see gateway.key_chains)."""
         started = time.monotonic()
         stats: Counter[str] = Counter()
-        segments: deque[list[Item]] = deque([items])
-        while segments:
-            segment = segments.popleft()
-            halves = await self._deliver_segment(tenant, segment, stats)
-            if halves:
-                segments.extendleft(reversed(halves))
+
+        def finished() -> None:
+            self._log_batch(tenant, len(items), stats, started)
+
+        if self._slots is None:
+            await self._deliver_records(tenant, items, stats)
+            finished()
+            return
+        groups = _by_key(items)
+        await self._chains.room(self._chain_limit)
+        if self._chains.failure is not None:
+            raise RuntimeError(f"a per-key delivery of {self.destination} failed") from self._chains.failure
+        self._chains.start(tenant.name, groups, lambda chain: self._deliver_records(tenant, chain, stats), finished)
+
+    async def settled(self) -> None:
+        """Return when every per-key delivery started so far has ended (tests, and waiting out a drain)."""
+        await self._chains.wait()
+
+    async def close(self) -> None:
+        """Cancel the per-key deliveries still running (shutdown; their records stay uncommitted). Idempotent."""
+        await self._chains.close()
+
+    def _log_batch(self, tenant: Tenant, records: int, stats: Counter[str], started: float) -> None:
         if stats["sends"]:
             log.info(
                 "batch",
                 destination=self.destination,
                 tenant=tenant.name,
-                records=len(items),
+                records=records,
                 delivered=stats["delivered"],
                 dead_lettered=stats["rejected"],
                 duplicates=stats["duplicates"],
@@ -132,6 +168,15 @@ class DeliveryEngine:
                 splits=stats["splits"],
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
             )
+
+    async def _deliver_records(self, tenant: Tenant, items: list[Item], stats: Counter[str]) -> None:
+        """Deliver records in order, splitting where the vendor rejects without saying which record is bad."""
+        segments: deque[list[Item]] = deque([items])
+        while segments:
+            segment = segments.popleft()
+            halves = await self._deliver_segment(tenant, segment, stats)
+            if halves:
+                segments.extendleft(reversed(halves))
 
     async def _deliver_segment(self, tenant: Tenant, segment: list[Item], stats: Counter[str]) -> list[list[Item]]:
         """Send one segment until settled; returns two halves when the vendor rejected it without saying which."""
@@ -151,9 +196,12 @@ class DeliveryEngine:
             segment = [item for item in segment if not item.offsets.closed]
             if not segment:
                 return []
+            sent = await self._send(tenant, segment, sender)
+            if sent is None:
+                continue  # the tenant halted while this send waited for a request slot: wait for the turn again
             stats["sends"] += 1
             self._metrics.batch_events.observe(len(segment))
-            result = await self._send(tenant, segment)
+            result = _checked(sent, len(segment), self.destination)
             if result.outcome is not Outcome.HALT and tenant.prober is sender:
                 self._resumed(tenant)
             if result.delivered:
@@ -162,6 +210,7 @@ class DeliveryEngine:
                 self._settle_delivered(done, stats, result.duplicates)
                 segment = [item for index, item in enumerate(segment) if index not in result.delivered]
                 result = _reindexed(result, sorted(result.delivered))
+                attempt = 0  # progress: the vendor is working, so the remainder goes again promptly
             outcome = result.outcome
             if outcome is Outcome.DELIVERED:
                 self._settle_delivered(segment, stats, result.duplicates)
@@ -190,19 +239,7 @@ class DeliveryEngine:
                 await self._sleep(delay)
                 continue
             if outcome is Outcome.HALT:
-                if tenant.halt(sender):
-                    self._metrics.tenant_halted(tenant.name, True)
-                    self._on_state_change()
-                    log.error(
-                        "tenant halted: the vendor refused the credentials or this IP; events are kept",
-                        destination=self.destination,
-                        tenant=tenant.name,
-                        status=result.status,
-                        probe_every_s=self._halt_probe,
-                        detail=result.detail[:300],
-                    )
-                self._set_failing(sender, True)
-                await self._sleep(self._halt_probe)
+                await self._halt(tenant, sender, result)
                 continue
             # REJECT: dead-letter what the vendor named, or split until the bad records stand alone.
             self._set_failing(sender, False)
@@ -219,13 +256,19 @@ class DeliveryEngine:
             middle = len(segment) // 2
             return [segment[:middle], segment[middle:]]
 
-    async def _send(self, tenant: Tenant, segment: list[Item]) -> SendResult:
-        """The client's verdict; a client that raises is a bug, retried (never dropped) and logged with its trace."""
+    async def _send(self, tenant: Tenant, segment: list[Item], sender: object) -> SendResult | None:
+        """The client's verdict; a client that raises is a bug, retried (never dropped) and logged with its trace.
+        None when, per key, the tenant halted while this send waited for a slot: only the prober may send then."""
         token = object()
         self._sending[token] = segment
         try:
             with ownership(_owned_in(segment)):
-                return await self._client.send(tenant.credentials, [item.record for item in segment])
+                if self._slots is None:
+                    return await self._client.send(tenant.credentials, [item.record for item in segment])
+                async with self._slots:
+                    if tenant.halted and tenant.prober is not sender:
+                        return None
+                    return await self._client.send(tenant.credentials, [item.record for item in segment])
         except Exception as error:
             log.exception("connector client failed; retrying", destination=self.destination, tenant=tenant.name)
             return SendResult(Outcome.RETRY, 0, reason="client_error", detail=f"{type(error).__name__} in the client")
@@ -235,6 +278,22 @@ class DeliveryEngine:
     def sending_revoked(self) -> bool:
         """True while a request carrying records of a revoked partition is still on the wire."""
         return any(_any_revoked(segment) for segment in self._sending.values())
+
+    async def _halt(self, tenant: Tenant, sender: object, result: SendResult) -> None:
+        """Halt the tenant (`sender` probes), then wait for the next probe."""
+        if tenant.halt(sender):
+            self._metrics.tenant_halted(tenant.name, True)
+            self._on_state_change()
+            log.error(
+                _halt_message(result.status),
+                destination=self.destination,
+                tenant=tenant.name,
+                status=result.status,
+                detail=result.detail[:400],
+                probe_every_s=self._halt_probe,
+            )
+        self._set_failing(sender, True)
+        await self._sleep(self._halt_probe)
 
     def _resumed(self, tenant: Tenant) -> None:
         if tenant.resume():
@@ -301,6 +360,52 @@ def _owned_in(segment: Sequence[Item]) -> Callable[[VendorRecord], bool]:
         return tracker is None or not tracker.closed
 
     return owned
+
+
+def _by_key(items: list[Item]) -> list[list[Item]]:
+    """The batch's records grouped by ordering key, each group in source order."""
+    chains: dict[str, list[Item]] = {}
+    for item in items:
+        chains.setdefault(item.record.key, []).append(item)
+    return list(chains.values())
+
+
+def _halt_message(status: int) -> str:
+    if is_redirect(status):
+        return "tenant halted: the vendor redirected the request, a configuration fault (see detail); events are kept"
+    return "tenant halted: the vendor refused the credentials or this IP; events are kept"
+
+
+def _checked(result: SendResult, size: int, destination: str) -> SendResult:
+    """The result, or when it names records outside the batch (a connector bug) a safe one, logged loudly.
+
+    `delivered` out of range is ignored (those records are sent again: a duplicate at worst, never a loss);
+    `rejected` out of range makes the REJECT one that names no record, which the engine isolates by splitting.
+    Without this, a REJECT naming nobody in the batch would be re-sent at once, forever.
+    """
+    delivered, rejected = result.delivered, result.rejected
+    bad_delivered = delivered is not None and any(not 0 <= index < size for index in delivered)
+    bad_rejected = rejected is not None and any(not 0 <= index < size for index in rejected)
+    if not bad_delivered and not bad_rejected:
+        return result
+    log.error(
+        "connector bug: its result names records outside the batch; treated safely",
+        destination=destination,
+        outcome=result.outcome.value,
+        records=size,
+        delivered_out_of_range=sorted(i for i in delivered or () if not 0 <= i < size)[:10],
+        rejected_out_of_range=sorted(i for i in rejected or () if not 0 <= i < size)[:10],
+    )
+    return SendResult(
+        result.outcome,
+        result.status,
+        result.reason,
+        result.detail,
+        result.retry_after,
+        None if bad_rejected else rejected,
+        None if bad_delivered else delivered,
+        0 if bad_delivered else result.duplicates,
+    )
 
 
 def _reindexed(result: SendResult, removed: list[int]) -> SendResult:

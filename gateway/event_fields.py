@@ -30,9 +30,11 @@ __all__ = [
     "Brand",
     "Country",
     "Currency",
+    "CustomKey",
     "CustomValue",
     "EventId",
     "Money",
+    "NaturalId",
     "NonEmptyStr",
     "NonNegativeMoney",
     "PlayerId",
@@ -161,9 +163,19 @@ def _scalar(value: object, info: ValidationInfo) -> str | int | Decimal | bool:
 def _custom_value(value: object, info: ValidationInfo) -> str | int | Decimal | bool | datetime | list[str]:
     """A player custom attribute: scalar, RFC 3339 date-time with zone (becomes UTC datetime) or list of strings."""
     if isinstance(value, list):
-        if all(isinstance(item, str) for item in value):
-            return value
-        raise PydanticCustomError("custom_list", "a list must contain only strings")
+        if not all(isinstance(item, str) for item in value):
+            raise PydanticCustomError("custom_list", "a list must contain only strings")
+        if len(value) > MAX_CUSTOM_LIST_ITEMS or any(len(item) > MAX_CUSTOM_TEXT for item in value):
+            raise PydanticCustomError(
+                "custom_too_long",
+                "a custom list holds at most {items} strings of at most {text} characters",
+                {"items": MAX_CUSTOM_LIST_ITEMS, "text": MAX_CUSTOM_TEXT},
+            )
+        return value
+    if isinstance(value, str) and len(value) > MAX_CUSTOM_TEXT:
+        raise PydanticCustomError(
+            "custom_too_long", "a custom value is at most {text} characters", {"text": MAX_CUSTOM_TEXT}
+        )
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise PydanticCustomError("timezone_aware", "a datetime must have a zone offset")
@@ -188,7 +200,27 @@ _ANY_SCALAR_SCHEMA: list[dict[str, Any]] = [
 ]
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
-"""Any non-empty text: natural ids (transaction_id, round_id...) and names."""
+"""Any non-empty text: names."""
+
+MAX_ID_LENGTH: Final = 128
+"""Every id in the contract is at most this long: stores index them and vendors put them in URLs."""
+
+NaturalId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+"""A natural key: transaction_id, round_id, session_id, game_id, wallet_id, bonus and bet ids..."""
+
+# Player custom fields become vendor attributes and extra feed columns, so they are bounded: a hostile event with
+# 20,000 keys would otherwise widen every players feed response.
+MAX_CUSTOM_FIELDS: Final = 100
+"""Custom fields on one player event."""
+MAX_CUSTOM_KEY: Final = 64
+"""Characters in a custom field's name."""
+MAX_CUSTOM_TEXT: Final = 1024
+"""Characters in a custom text value, and in each string of a custom list."""
+MAX_CUSTOM_LIST_ITEMS: Final = 100
+"""Strings in a custom list."""
+
+CustomKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CUSTOM_KEY)]
+"""The name of a player custom field."""
 
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 """The producer's id of one fact, stable across retries; every vendor idempotency key derives from it."""

@@ -24,12 +24,15 @@ from gateway.event_docs import documented
 from gateway.event_fields import (
     CRYPTO_TICKERS,
     EXACT_NUMBERS_CONTEXT,
+    MAX_CUSTOM_FIELDS,
     Brand,
     Country,
     Currency,
+    CustomKey,
     CustomValue,
     EventId,
     Money,
+    NaturalId,
     NonEmptyStr,
     NonNegativeMoney,
     PlayerId,
@@ -97,14 +100,14 @@ class _PlayerScopedEvent(BaseEvent):
 class _MoneyMovementEvent(_PlayerScopedEvent):
     """The fields shared by deposits and withdrawals."""
 
-    transaction_id: NonEmptyStr
+    transaction_id: NaturalId
     amount: NonNegativeMoney
     currency: Currency
     status: Literal["success", "pending", "failed", "cancelled"] = "success"
     method: str | None = None
     amount_eur: Money | None = None
     money_type: Literal["real", "bonus"] = "real"
-    wallet_id: str | None = None
+    wallet_id: NaturalId | None = None
     requisite: str | None = Field(default=None, description="Masked payment requisite (card or account).")
     ref_code: str | None = None
     comment: str | None = None
@@ -138,14 +141,14 @@ class GameRoundEvent(_PlayerScopedEvent):
     model_config = documented("gameround")
 
     type: Literal["gameround"] = "gameround"
-    round_id: NonEmptyStr
-    game_id: NonEmptyStr
+    round_id: NaturalId
+    game_id: NaturalId
     kind: Literal["bet", "win"]
     amount: NonNegativeMoney
     currency: Currency
     is_bonus: StrictBool = False
-    session_id: NonEmptyStr = Field(default_factory=_session_default, description="Game session; defaults to round_id.")
-    transaction_id: str | None = None
+    session_id: NaturalId = Field(default_factory=_session_default, description="Game session; defaults to round_id.")
+    transaction_id: NaturalId | None = None
     game_name: str | None = None
     game_vendor: str | None = None
     ip: str | None = None
@@ -201,7 +204,7 @@ class PlayerEvent(_PlayerScopedEvent):
     phone_confirmed_at: UtcDatetime | None = None
     push_token: str | None = Field(default=None, repr=False)
     auto_login_token: str | None = Field(default=None, repr=False)
-    custom: dict[NonEmptyStr, CustomValue] | None = None
+    custom: dict[CustomKey, CustomValue] | None = Field(default=None, max_length=MAX_CUSTOM_FIELDS)
 
     def changes(self) -> dict[str, Any]:
         """The profile fields this message carried, in contract order: an explicit null is present as None."""
@@ -216,7 +219,7 @@ class GameEvent(BaseEvent):
 
     type: Literal["game"] = "game"
     player_id: SkipJsonSchema[None] = Field(default=None, exclude=True, repr=False)
-    game_id: NonEmptyStr
+    game_id: NaturalId
     name: str | None = None
     provider: str | None = None
     categories: list[str] | None = None
@@ -249,11 +252,11 @@ class RevenueEvent(BaseEvent):
     model_config = documented("revenue")
 
     type: Literal["revenue"] = "revenue"
-    revenue_id: NonEmptyStr
+    revenue_id: NaturalId
     amount: Money
     currency: Currency
     kind: Literal["purchase", "refund"] = "purchase"
-    product_id: str | None = None
+    product_id: NaturalId | None = None
 
 
 class SegmentEvent(_PlayerScopedEvent):
@@ -272,7 +275,7 @@ class WalletEvent(_PlayerScopedEvent):
     model_config = documented("wallet")
 
     type: Literal["wallet"] = "wallet"
-    wallet_id: NonEmptyStr
+    wallet_id: NaturalId
     balance: Money
     currency: Currency
     wallet_type: NonEmptyStr = Field(default="real", description="`real`, `bonus` or any other operator text.")
@@ -284,8 +287,8 @@ class BonusEvent(_PlayerScopedEvent):
     model_config = documented("bonus")
 
     type: Literal["bonus"] = "bonus"
-    assignment_id: NonEmptyStr
-    bonus_id: NonEmptyStr
+    assignment_id: NaturalId
+    bonus_id: NaturalId
     bonus_name: str | None = None
     status: Literal["active", "used", "expired", "cancelled"]
     end_date: UtcDatetime | None = None
@@ -296,8 +299,8 @@ class SportsSelection(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True, hide_input_in_errors=True)
 
-    selection_id: NonEmptyStr
-    event_id: NonEmptyStr = Field(description="The sport event's id (not the message's event_id).")
+    selection_id: NaturalId
+    event_id: NaturalId = Field(description="The sport event's id (not the message's event_id).")
     market: NonEmptyStr
     ratio: Money | None = None
     status: str | None = Field(default=None, description="e.g. win, not_resulted, running, refunded, lost...")
@@ -305,11 +308,11 @@ class SportsSelection(BaseModel):
     event_status: str | None = Field(default=None, description="e.g. not_started, live, ended, cancelled...")
     event_type: Literal["match", "outright"] | None = None
     event_start: UtcDatetime | None = None
-    tournament_id: str | None = None
+    tournament_id: NaturalId | None = None
     tournament_name: str | None = None
     tournament_start: UtcDatetime | None = None
     tournament_end: UtcDatetime | None = None
-    sport_id: str | None = None
+    sport_id: NaturalId | None = None
     sport_name: str | None = None
     country_code: str | None = Field(default=None, description="As the sportsbook gives it, e.g. DE or International.")
 
@@ -320,7 +323,7 @@ class SportsBetEvent(_PlayerScopedEvent):
     model_config = documented("sports_bet")
 
     type: Literal["sports_bet"] = "sports_bet"
-    bet_id: NonEmptyStr
+    bet_id: NaturalId
     status: NonEmptyStr = Field(description="e.g. accepted, declined, unsettled, placed, win, lost, cashout...")
     bet_type: NonEmptyStr = Field(description="e.g. single, express, system.")
     stake: Money | None = None

@@ -8,15 +8,20 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import SecretStr
 
+from gateway.backoff import parse_retry_after
 from gateway.config import DestinationConfig, ProxyConfig
 from gateway.metrics import DestinationMetrics
-from gateway.outcomes import TRANSPORT_FAILURE, status_class
+from gateway.outcomes import TRANSPORT_FAILURE, Outcome, SendResult, is_redirect, status_class
+
+MAX_RESPONSE_BYTES = 1024 * 1024
+"""A vendor's answer is read up to this size; the rest is dropped (an answer is a status and a short detail)."""
+MAX_DETAIL = 200
 
 UNADDRESSABLE_SEGMENTS = frozenset({".", ".."})
 """Ids that cannot be one URL path segment: the HTTP client normalizes them away (`/user/../token` is `/token`)."""
@@ -41,6 +46,7 @@ class HttpResponse:
     body: bytes = b""
     headers: CIMultiDictProxy[str] = field(default_factory=lambda: _NO_HEADERS)
     error: str = ""
+    truncated: bool = False  # the body was longer than MAX_RESPONSE_BYTES and holds only its start
 
     @property
     def text(self) -> str:
@@ -133,9 +139,10 @@ class HttpTransport:
                 headers=headers,
                 proxy=self._proxy,
                 proxy_headers=self._proxy_headers,
+                allow_redirects=False,  # a 3xx is the vendor's answer: see outcomes.is_redirect
             ) as response:
-                payload = await response.read()
-                result = HttpResponse(response.status, payload, response.headers)
+                payload, truncated = await _read_capped(response.content, MAX_RESPONSE_BYTES)
+                result = HttpResponse(response.status, payload, response.headers, truncated=truncated)
         except TimeoutError:
             result = HttpResponse(TRANSPORT_FAILURE, error="timeout")
         except aiohttp.ClientSSLError as error:
@@ -153,3 +160,63 @@ class HttpTransport:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+async def _read_capped(content: aiohttp.StreamReader, cap: int) -> tuple[bytes, bool]:
+    """The body up to `cap` bytes and whether more was left unread (the connection is then not reused)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            return b"".join(chunks)[:cap], True
+    return b"".join(chunks), False
+
+
+def safe_location(response: HttpResponse) -> str:
+    """Where a redirect points, without user info, query or fragment (they may carry tokens)."""
+    raw = response.headers.get("Location", "")
+    if not raw:
+        return "(no Location header)"
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unparsable Location header)"
+    origin = f"{parts.scheme}://{host}{port}" if parts.scheme or host else ""
+    return (origin + parts.path)[:MAX_DETAIL] or "(an empty Location header)"
+
+
+def unsettled_result(
+    response: HttpResponse,
+    outcome: Outcome,
+    *,
+    reason: str = "",
+    delivered: frozenset[int] | None = None,
+    duplicates: int = 0,
+) -> SendResult:
+    """The RETRY or HALT verdict on a vendor's answer, as every HTTP connector gives it: the transport failure's
+    reason, the Retry-After hint, and for a redirect a detail naming where it pointed."""
+    status = response.status
+    if outcome is Outcome.RETRY:
+        if status == TRANSPORT_FAILURE:
+            reason = response.error.split(":", 1)[0]
+        return SendResult(
+            Outcome.RETRY,
+            status,
+            reason=reason,
+            detail=response.error or response.text[:MAX_DETAIL],
+            retry_after=parse_retry_after(response.headers.get("Retry-After")) if status else None,
+            delivered=delivered,
+            duplicates=duplicates,
+        )
+    if is_redirect(status):
+        detail = (
+            f"the vendor answered {status} redirecting to {safe_location(response)}; redirects are never followed "
+            "(the request and its key would go elsewhere): correct base_url (https:// rather than http://?)"
+        )
+    else:
+        detail = response.text[:MAX_DETAIL]
+    return SendResult(outcome, status, reason=reason, detail=detail, delivered=delivered, duplicates=duplicates)

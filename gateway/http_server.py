@@ -9,6 +9,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from gateway.listener import Listener, ListenerLimits, ListenerTls
+
 
 class PipelineState(Protocol):
     """What readiness looks at."""
@@ -64,28 +66,30 @@ def build_app(registry: CollectorRegistry, pipelines: Callable[[], Sequence[Pipe
 
 
 class HttpServer:
-    """Runs an aiohttp application on host:port; `port` 0 picks a free one (see `.port` after start)."""
+    """Runs an aiohttp application on host:port behind the listener limits (and TLS when given); `port` 0 picks a
+    free one (see `.port` after start)."""
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self._runner = web.AppRunner(app, access_log=None)
+    def __init__(
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        limits: ListenerLimits | None = None,
+        tls: ListenerTls | None = None,
+    ) -> None:
+        self._listener = Listener(app, host, port, limits or ListenerLimits(), tls)
         self.host = host
         self.port = port
 
     async def __aenter__(self) -> HttpServer:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only here
-        if server is not None and self.port == 0:
-            sockets = getattr(server, "sockets", None) or []
-            if sockets:
-                self.port = sockets[0].getsockname()[1]
+        await self._listener.start()
+        self.port = self._listener.port
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        await self._runner.cleanup()
+        await self._listener.stop()
 
     @property
     def url(self) -> str:
         """Base URL."""
-        return f"http://{self.host}:{self.port}"
+        return self._listener.url

@@ -13,7 +13,7 @@ class Outcome(enum.Enum):
     DELIVERED = "delivered"  # the vendor has the records: settle them
     RETRY = "retry"  # transient: send the same records again after a backoff, with no count limit
     REJECT = "reject"  # permanent for some records: dead-letter those (split the batch to find them)
-    HALT = "halt"  # credentials or allow-list: stop the tenant, keep the records, probe slowly
+    HALT = "halt"  # credentials, allow-list or a redirect: stop the tenant, keep the records, probe slowly
 
 
 # Transport failures are reported with status 0, so one table covers the network and HTTP.
@@ -30,20 +30,29 @@ DEFAULT_OUTCOMES: Mapping[int, Outcome] = {
 }
 
 
+# By status class, after the exact statuses above. 1xx means a proxy in the way: try again later. A 3xx is never
+# followed (a POST would reach the target as a GET, and the key with it): the base_url is wrong, so halt.
+OUTCOMES_BY_CLASS: Mapping[int, Outcome] = {
+    1: Outcome.RETRY,
+    2: Outcome.DELIVERED,
+    3: Outcome.HALT,
+    4: Outcome.REJECT,
+    5: Outcome.RETRY,
+}
+
+
 def classify(status: int, overrides: Mapping[int, Outcome] | None = None) -> Outcome:
     """Return the outcome for an HTTP status: connector overrides first, then the default table, then by class."""
     if overrides is not None and status in overrides:
         return overrides[status]
     if status in DEFAULT_OUTCOMES:
         return DEFAULT_OUTCOMES[status]
-    if 200 <= status < 300:
-        return Outcome.DELIVERED
-    if status >= 500:
-        return Outcome.RETRY
-    if 400 <= status < 500:
-        return Outcome.REJECT
-    # 1xx and 3xx mean the request was not handled as an API call (a proxy or a wrong base_url): try again later.
-    return Outcome.RETRY
+    return OUTCOMES_BY_CLASS.get(status // 100, Outcome.RETRY)
+
+
+def is_redirect(status: int) -> bool:
+    """A 3xx: the vendor points elsewhere, which the gateway treats as a configuration fault."""
+    return 300 <= status < 400
 
 
 def status_class(status: int) -> str:

@@ -78,7 +78,8 @@ class Pipeline:
         config = destination.config
         # One connection per lane (lanes are per tenant), so no send waits for a pooled connection inside its timeout.
         lanes = destination.concurrency * max(1, len(destination.credentials))
-        self._transport = HttpTransport(config, self.metrics, pool_size=max(lanes, 4))
+        pool_size = max(lanes, 4)
+        self._transport = HttpTransport(config, self.metrics, pool_size=pool_size)
         self._client = destination.connector.client(
             ClientContext(
                 destination=config,
@@ -97,6 +98,7 @@ class Pipeline:
             self.metrics,
             self._dead_letter_items,
             on_state_change=self._update_up,
+            request_slots=pool_size,
         )
         self._tenants = {brand: Tenant(brand, creds) for brand, creds in destination.credentials.items()}
         self._map = destination.connector.map
@@ -508,3 +510,4 @@ class Pipeline:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._engine.close()  # per-key deliveries the lanes handed off

@@ -156,7 +156,8 @@ class Replay:
         config = self.destination.config
         metrics = DestinationMetrics(self.metrics, self.destination.name)
         lanes = self.destination.concurrency * max(1, len(self._tenants))
-        transport = HttpTransport(config, metrics, pool_size=max(lanes, 4))
+        pool_size = max(lanes, 4)
+        transport = HttpTransport(config, metrics, pool_size=pool_size)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(producer.stop)
             if extension is not None:
@@ -181,6 +182,7 @@ class Replay:
                 retry.halt_probe,
                 metrics,
                 self._dead_letter_items,
+                request_slots=pool_size,
             )
             committer = asyncio.create_task(self._commit_forever(consumer))
             try:
@@ -193,6 +195,7 @@ class Replay:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                await self._engine.close()
                 await self._commit(consumer)
         self.summary.interrupted = self.summary.interrupted or self.in_flight > 0
 

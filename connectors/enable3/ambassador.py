@@ -16,9 +16,9 @@ from aiohttp.typedefs import Handler
 from connectors.enable3.client import DEFAULT_BASE_URL
 from connectors.enable3.config import AmbassadorSettings, Enable3Credentials
 from gateway.config import Destination
-from gateway.http_client import HttpResponse, HttpTransport, path_segment
+from gateway.http_client import HttpResponse, HttpTransport, path_segment, safe_location
 from gateway.metrics import DestinationMetrics, Metrics
-from gateway.outcomes import TRANSPORT_FAILURE, status_class
+from gateway.outcomes import TRANSPORT_FAILURE, is_redirect, status_class
 
 log = structlog.get_logger("connectors.enable3.ambassador")
 
@@ -69,9 +69,11 @@ class Ambassador:
     def _authorized(self, request: web.Request) -> bool:
         token = self._settings.token
         scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        presented = presented.strip()
         if token is None or scheme.lower() != "bearer" or not presented:
             return False
-        return hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
+        # "replace": undecodable header bytes arrive as lone surrogates, which a strict encode would raise on (500).
+        return hmac.compare_digest(presented.encode("utf-8", "replace"), token.get_secret_value().encode())
 
     def _handler(self, endpoint: str) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -120,6 +122,12 @@ class Ambassador:
 def _answer(response: HttpResponse) -> web.Response:
     """Enable3's 2xx body as it is; its other statuses pass through with a small JSON error; no answer is 502/504."""
     status = response.status
+    if is_redirect(status):
+        location = safe_location(response)
+        log.error("Enable3 redirected an ambassador request; redirects are never followed", location=location)
+        return _error(502, "Enable3 redirected the request (check the destination's base_url)", location=location)
+    if response.truncated:
+        return _error(502, "Enable3's answer was too large")
     if 200 <= status < 300:
         content_type = response.headers.get("Content-Type", "application/json").split(";", 1)[0]
         # The body holds a token: no cache along the way may keep it.

@@ -61,6 +61,7 @@ class WithdrawalCallback:
         stopping: asyncio.Event,
     ) -> None:
         self._destination = destination
+        self.settings = settings
         self._settings = settings
         self._secret = settings.secret.get_secret_value().encode()
         self._kafka = kafka
@@ -103,7 +104,11 @@ class WithdrawalCallback:
         if producer is None:
             self._count("unavailable")
             return _json(503, {"error": "the gateway is starting or stopping"})
-        body = await request.read()
+        try:
+            body = await asyncio.wait_for(request.read(), self._settings.limits.body_timeout)
+        except TimeoutError:
+            self._count("invalid")
+            return _json(408, {"error": "the body did not arrive in time"})
         presented = request.headers.get(SIGNATURE_HEADER, "").strip().encode("utf-8", "replace")
         if not hmac.compare_digest(presented, signature(self._secret, body)):
             self._count("bad_signature")

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from connectors.enable3.config import Enable3Credentials, Enable3Options
 from connectors.enable3.mapping import EVENT, REVENUE, SEGMENT_ADD, SEGMENT_REMOVE
 from connectors.enable3.not_found import NOT_FOUND, NotFoundRuns
-from gateway.backoff import parse_retry_after
 from gateway.connector import ClientContext, VendorRecord
-from gateway.http_client import HttpResponse
+from gateway.http_client import HttpResponse, unsettled_result
 from gateway.outcomes import Outcome, SendResult, classify
 from gateway.ownership import revoked, still_owned
 
@@ -31,11 +30,13 @@ MAX_DETAIL = 1000
 class Enable3Client:
     """Sends one tenant's records to Enable3 one request each, with its X-API-KEY, stopping at the first failure.
 
-    A lane's batch holds records of several players in source order; sending them in order keeps each player's
-    order, and the lanes (the destination's `concurrency`) send different players in parallel over pooled
-    keep-alive connections. A failure ends the send with a partial result: the records before it are settled,
-    and the engine retries, dead-letters or halts on the rest.
+    The engine hands it one player's records at a time (`per_key_requests`) and sends different players in parallel
+    over pooled keep-alive connections; sending them in order keeps each player's order. A failure ends the send
+    with a partial result: the records before it are settled, and the engine retries, dead-letters or halts on the
+    rest of that player's records only.
     """
+
+    per_key_requests = True  # one request per record: the engine delivers each player's records on their own
 
     def __init__(self, context: ClientContext) -> None:
         base_url = context.destination.base_url or DEFAULT_BASE_URL
@@ -88,17 +89,4 @@ def failure(response: HttpResponse, outcome: Outcome, index: int, duplicates: in
             delivered=delivered,
             duplicates=duplicates,
         )
-    if outcome is Outcome.RETRY:
-        reason = response.error.split(":", 1)[0] if status == 0 else ""
-        retry_after = parse_retry_after(response.headers.get("Retry-After")) if status else None
-        detail = response.error or response.text[:200]
-        return SendResult(
-            Outcome.RETRY,
-            status,
-            reason=reason,
-            detail=detail,
-            retry_after=retry_after,
-            delivered=delivered,
-            duplicates=duplicates,
-        )
-    return SendResult(Outcome.HALT, status, detail=response.text[:200], delivered=delivered, duplicates=duplicates)
+    return unsettled_result(response, outcome, delivered=delivered, duplicates=duplicates)

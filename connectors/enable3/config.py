@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from gateway.connector import ConnectorDefaults
 from gateway.durations import Duration
+from gateway.listener import ListenerLimits, ListenerTls
+from gateway.secret_rules import long_enough
 
 DEFAULTS = ConnectorDefaults(
     events=frozenset({"deposit", "withdrawal", "gameround", "login", "custom", "revenue", "segment"}),
@@ -138,10 +140,8 @@ class AmbassadorSettings(BaseModel):
 
     @field_validator("token")
     @classmethod
-    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("the ambassador token must be at least 16 characters")
-        return value
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        return long_enough(value, "ambassador.token")
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> AmbassadorSettings:
@@ -155,9 +155,36 @@ class WithdrawalCallbackSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    secret: SecretStr = Field(min_length=1, description="the HMAC secret agreed with Enable3")
+    secret: SecretStr = Field(description="the HMAC secret agreed with Enable3 (at least 16 characters)")
     topic: str = Field(min_length=1, description="Kafka topic the callbacks are produced to")
     produce_timeout: Duration = Field(10.0, gt=0, description="seconds to wait for Kafka's acknowledgement, else 503")
+    listen: str | None = Field(
+        None, description="HOST:PORT of a listener of its own (exposing it to Enable3 exposes nothing else)"
+    )
+    tls: ListenerTls | None = Field(None, description="serve that listener over HTTPS with {cert_file, key_file}")
+    limits: ListenerLimits = ListenerLimits()
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 0.0.0.0:9111")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_needs_listen(self) -> WithdrawalCallbackSettings:
+        if self.tls is not None and self.listen is None:
+            raise ValueError("withdrawal_callback.tls needs withdrawal_callback.listen (else http.tls applies)")
+        return self
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        long_enough(value, "withdrawal_callback.secret")
+        return value
 
 
 class Enable3Settings(BaseModel):

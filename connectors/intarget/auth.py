@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import ipaddress
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ if TYPE_CHECKING:
 
 
 def _same(given: str, expected: bytes) -> bool:
+    # "replace": header text may hold lone surrogates (undecodable bytes), which a strict encode would raise on.
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected)
 
 
@@ -52,17 +52,18 @@ class FeedAuth:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         ok = False
-        if self.basic is not None and scheme.lower() == "basic":
+        value = value.strip()
+        if self.basic is not None and scheme.lower() == "basic" and value:
             try:
-                decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):  # binascii.Error, and non-ASCII text, are ValueErrors
                 decoded = ""
-            ok |= _same(decoded, self.basic)
+            ok |= bool(decoded) and _same(decoded, self.basic)
         if self.token is not None:
-            if scheme.lower() == "bearer":
-                ok |= _same(value.strip(), self.token)
+            if scheme.lower() == "bearer" and value:
+                ok |= _same(value, self.token)
             query_token = parse_qs(request.rel_url.raw_query_string).get("token")
-            if query_token:
+            if query_token and query_token[0]:
                 ok |= _same(query_token[0], self.token)
         return ok
 

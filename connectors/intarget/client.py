@@ -18,13 +18,15 @@ from gateway.outcomes import Outcome, SendResult
 
 log = structlog.get_logger("connectors.intarget.client")
 
-# A record the store refuses for what it holds (never for the store's state): isolate it and dead-letter it.
+# A record the store refuses for what it holds (never for the store's state), so retrying can never succeed:
+# isolate it and dead-letter it. (CustomFieldLimit is a ValueError.)
 DATA_ERRORS: Final[tuple[type[BaseException], ...]] = (
     sqlite3.IntegrityError,
     sqlite3.DataError,
     sqlite3.InterfaceError,  # a value of a type SQLite cannot bind
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,  # e.g. an index row too large for an id: it can never succeed
     orjson.JSONDecodeError,
     KeyError,
     TypeError,

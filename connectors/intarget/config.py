@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from connectors.intarget.feeds import FEEDS
 from gateway.connector import ConnectorDefaults
 from gateway.durations import Duration
+from gateway.listener import ListenerLimits, ListenerTls
+from gateway.secret_rules import long_enough
 
 DEFAULTS = ConnectorDefaults(
     events=frozenset(
@@ -72,11 +74,18 @@ class FeedSettings(BaseModel):
         10.0, gt=0, description="seconds a request waits for in-progress writes before answering 503 + Retry-After"
     )
     chunk_rows: int = Field(1000, ge=1, description="rows fetched from the store and written per chunk")
+    tls: ListenerTls | None = Field(None, description="serve HTTPS with {cert_file, key_file}")
+    limits: ListenerLimits = ListenerLimits()
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         return _host_port(value)
+
+    @field_validator("password", "token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        return long_enough(value, f"feed.{info.field_name}")
 
     @model_validator(mode="after")
     def _auth_required(self) -> FeedSettings:

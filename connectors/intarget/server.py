@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import contextlib
 import time
@@ -16,6 +17,7 @@ from connectors.intarget.auth import FeedAuth
 from connectors.intarget.feeds import FEEDS
 from connectors.intarget.formats import FeedEncoder
 from connectors.intarget.store import FeedStore, StoreUnavailable
+from gateway.listener import Listener
 
 if TYPE_CHECKING:
     from connectors.intarget.config import FeedSettings
@@ -55,7 +57,7 @@ class FeedServer:
         self.settings = settings
         self.metrics = metrics
         self.auth = FeedAuth(settings)
-        self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         self.port = settings.port
 
     def app(self) -> web.Application:
@@ -65,22 +67,20 @@ class FeedServer:
         return app
 
     async def start(self) -> None:
-        """Listen on `feed.listen`."""
-        self._runner = web.AppRunner(self.app(), access_log=None)  # the query may carry the token: never logged
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_address=True)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only here
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
-        log.info("feed server listening", destination=self.destination, port=self.port)
+        """Listen on `feed.listen`, behind the listener limits, with TLS when configured (no access log: the query
+        may carry the token)."""
+        settings = self.settings
+        listener = Listener(self.app(), settings.host, settings.port, settings.limits, settings.tls)
+        await listener.start()
+        self._listener = listener
+        self.port = listener.port
+        log.info("feed server listening", destination=self.destination, url=listener.url)
 
     async def stop(self) -> None:
         """Stop listening (idempotent)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """One feed request: allow-list, auth, parameters, watermark, then the streamed rows."""
@@ -138,7 +138,13 @@ class FeedServer:
             # A failure past this point cannot change the status: the response ends without its last chunk, so
             # the client sees a broken transfer rather than a short window.
             async for chunk in chunks:
-                await response.write(encoder.json_rows(chunk, first) if form == "json" else encoder.csv_rows(chunk))
+                # Encoding a chunk is CPU work proportional to its width: off the event loop, so a wide window
+                # never stalls deliveries, metrics or other feed requests.
+                if form == "json":
+                    body = await asyncio.to_thread(encoder.json_rows, chunk, first)
+                else:
+                    body = await asyncio.to_thread(encoder.csv_rows, chunk)
+                await response.write(body)
                 first = False
                 rows_counter.inc(len(chunk))
         if form == "json":

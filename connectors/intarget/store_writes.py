@@ -39,6 +39,8 @@ SESSION_COLUMNS: Final = (*FEEDS["casino_sessions"].names[:-1], "brand", "name_f
 IN_CHUNK: Final = 500
 # Row keys that describe the first sighting (not columns): the first of a batch wins.
 FIRST_SIGHTING: Final = frozenset({"seen_at", "registered_default"})
+MAX_STORE_CUSTOM_FIELDS = 500
+"""Distinct player custom field names a store holds; a record adding more is refused with a clear reason."""
 
 
 def upsert_sql(table: str, key: str, columns: Sequence[str], insert_only: Sequence[str] = ()) -> str:
@@ -156,6 +158,21 @@ async def _partial(tx: Transaction, stamp: int, table: str, rows: list[dict[str,
         )
 
 
+class CustomFieldLimit(ValueError):
+    """A record would add a custom field past MAX_STORE_CUSTOM_FIELDS: it is refused (dead-lettered), never retried."""
+
+
+async def _check_custom_field_count(tx: Transaction, kinds: dict[str, str]) -> None:
+    """Refuse new custom field names once the store holds MAX_STORE_CUSTOM_FIELDS: each is a players feed column."""
+    known = {name for (name,) in await tx.fetch("SELECT name FROM player_custom_fields", [])}
+    new = sorted(set(kinds) - known)
+    if new and len(known) + len(new) > MAX_STORE_CUSTOM_FIELDS:
+        raise CustomFieldLimit(
+            f"custom field limit: the store holds {len(known)} distinct custom fields (at most "
+            f"{MAX_STORE_CUSTOM_FIELDS}, each a players feed column); new: {', '.join(new[:5])[:200]}"
+        )
+
+
 async def _players(tx: Transaction, stamp: int, rows: list[dict[str, Any]]) -> None:
     """Players: partial merge, custom fields merged key by key; a new player no event gave registered_at gets the
     mapping's `registered_default` (the first sighting, or null to hold the row back: options.registered_at)."""
@@ -173,6 +190,7 @@ async def _players(tx: Transaction, stamp: int, rows: list[dict[str, Any]]) -> N
             values = {name: value for name, value in values.items() if value is not None}
             kinds.update({name: value[0] for name, value in values.items()})
             merged[player_id]["custom"] = orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode() if values else None
+        await _check_custom_field_count(tx, kinds)
         await tx.insert_many(
             "INSERT INTO player_custom_fields (name, kind) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
             sorted(kinds.items()),

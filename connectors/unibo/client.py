@@ -8,9 +8,8 @@ from typing import Any
 import orjson
 
 from connectors.unibo.config import UniboCredentials
-from gateway.backoff import parse_retry_after
 from gateway.connector import ClientContext, VendorRecord
-from gateway.http_client import HttpResponse
+from gateway.http_client import HttpResponse, unsettled_result
 from gateway.outcomes import Outcome, SendResult, classify
 
 PATH = "/api/v1/events"
@@ -93,12 +92,4 @@ def classify_response(response: HttpResponse, size: int) -> SendResult:
             rejected, detail = rejected_items(response.body, size)
             return SendResult(Outcome.REJECT, status, detail=detail, rejected=rejected)
         return SendResult(Outcome.REJECT, status, detail=response.text[:MAX_DETAIL])
-    if outcome is Outcome.RETRY:
-        reason = "partial_store" if status == 510 else ""
-        if status == 0:
-            reason = response.error.split(":", 1)[0]
-        retry_after = parse_retry_after(response.headers.get("Retry-After")) if status else None
-        return SendResult(
-            Outcome.RETRY, status, reason=reason, detail=response.error or response.text[:200], retry_after=retry_after
-        )
-    return SendResult(Outcome.HALT, status, detail=response.text[:200])
+    return unsettled_result(response, outcome, reason="partial_store" if status == 510 else "")

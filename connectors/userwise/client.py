@@ -1,7 +1,9 @@
 """UserWise HTTP client: sends a batch as per-player requests, signs each one, and folds the answers into one verdict.
 
 Per player the requests go one after another and stop at the first that fails, so a player's order holds; players go
-in parallel. The batch's verdict (a partial SendResult) combines the per-request outcomes, most severe first:
+in parallel, and one player's transient failure never stops another's requests. (The delivery engine hands this client
+one player's records per send, see `per_key_requests`, so each player also retries on its own schedule.)
+The batch's verdict (a partial SendResult) combines the per-request outcomes, most severe first:
 HALT (the key or hash is refused: nothing else can pass) > RETRY (transient: back off, then send the rest again) >
 REJECT (a request UserWise refuses: dead-letter its record, or let the engine split to find it) > DELIVERED.
 `delivered` always names the records whose request got a 2xx, so a retry never re-sends them: UserWise has no dedupe
@@ -19,9 +21,8 @@ import structlog
 from connectors.userwise.config import DEFAULTS, UserWiseCredentials, UserWiseOptions
 from connectors.userwise.requests import PlannedRequest, plan
 from connectors.userwise.signing import api_key_header, appuser_url, signed_url
-from gateway.backoff import parse_retry_after
 from gateway.connector import ClientContext, VendorRecord
-from gateway.http_client import HttpResponse
+from gateway.http_client import HttpResponse, unsettled_result
 from gateway.logs import scrubber
 from gateway.outcomes import Outcome, SendResult, classify
 from gateway.ownership import revoked, still_owned
@@ -47,12 +48,9 @@ def classify_response(response: HttpResponse) -> SendResult:
     outcome = classify(status)
     if outcome is Outcome.DELIVERED:
         return SendResult(Outcome.DELIVERED, status)
-    if outcome is Outcome.RETRY:
-        reason = response.error.split(":", 1)[0] if status == 0 else ""
-        retry_after = parse_retry_after(response.headers.get("Retry-After")) if status else None
-        detail = response.error or response.text[:200]
-        return SendResult(Outcome.RETRY, status, reason=reason, detail=detail, retry_after=retry_after)
-    return SendResult(outcome, status, detail=response.text[:MAX_DETAIL])
+    if outcome is Outcome.REJECT:
+        return SendResult(outcome, status, detail=response.text[:MAX_DETAIL])
+    return unsettled_result(response, outcome)
 
 
 def combine(delivered: set[int], failures: Sequence[RequestFailure]) -> SendResult:
@@ -79,6 +77,8 @@ def combine(delivered: set[int], failures: Sequence[RequestFailure]) -> SendResu
 
 class UserWiseClient:
     """Sends one tenant's batch to `POST {base_url}/api/v1/appuser/{id}/{events|revenue_events|attributes}?enc=...`."""
+
+    per_key_requests = True  # each player's records are their own requests: the engine delivers them per player
 
     def __init__(self, context: ClientContext) -> None:
         destination = context.destination
@@ -109,7 +109,8 @@ class UserWiseClient:
         secret = credentials.secret_key.get_secret_value()
         delivered: set[int] = set()
         failures: list[RequestFailure] = []
-        stop = asyncio.Event()  # set on HALT or RETRY: the rest would fail the same way; it is sent again later
+        # Set on HALT: the rest would be refused the same way. A transient failure stops only its own player.
+        stop = asyncio.Event()
 
         async def player(requests: list[PlannedRequest]) -> None:
             for request in requests:
@@ -130,7 +131,7 @@ class UserWiseClient:
                     delivered.update(request.indexes)
                     continue
                 failures.append(RequestFailure(request, result))
-                if result.outcome is not Outcome.REJECT:
+                if result.outcome is Outcome.HALT:
                     stop.set()
                 return  # the player's later requests wait, so its order holds
 

@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-FaultKind = Literal["status", "rate_limit", "hang", "reset", "slow"]
+FaultKind = Literal["status", "rate_limit", "hang", "reset", "slow", "redirect"]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 CONTROL_PREFIX = "/_sandbox/"
 _KIND_ALIASES = {"429": "rate_limit"}
@@ -32,6 +32,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "delay": (int, float, type(None)),
     "path_prefix": (str,),
     "header": (str,),
+    "location": (str,),
 }
 
 
@@ -43,6 +44,7 @@ class FaultPlan:
     hang: read the request, never answer; drop the connection after `delay` s (None = when cleared or on shutdown).
     reset: read the request, then reset the TCP connection without answering.
     slow: wait `delay` s (default 1), then answer normally.
+    redirect: answer `status` (a 3xx) with `Location: location`, as a vendor that moved or an http:// base_url would.
     Only requests whose path starts with `path_prefix` are eligible; the `/_sandbox/` control API never is.
     `header` ("Name: value") narrows a plan to requests carrying that header value, e.g. one tenant's API key: one
     lane of a destination slowed while the others flow.
@@ -57,6 +59,7 @@ class FaultPlan:
     delay: float | None = None
     path_prefix: str = "/"
     header: str = ""
+    location: str = "https://elsewhere.invalid/moved"
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -65,7 +68,10 @@ class FaultPlan:
             raise ValueError("count must be >= 1 or null (until cleared)")
         if not 0.0 < self.fraction <= 1.0:
             raise ValueError("fraction must be in (0, 1]")
-        if not 400 <= self.status <= 599:
+        if self.kind == "redirect":
+            if not 300 <= self.status <= 399:
+                raise ValueError("a redirect needs a 3xx status")
+        elif not 400 <= self.status <= 599:
             raise ValueError("status must be a 4xx or 5xx code")
         if self.retry_after < 0:
             raise ValueError("retry_after must be >= 0 seconds")
@@ -188,6 +194,8 @@ class FaultInjector:
             return await handler(request)
         if plan.kind == "status":
             return web.Response(status=plan.status, body=plan.body, content_type=_content_type(plan.body))
+        if plan.kind == "redirect":
+            return web.Response(status=plan.status, body=plan.body, headers={"Location": plan.location})
         if plan.kind == "rate_limit":
             headers = {"Retry-After": str(plan.retry_after)}
             return web.Response(status=429, body=plan.body, content_type=_content_type(plan.body), headers=headers)
@@ -220,6 +228,18 @@ class FaultInjector:
         self.release_hangs()
 
 
+def standard_fault_mix() -> list[FaultPlan]:
+    """The standard mix of a misbehaving vendor, until cleared: about 0.1% hangs, 1% connection resets, 3% 5xx and
+    2% 429 with `Retry-After: 1`. Plans are tried in order, so each fraction is of the requests the earlier ones
+    left; the fractions are set so that each share is of all requests."""
+    shares: list[tuple[FaultKind, float]] = [("hang", 0.001), ("reset", 0.01), ("status", 0.03), ("rate_limit", 0.02)]
+    plans, left = [], 1.0
+    for kind, share in shares:
+        plans.append(FaultPlan(kind, fraction=share / left, status=503, retry_after=1))
+        left -= share
+    return plans
+
+
 def _reset_connection(request: web.Request) -> None:
     """Abort the request's TCP connection; SO_LINGER 0 makes the kernel send RST instead of FIN."""
     transport = request.transport
@@ -240,4 +260,4 @@ def _json(payload: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
 
 
-__all__ = ["CONTROL_PREFIX", "FAULT_KINDS", "FaultInjector", "FaultKind", "FaultPlan"]
+__all__ = ["CONTROL_PREFIX", "FAULT_KINDS", "FaultInjector", "FaultKind", "FaultPlan", "standard_fault_mix"]

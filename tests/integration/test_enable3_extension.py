@@ -20,7 +20,14 @@ from tests.integration.enable3_support import (
     enable3,  # noqa: F401 - the fixture
     enable3_destination,
 )
-from tests.integration.harness import InProcessGateway, gateway_config, read_topic, running_gateway, wait_for
+from tests.integration.harness import (
+    InProcessGateway,
+    free_port,
+    gateway_config,
+    read_topic,
+    running_gateway,
+    wait_for,
+)
 
 BEARER = "ambassador-bearer-token-0123456789"
 SECRET = "callback-hmac-secret-abcdef"
@@ -112,6 +119,15 @@ async def test_ambassador_endpoints_forward_with_the_key_require_the_bearer_and_
             enable3.sandbox.faults.add(FaultPlan(kind="status", status=503, count=1, path_prefix="/api/v1/integration"))
             status, body = await _call(session, "GET", f"{base}/users/p-1/token", auth)
             assert status == 200 and body["token"] == enable3.sandbox.issued_tokens[-1]
+            # A redirect is never followed (it would carry the key elsewhere): 502 naming where it pointed.
+            moved = "http://127.0.0.1:9/elsewhere"
+            redirect = FaultPlan(
+                kind="redirect", status=308, location=moved, count=1, path_prefix="/api/v1/integration"
+            )
+            enable3.sandbox.faults.add(redirect)
+            status, body = await _call(session, "GET", f"{base}/users/p-1/balance", auth)
+            assert (status, body["location"]) == (502, moved)
+            assert "redirected" in body["error"]
             enable3.sandbox.faults.add(FaultPlan(kind="hang", count=2, path_prefix="/api/v1/integration"))
             status, body = await _call(session, "GET", f"{base}/users/p-1/token", auth)
             assert (status, body["reason"]) == (504, "timeout")  # timeout enforced, one retry, then an answer
@@ -120,6 +136,7 @@ async def test_ambassador_endpoints_forward_with_the_key_require_the_bearer_and_
             assert _ambassador(gateway, "token", "unauthorized") == 3
             assert _ambassador(gateway, "token", "error") == 1
             assert _ambassador(gateway, "balance", "4xx") == 1
+            assert _ambassador(gateway, "balance", "3xx") == 1
             assert (
                 gateway.value(
                     "gateway_ambassador_request_duration_seconds_count", destination="enable3", endpoint="widget-url"
@@ -164,6 +181,38 @@ async def test_withdrawal_callback_stores_signed_bodies_once_and_refuses_bad_sig
         records = await read_topic(broker.bootstrap_servers, f"{topic}.withdrawals", timeout=3)
         assert _callbacks(gateway, "accepted") == 1
         assert _callbacks(gateway, "bad_signature") == 3
+    assert [(r.key, r.value) for r in records] == [(b"tx-9001", raw)]
+
+
+async def test_withdrawal_callback_on_its_own_listener_exposes_nothing_else(
+    broker: EmbeddedBroker,
+    topic: str,
+    enable3: RunningEnable3,  # noqa: F811
+    session: aiohttp.ClientSession,
+) -> None:
+    """With `withdrawal_callback.listen`, the callback is served there only: that port has no /metrics, /readyz or
+    ambassador, and the gateway listener no longer has the callback."""
+    await broker.create_topic(f"{topic}.withdrawals", partitions=1)
+    port = free_port()
+    destination = enable3_destination(
+        enable3.url,
+        ambassador={"enabled": True, "token": BEARER, "timeout": 1.0},
+        withdrawal_callback={"secret": SECRET, "topic": f"{topic}.withdrawals", "listen": f"127.0.0.1:{port}"},
+    )
+    raw = orjson.dumps(CALLBACK)
+    signed = {SIGNATURE_HEADER: signature(SECRET.encode(), raw).decode(), "Content-Type": "application/json"}
+    async with running_gateway(gateway_config(broker.bootstrap_servers, topic, [destination])) as gateway:
+        own = f"http://127.0.0.1:{port}"
+        path = "/enable3/enable3/callbacks/withdrawal"
+        assert (await _call(session, "POST", own + path, signed, raw))[0] == 200
+        for exposed in ("/metrics", "/readyz", "/enable3/enable3/users/p-1/token"):
+            async with session.get(own + exposed) as response:
+                assert response.status == 404, exposed
+        assert gateway.gateway.http is not None
+        async with session.post(gateway.gateway.http.url + path, data=raw, headers=signed) as response:
+            assert response.status in (404, 405)
+        assert _callbacks(gateway, "accepted") == 1
+    records = await read_topic(broker.bootstrap_servers, f"{topic}.withdrawals", timeout=3)
     assert [(r.key, r.value) for r in records] == [(b"tx-9001", raw)]
 
 

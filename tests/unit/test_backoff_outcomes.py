@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.backoff import FullJitterBackoff, parse_retry_after
+from gateway.backoff import RETRY_AFTER_JITTER, FullJitterBackoff, parse_retry_after
 from gateway.outcomes import Outcome, classify, retry_reason, status_class
 
 
@@ -26,10 +26,32 @@ def test_full_jitter_spreads_delays() -> None:
 
 
 def test_retry_after_wins_but_is_capped() -> None:
-    """A vendor's Retry-After is honoured exactly, up to the cap."""
+    """A vendor's Retry-After is honoured (plus at most RETRY_AFTER_JITTER of it), up to the cap."""
     backoff = FullJitterBackoff(initial=0.1, maximum=1.0, retry_after_cap=60.0)
-    assert backoff.delay(0, retry_after=7.0) == 7.0
-    assert backoff.delay(3, retry_after=3600.0) == 60.0
+    assert 7.0 <= backoff.delay(0, retry_after=7.0) <= 7.0 * (1 + RETRY_AFTER_JITTER)
+    assert 60.0 <= backoff.delay(3, retry_after=3600.0) <= 60.0 * (1 + RETRY_AFTER_JITTER)
+
+
+@pytest.mark.parametrize("header", ["0", "0.0", "Wed, 21 Oct 2015 07:28:10 GMT"], ids=["zero", "zero-float", "past"])
+def test_retry_after_zero_or_past_never_gives_zero(header: str) -> None:
+    """`Retry-After: 0` and an HTTP date in the past (clock skew) wait at least `initial`, never 0 (a hot loop)."""
+    backoff = FullJitterBackoff(initial=0.2, maximum=5.0, rng=random.Random(3))
+    retry_after = parse_retry_after(header)
+    assert retry_after == 0.0
+    delays = [backoff.delay(attempt, retry_after) for attempt in range(50)]
+    assert min(delays) >= 0.2
+
+
+def test_retry_after_zero_cap_still_has_the_floor() -> None:
+    """A cap of 0 (Retry-After switched off) cannot make a zero delay either."""
+    backoff = FullJitterBackoff(initial=0.5, maximum=5.0, retry_after_cap=0.0)
+    assert backoff.delay(0, retry_after=30.0) >= 0.5
+
+
+def test_retry_after_is_jittered() -> None:
+    """Lanes told the same Retry-After do not all come back at the same instant."""
+    backoff = FullJitterBackoff(initial=0.1, maximum=1.0, rng=random.Random(11))
+    assert len({round(backoff.delay(0, retry_after=1.0), 6) for _ in range(50)}) > 40
 
 
 def test_huge_attempt_numbers_do_not_overflow() -> None:
@@ -71,7 +93,11 @@ def test_parse_retry_after_http_date() -> None:
         (400, Outcome.REJECT),
         (404, Outcome.REJECT),
         (422, Outcome.REJECT),
-        (302, Outcome.RETRY),
+        (301, Outcome.HALT),
+        (302, Outcome.HALT),
+        (307, Outcome.HALT),
+        (308, Outcome.HALT),
+        (101, Outcome.RETRY),
     ],
     ids=str,
 )

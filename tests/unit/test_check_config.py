@@ -137,7 +137,7 @@ def test_the_example_config_with_its_placeholders_is_refused(monkeypatch: pytest
         monkeypatch.delenv(name, raising=False)
     status, _, err = check_config(EXAMPLE_CONFIG, {}, monkeypatch)
     assert status == 1
-    assert err.count("placeholder 'change-me'") == 5, err
+    assert err.count("still the placeholder 'change-me") == 5, err
     status, out, err = check_config(EXAMPLE_CONFIG, EXAMPLE_ENV, monkeypatch)
     assert status == 0, err
     for secret in EXAMPLE_ENV.values():

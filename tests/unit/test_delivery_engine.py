@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.backoff import FullJitterBackoff
+from gateway.backoff import RETRY_AFTER_JITTER, FullJitterBackoff
 from gateway.batcher import Item
 from gateway.connector import VendorRecord
-from gateway.delivery import DeliveryEngine, Tenant
+from gateway.delivery import CHAINS_PER_SLOT, DeliveryEngine, Tenant
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.outcomes import Outcome, SendResult
@@ -38,8 +39,14 @@ class ScriptedClient:
 class Harness:
     """An engine with recorded sleeps and dead letters."""
 
-    def __init__(self, script: Script) -> None:
-        self.client = ScriptedClient(script)
+    def __init__(
+        self,
+        script: Script,
+        *,
+        backoff: FullJitterBackoff | None = None,
+        client: type[ScriptedClient] = ScriptedClient,
+    ) -> None:
+        self.client = client(script)
         self.sleeps: list[float] = []
         self.dead: list[tuple[str, str, int | None]] = []
         self.registry = CollectorRegistry()
@@ -57,7 +64,7 @@ class Harness:
         self.engine = DeliveryEngine(
             "d",
             self.client,
-            FullJitterBackoff(initial=0.01, maximum=0.05, retry_after_cap=30.0),
+            backoff or FullJitterBackoff(initial=0.01, maximum=0.05, retry_after_cap=30.0),
             halt_probe=5.0,
             metrics=self.metrics,
             dead_letter=dead_letter,
@@ -102,12 +109,138 @@ async def test_retry_until_vendor_recovers_without_limit() -> None:
 
 
 async def test_retry_after_is_honoured() -> None:
-    """A 429 with Retry-After waits exactly that long before the next send."""
+    """A 429 with Retry-After waits that long (plus a little jitter) before the next send."""
     answers = iter([SendResult(Outcome.RETRY, 429, retry_after=7.0), SendResult(Outcome.DELIVERED, 204)])
     harness = Harness(lambda records: next(answers))
     _, items = _items(1)
     await harness.engine.deliver(Tenant("default", None), items)
-    assert harness.sleeps == [7.0]
+    assert len(harness.sleeps) == 1
+    assert 7.0 <= harness.sleeps[0] <= 7.0 * (1 + RETRY_AFTER_JITTER)
+
+
+async def test_retry_after_zero_waits_at_least_initial() -> None:
+    """`Retry-After: 0` never makes a zero sleep: the engine waits at least the retry's `initial`."""
+    answers = iter([SendResult(Outcome.RETRY, 429, retry_after=0.0)] * 20 + [SendResult(Outcome.DELIVERED, 204)])
+    harness = Harness(lambda records: next(answers))
+    _, items = _items(1)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert len(harness.sleeps) == 20
+    assert min(harness.sleeps) >= 0.01
+
+
+async def test_progress_resets_the_backoff() -> None:
+    """A send that settled some records retries the rest promptly: the delay never grows while records progress."""
+
+    def one_at_a_time(records: Sequence[VendorRecord]) -> SendResult:
+        if len(records) == 1:
+            return SendResult(Outcome.DELIVERED, 204)
+        return SendResult(Outcome.RETRY, 503, delivered=frozenset({0}))
+
+    harness = Harness(one_at_a_time, backoff=FullJitterBackoff(initial=0.01, maximum=100.0))
+    offsets, items = _items(16)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert offsets.committable() == 16
+    assert len(harness.sleeps) == 15
+    assert max(harness.sleeps) <= 0.01  # attempt 0's ceiling each time, not 0.01 * 2**14
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        SendResult(Outcome.REJECT, 400, rejected=frozenset({99})),
+        SendResult(Outcome.REJECT, 400, rejected=frozenset({-1, 0})),
+    ],
+    ids=["beyond", "negative"],
+)
+async def test_a_reject_naming_records_outside_the_batch_never_loops(result: SendResult) -> None:
+    """A connector bug (REJECT naming indexes outside the batch) is logged and isolated by splitting, never a hot
+    loop: the send count stays bounded and every record ends dead-lettered."""
+    harness = Harness(lambda records: result)
+    offsets, items = _items(4)
+    await asyncio.wait_for(harness.engine.deliver(Tenant("default", None), items), 5)
+    assert offsets.committable() == 4
+    assert sorted(record_id for record_id, _, _ in harness.dead) == [f"id-{i}" for i in range(4)]
+    assert len(harness.client.sends) <= 7  # 4 + 2 + 1: the split tree
+
+
+async def test_delivered_outside_the_batch_is_ignored_not_settled() -> None:
+    """A partial result naming a delivered index beyond the batch settles nothing it cannot name: sent again."""
+    answers = iter([SendResult(Outcome.RETRY, 503, delivered=frozenset({5})), SendResult(Outcome.DELIVERED, 204)])
+    harness = Harness(lambda records: next(answers))
+    offsets, items = _items(2)
+    await harness.engine.deliver(Tenant("default", None), items)
+    assert harness.client.sends == [["id-0", "id-1"], ["id-0", "id-1"]]
+    assert offsets.committable() == 2
+
+
+class PerKeyClient(ScriptedClient):
+    """A per-request vendor client: the engine hands it one ordering key's records per send."""
+
+    per_key_requests = True
+
+
+def _keyed_items(keys: list[str]) -> tuple[PartitionOffsets, list[Item]]:
+    offsets = PartitionOffsets()
+    items = []
+    for index, key in enumerate(keys):
+        offsets.track(index, 1)
+        items.append(make_item(index, offsets=offsets, key=key))
+    return offsets, items
+
+
+async def test_per_key_client_gets_one_key_per_send_in_order() -> None:
+    """Each send carries one player's records, in source order."""
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=PerKeyClient)
+    offsets, items = _keyed_items(["a", "b", "a", "c", "b", "a"])
+    await harness.engine.deliver(Tenant("default", None), items)
+    await harness.engine.settled()
+    assert offsets.committable() == 6
+    assert sorted(harness.client.sends) == [["id-0", "id-2", "id-5"], ["id-1", "id-4"], ["id-3"]]
+
+
+async def test_one_players_hanging_request_does_not_hold_back_the_others_retries() -> None:
+    """While player a's request hangs, player b's failed request is retried and delivered: b's remainder is not held
+    back until the slowest request ends."""
+    release = asyncio.Event()
+    b_answers = iter([SendResult(Outcome.RETRY, 503), SendResult(Outcome.DELIVERED, 204)])
+
+    class Hanging(PerKeyClient):
+        async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+            self.sends.append([record.record_id for record in records])
+            if records[0].key == "a":
+                await release.wait()
+                return SendResult(Outcome.DELIVERED, 204)
+            return next(b_answers)
+
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=Hanging)
+    offsets, items = _keyed_items(["a", "b", "b"])
+    await harness.engine.deliver(Tenant("default", None), items)
+    for _ in range(200):
+        if harness.value("gateway_events_delivered_total", type="deposit") >= 2:
+            break
+        await asyncio.sleep(0.01)
+    b_delivered = harness.value("gateway_events_delivered_total", type="deposit")
+    release.set()
+    await asyncio.wait_for(harness.engine.settled(), 5)
+    assert b_delivered == 2  # both of b's records, while a still hung
+    assert harness.client.sends.count(["id-1", "id-2"]) == 2
+    assert offsets.committable() == 3
+
+
+async def test_per_key_failure_of_one_player_does_not_resend_the_others() -> None:
+    """Player a fails three times; player b is sent once and never again."""
+    a_answers = iter([SendResult(Outcome.RETRY, 503)] * 3 + [SendResult(Outcome.DELIVERED, 204)])
+
+    def script(records: Sequence[VendorRecord]) -> SendResult:
+        return next(a_answers) if records[0].key == "a" else SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(script, client=PerKeyClient)
+    offsets, items = _keyed_items(["a", "b", "a", "b"])
+    await harness.engine.deliver(Tenant("default", None), items)
+    await harness.engine.settled()
+    assert offsets.committable() == 4
+    assert harness.client.sends.count(["id-1", "id-3"]) == 1
+    assert harness.client.sends.count(["id-0", "id-2"]) == 4
 
 
 async def test_unknown_reject_is_isolated_by_splitting() -> None:
@@ -261,3 +394,111 @@ async def test_a_client_that_raises_is_retried_not_dropped() -> None:
     assert offsets.committable() == 2
     assert harness.value("gateway_delivery_retries_total", reason="client_error") == 2
     assert harness.dead == []
+
+
+async def test_a_players_next_batch_waits_for_its_hanging_request_but_other_players_go_on() -> None:
+    """Per-key deliveries outlive the lane's batch: while player a's request hangs, the lane's next batch is sent for
+    player b at once, and a's next record is sent only after a's hung one settled (its order holds)."""
+    release = asyncio.Event()
+
+    class Hanging(PerKeyClient):
+        async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+            self.sends.append([record.record_id for record in records])
+            if records[0].record_id == "id-0":
+                await release.wait()
+            return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=Hanging)
+    offsets = PartitionOffsets()
+    for index in range(4):
+        offsets.track(index, 1)
+    first = [make_item(0, offsets=offsets, key="a"), make_item(1, offsets=offsets, key="b")]
+    second = [make_item(2, offsets=offsets, key="a"), make_item(3, offsets=offsets, key="b")]
+    tenant = Tenant("default", None)
+    await asyncio.wait_for(harness.engine.deliver(tenant, first), 1)
+    await asyncio.wait_for(harness.engine.deliver(tenant, second), 1)
+    for _ in range(100):
+        if ["id-3"] in harness.client.sends:
+            break
+        await asyncio.sleep(0.01)
+    assert ["id-3"] in harness.client.sends  # b's next batch went while a hung
+    assert ["id-2"] not in harness.client.sends  # a's next record waits for a's hung one
+    release.set()
+    await asyncio.wait_for(harness.engine.settled(), 5)
+    assert harness.client.sends.index(["id-0"]) < harness.client.sends.index(["id-2"])
+    assert offsets.committable() == 4
+
+
+async def test_close_cancels_per_key_deliveries_and_settles_nothing_more() -> None:
+    """Shutdown cancels the per-key deliveries still running: their records stay unsettled (uncommitted)."""
+    never = asyncio.Event()
+
+    class Stuck(PerKeyClient):
+        async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+            await never.wait()
+            return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=Stuck)
+    offsets, items = _keyed_items(["a", "b"])
+    await harness.engine.deliver(Tenant("default", None), items)
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(harness.engine.close(), 5)
+    assert offsets.committable() is None or offsets.committable() == 0
+    await asyncio.wait_for(harness.engine.settled(), 1)
+
+
+async def test_per_key_deliveries_are_bounded_and_the_lane_waits_past_the_bound() -> None:
+    """While the vendor does not answer, once CHAINS_PER_SLOT x request_slots per-key deliveries run the next batch's
+    deliver() waits (the lane stalls, holding plain records) until one ends."""
+    release = asyncio.Event()
+
+    class Silent(PerKeyClient):
+        async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+            await release.wait()
+            return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=Silent)
+    limit = CHAINS_PER_SLOT * 4  # the harness's engine has the default 4 request slots
+    offsets = PartitionOffsets()
+    tenant = Tenant("default", None)
+    for index in range(limit + 1):
+        offsets.track(index, 1)
+    for index in range(limit):
+        await asyncio.wait_for(harness.engine.deliver(tenant, [make_item(index, offsets=offsets, key=f"p{index}")]), 1)
+    blocked = asyncio.create_task(harness.engine.deliver(tenant, [make_item(limit, offsets=offsets, key="last")]))
+    await asyncio.sleep(0.05)
+    assert not blocked.done()
+    release.set()
+    await asyncio.wait_for(blocked, 5)
+    await asyncio.wait_for(harness.engine.settled(), 5)
+    assert offsets.committable() == limit + 1
+
+
+async def test_a_batch_of_more_players_than_the_bound_does_not_wait_for_a_hung_player() -> None:
+    """One player's request hangs; a batch of more players than the bound still starts at once: the bound stalls
+    lanes only when that many deliveries already run, never until every other player is done."""
+    release = asyncio.Event()
+
+    class OneHangs(PerKeyClient):
+        async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+            if records[0].key == "hung":
+                await release.wait()
+            return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=OneHangs)
+    players = CHAINS_PER_SLOT * 4 + 10
+    offsets = PartitionOffsets()
+    for index in range(players + 1):
+        offsets.track(index, 1)
+    tenant = Tenant("default", None)
+    await harness.engine.deliver(tenant, [make_item(0, offsets=offsets, key="hung")])
+    batch = [make_item(index, offsets=offsets, key=f"p{index}") for index in range(1, players + 1)]
+    await asyncio.wait_for(harness.engine.deliver(tenant, batch), 1)
+    for _ in range(200):
+        if harness.value("gateway_events_delivered_total", type="deposit") == players:
+            break
+        await asyncio.sleep(0.01)
+    assert harness.value("gateway_events_delivered_total", type="deposit") == players
+    release.set()
+    await asyncio.wait_for(harness.engine.settled(), 5)
+    assert offsets.committable() == players + 1

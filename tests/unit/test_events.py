@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.errors import InvalidEvent, InvalidJson
+from gateway.event_fields import MAX_CUSTOM_FIELDS, MAX_CUSTOM_KEY, MAX_CUSTOM_TEXT, MAX_ID_LENGTH
 from gateway.events import (
     CRYPTO_TICKERS,
     EVENT_TYPES,
@@ -859,3 +860,61 @@ def test_schema_describes_every_event_type_with_a_valid_example() -> None:
         assert event.type == kind
         documented[kind] = event
     assert set(documented) == set(EVENT_TYPES)
+
+
+NATURAL_IDS = [
+    ("deposit", "transaction_id"),
+    ("deposit", "wallet_id"),
+    ("withdrawal", "transaction_id"),
+    ("gameround", "round_id"),
+    ("gameround", "game_id"),
+    ("gameround", "session_id"),
+    ("gameround", "transaction_id"),
+    ("game", "game_id"),
+    ("revenue", "revenue_id"),
+    ("wallet", "wallet_id"),
+    ("bonus", "assignment_id"),
+    ("bonus", "bonus_id"),
+    ("sports_bet", "bet_id"),
+]
+
+
+@pytest.mark.parametrize(("event_type", "field"), NATURAL_IDS, ids=[f"{t}.{f}" for t, f in NATURAL_IDS])
+def test_natural_ids_are_bounded(event_type: str, field: str) -> None:
+    """A natural key of 128 characters is valid; one of 12,000 (a store index cannot hold it) is invalid_event."""
+    decode_dict(message(event_type, {**FULL[event_type], field: "i" * MAX_ID_LENGTH}))
+    with pytest.raises(InvalidEvent) as caught:
+        decode_dict(message(event_type, {**FULL[event_type], field: "i" * 12_000}))
+    assert field in error_paths(caught.value.detail)
+
+
+def test_sports_selection_ids_are_bounded() -> None:
+    """A selection's selection_id and event_id are natural keys too."""
+    selection = {**FULL["sports_bet"]["selections"][0], "selection_id": "s" * 5000}
+    with pytest.raises(InvalidEvent):
+        decode_dict(message("sports_bet", {**FULL["sports_bet"], "selections": [selection]}))
+
+
+@pytest.mark.parametrize(
+    ("custom", "says"),
+    [
+        pytest.param({f"k{i}": i for i in range(MAX_CUSTOM_FIELDS + 1)}, "at most 100", id="too-many-keys"),
+        pytest.param({"k" * (MAX_CUSTOM_KEY + 1): 1}, "at most 64", id="key-too-long"),
+        pytest.param({"note": "x" * (MAX_CUSTOM_TEXT + 1)}, "at most 1024", id="value-too-long"),
+        pytest.param({"tags": ["x"] * 101}, "at most 100 strings", id="list-too-long"),
+        pytest.param({"tags": ["x" * 2000]}, "at most 1024", id="list-item-too-long"),
+    ],
+)
+def test_player_custom_fields_are_bounded(custom: dict[str, Any], says: str) -> None:
+    """Past the bounds on custom fields, the event is invalid_event with a reason that says which bound."""
+    with pytest.raises(InvalidEvent) as caught:
+        decode_dict(message("player", {"custom": custom}))
+    assert says in caught.value.detail
+
+
+def test_player_custom_fields_at_the_bounds_are_valid() -> None:
+    """100 keys of 64 characters with 1024-character values are accepted."""
+    custom = {f"{i:03d}".ljust(MAX_CUSTOM_KEY, "k"): "v" * MAX_CUSTOM_TEXT for i in range(MAX_CUSTOM_FIELDS)}
+    event = decode_dict(message("player", {"custom": custom}))
+    assert isinstance(event, PlayerEvent)
+    assert len(event.custom or {}) == MAX_CUSTOM_FIELDS

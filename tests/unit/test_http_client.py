@@ -1,11 +1,17 @@
-"""The vendor HTTP transport's pieces: the rate limiter and the TLS setting."""
+"""The vendor HTTP transport: rate limiter, TLS setting, body cap, and redirects never followed."""
 
 from __future__ import annotations
 
 import ssl
 import time
 
-from gateway.http_client import RateLimiter, ssl_context
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway.config import DestinationConfig
+from gateway.http_client import MAX_RESPONSE_BYTES, HttpTransport, RateLimiter, ssl_context, unsettled_result
+from gateway.metrics import DestinationMetrics, Metrics
+from gateway.outcomes import Outcome, classify
 
 
 async def test_rate_limiter_spaces_requests() -> None:
@@ -32,3 +38,64 @@ def test_tls_verification_is_on_unless_disabled() -> None:
     assert context.verify_mode is ssl.CERT_REQUIRED
     assert context.check_hostname
     assert ssl_context(verify=False, ca_file=None) is False
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def _transport() -> HttpTransport:
+    config = DestinationConfig(name="d", connector="unibo")
+    return HttpTransport(config, DestinationMetrics(Metrics(CollectorRegistry()), "d"), pool_size=2)
+
+
+async def test_a_vendor_body_is_read_up_to_the_cap() -> None:
+    """A 5 MiB answer is read only up to MAX_RESPONSE_BYTES and marked truncated; a small one is whole."""
+    big = b"x" * (5 * 1024 * 1024)
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=big if request.path == "/big" else b"ok")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", answer)
+    runner, url = await _serve(app)
+    transport = _transport()
+    try:
+        response = await transport.request("POST", f"{url}/big", body=b"{}")
+        assert (response.status, len(response.body), response.truncated) == (200, MAX_RESPONSE_BYTES, True)
+        small = await transport.request("POST", f"{url}/small", body=b"{}")
+        assert (small.body, small.truncated) == (b"ok", False)
+    finally:
+        await transport.close()
+        await runner.cleanup()
+
+
+async def test_redirects_are_answers_never_followed_and_name_their_location() -> None:
+    """A 307 comes back as the answer (the target never hears from us); its verdict is HALT naming the Location
+    without query or user info."""
+    hits: list[str] = []
+
+    async def moved(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        if request.path == "/api":
+            raise web.HTTPTemporaryRedirect("http://user:pw@127.0.0.1:1/elsewhere?key=secret")
+        return web.Response(text="should never be reached")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", moved)
+    runner, url = await _serve(app)
+    transport = _transport()
+    try:
+        response = await transport.request("POST", f"{url}/api", body=b"{}", headers={"x-api-key": "k-secret"})
+        assert response.status == 307 and hits == ["/api"]
+        result = unsettled_result(response, classify(response.status))
+        assert result.outcome is Outcome.HALT
+        assert "http://127.0.0.1:1/elsewhere" in result.detail
+        assert "secret" not in result.detail and "pw" not in result.detail
+    finally:
+        await transport.close()
+        await runner.cleanup()

@@ -76,6 +76,24 @@ async def test_rate_limit_fault_sends_retry_after(bed: Bed) -> None:
     assert (await bed.call()).status == 200
 
 
+@pytest.mark.parametrize("status", [301, 307, 308])
+async def test_redirect_fault_answers_a_3xx_with_its_location(bed: Bed, status: int) -> None:
+    """A redirect fault answers its 3xx with Location, without reaching the handler."""
+    bed.faults.add(FaultPlan("redirect", count=1, status=status, location="http://127.0.0.1:9/trap"))
+    async with bed.session.post(f"{bed.url}/vendor/ping", json={}, allow_redirects=False) as response:
+        assert (response.status, response.headers["Location"]) == (status, "http://127.0.0.1:9/trap")
+    assert (bed.served, bed.faults.injected["redirect"]) == ([], 1)
+
+
+def test_a_redirect_fault_needs_a_3xx_and_a_status_fault_cannot_have_one() -> None:
+    """The control API refuses a redirect without a 3xx, and a 3xx on a status fault."""
+    with pytest.raises(ValueError, match="3xx"):
+        FaultPlan.from_dict({"kind": "redirect"})
+    with pytest.raises(ValueError, match="4xx or 5xx"):
+        FaultPlan.from_dict({"kind": "status", "status": 301})
+    assert FaultPlan.from_dict({"kind": "redirect", "status": 308, "location": "/x"}).location == "/x"
+
+
 async def test_hang_fault_makes_the_client_time_out(bed: Bed) -> None:
     """A hang fault never answers, so a client with a short timeout gives up; the next request is served."""
     bed.faults.add(FaultPlan("hang", count=1))

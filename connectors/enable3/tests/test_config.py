@@ -59,3 +59,32 @@ def test_mistakes_fail_at_startup_naming_the_key(destination: dict[str, Any], na
     with pytest.raises(ConfigError) as raised:
         parse(_tree(**destination), env={})
     assert names in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("destination", "says"),
+    [
+        ({"ambassador": {"enabled": True, "token": "${AMB_TOKEN}"}}, "ambassador.token must be at least 16"),
+        ({"withdrawal_callback": {"secret": "${CB_SECRET}", "topic": "w"}}, "withdrawal_callback.secret must be"),
+        ({"withdrawal_callback": {"secret": "short-secret", "topic": "w"}}, "at least 16 characters, got 12"),
+    ],
+    ids=["empty-ambassador-token-var", "empty-callback-secret-var", "short-callback-secret"],
+)
+def test_empty_or_short_secrets_fail_check_config(destination: dict[str, Any], says: str) -> None:
+    """An ambassador token or callback secret from a `${VAR}` set to "", or shorter than 16 characters, is refused
+    at startup, and the message never shows the value."""
+    with pytest.raises(ConfigError, match=says) as caught:
+        parse(_tree(**destination), env={"AMB_TOKEN": "", "CB_SECRET": ""})
+    assert "short-secret" not in str(caught.value)
+
+
+def test_the_callback_can_have_its_own_listener_with_tls_only_there() -> None:
+    """`listen` puts the callback on its own port; `tls` without `listen` is a startup error."""
+    resolved = parse(_tree(withdrawal_callback={"secret": SECRET, "topic": "w", "listen": "0.0.0.0:9111"}), env={})
+    assert resolved.destinations[0].settings.withdrawal_callback.listen == "0.0.0.0:9111"
+    with pytest.raises(ConfigError, match=r"needs withdrawal_callback\.listen"):
+        parse(
+            _tree(withdrawal_callback={"secret": SECRET, "topic": "w", "tls": {"cert_file": __file__,
+                                                                             "key_file": __file__}}),
+            env={},
+        )  # fmt: skip

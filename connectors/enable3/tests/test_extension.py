@@ -49,7 +49,7 @@ def test_each_part_mounts_only_its_own_routes() -> None:
         "/enable3/e3/users/{user}/token",
         "/enable3/e3/users/{user}/balance",
     ]
-    callback = extensions_of([_context(withdrawal_callback={"secret": "s", "topic": "w"})])["e3"]
+    callback = extensions_of([_context(withdrawal_callback={"secret": "s" * 16, "topic": "w"})])["e3"]
     assert isinstance(callback, Enable3Extension)
     assert _paths(callback) == ["/enable3/e3/callbacks/withdrawal"]
 
@@ -57,7 +57,11 @@ def test_each_part_mounts_only_its_own_routes() -> None:
 async def test_handlers_answer_503_before_start() -> None:
     """Routes are mounted before the listener starts; until `start` ran they answer 503, never a half-built answer."""
     extension = extensions_of(
-        [_context(ambassador={"enabled": True, "token": "t" * 20}, withdrawal_callback={"secret": "s", "topic": "w"})]
+        [
+            _context(
+                ambassador={"enabled": True, "token": "t" * 20}, withdrawal_callback={"secret": "s" * 16, "topic": "w"}
+            )
+        ]
     )["e3"]
     for route in extension.routes:
         assert isinstance(route, web.RouteDef)
@@ -88,3 +92,33 @@ async def test_a_user_id_that_would_leave_the_user_path_is_refused() -> None:
                 assert isinstance(response, web.Response) and response.status == 400
     finally:
         await extension.stop()
+
+
+async def _raw_status(port: int, path: str, authorization: bytes) -> bytes:
+    """The status code of a GET sent as raw bytes (a hostile client need not encode its headers)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: gw\r\nAuthorization: " + authorization
+                 + b"\r\nConnection: close\r\n\r\n")  # fmt: skip
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    return status_line.split()[1]
+
+
+async def test_a_non_ascii_or_empty_bearer_gets_401_not_500() -> None:
+    """Non-ASCII bytes in Authorization (UTF-8 or not), or `Bearer` without a token: 401, never a 500."""
+    extension = extensions_of([_context(ambassador={"enabled": True, "token": "t" * 20})])["e3"]
+    app = web.Application()
+    app.add_routes(extension.routes)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    await extension.start()
+    try:
+        for header in (b"Bearer \xc3\xa9t\xc3\xa9", b"Bearer \xff\xfe-token", b"Bearer", b"Bearer    "):
+            assert await _raw_status(port, "/enable3/e3/users/p1/token", header) == b"401", header
+    finally:
+        await extension.stop()
+        await runner.cleanup()

@@ -23,7 +23,7 @@ def context(store: str, port: int, stopping: asyncio.Event) -> ExtensionContext:
             "kafka": {"bootstrap_servers": "127.0.0.1:9", "topics": ["t"], "dlq_topic": "t.dlq"},
             "destinations": [
                 {"name": "intarget", "connector": "intarget", "store": store,
-                 "feed": {"listen": f"127.0.0.1:{port}", "token": "t"}}
+                 "feed": {"listen": f"127.0.0.1:{port}", "token": "t" * 16}}
             ],
         },
         env={},

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import csv
 import io
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from connectors.intarget.config import FeedSettings
+from connectors.intarget.formats import FeedEncoder
 from connectors.intarget.server import FeedServer
 from connectors.intarget.store import FeedStore
 from connectors.intarget.store_sqlite import SqliteStore
@@ -158,8 +160,20 @@ async def test_bad_parameters_get_a_clear_400(served: Served, query: str, says: 
         {"Authorization": basic("someone", PASSWORD)},
         {"Authorization": "Bearer wrong-token"},
         {"Authorization": "Basic !!!notbase64"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer    "},
+        {"Authorization": "Basic"},
     ],
-    ids=["none", "wrong-password", "wrong-user", "wrong-token", "garbage"],
+    ids=[
+        "none",
+        "wrong-password",
+        "wrong-user",
+        "wrong-token",
+        "garbage",
+        "bearer-no-token",
+        "bearer-blank",
+        "basic-empty",
+    ],
 )
 async def test_wrong_or_missing_credentials_get_401_without_detail(served: Served, headers: dict[str, str]) -> None:
     """Every refusal is the same bare 401: it never says which part failed."""
@@ -290,3 +304,106 @@ async def test_a_busy_writer_does_not_starve_feed_requests(served: Served) -> No
         written = await writer
     assert written > 5  # the writer really was busy while the requests came in
     assert statuses == [200] * 5
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"Basic \xc3\xa9t\xc3\xa9", b"Bearer \xff\xfe-token", b"Basic \xe2\x82\xac\x80\x81"],
+    ids=["basic-utf8", "bearer-latin1", "basic-broken-utf8"],
+)
+async def test_a_non_ascii_authorization_header_gets_401_not_500(served: Served, header: bytes) -> None:
+    """Bytes outside ASCII in Authorization (sent raw, as a hostile client would) are a refusal, not a crash."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.server.port)
+    writer.write(
+        b"GET /intarget/players?" + WINDOW.encode() + b" HTTP/1.1\r\nHost: feeds\r\nAuthorization: " + header
+        + b"\r\nConnection: close\r\n\r\n"
+    )  # fmt: skip
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert status_line.split()[1] == b"401"
+
+
+async def test_an_empty_token_query_is_refused(tmp_path: Path, clock: ManualClock) -> None:
+    """`?token=` with nothing after it never matches."""
+    running = await serve(tmp_path, clock, token=TOKEN)
+    try:
+        status, _, _ = await running.get(f"/players?{WINDOW}&token=", headers={})
+        assert status == 401
+    finally:
+        await running.server.stop()
+        await running.store.close()
+
+
+async def _serve_players(tmp_path: Path, clock: ManualClock, *events: dict[str, Any]) -> Served:
+    running = await serve(tmp_path, clock, username="intarget", password=PASSWORD)
+    await running.store.write(records(*events))
+    clock.advance(1800)
+    return running
+
+
+async def test_csv_cells_and_header_names_that_would_run_as_formulas_are_neutralized(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """Text cells and custom column names starting with =, +, -, @, tab or CR get a leading `'` (OWASP); phone
+    numbers and numbers stay as they are; JSON carries the values unchanged."""
+    formulas = {
+        "first_name": "=HYPERLINK(\"http://evil\",\"x\")", "last_name": "+cmd|' /C calc'!A0",
+        "city": "-2+3+cmd|' /C calc'!A0", "ref_code": "@SUM(1+1)", "traffic_source": "\tTAB", "user_agent": "\rCR",
+    }  # fmt: skip
+    custom = {"=evil": "x", "note": "@SUM(2)", "balance": -5, "phone_like": "+44 20 7946 0958"}
+    running = await _serve_players(tmp_path, clock, player("pl-x", **formulas, phone="+44 20 7946 0958", custom=custom))
+    try:
+        _, body, _ = await running.get(f"/players?{WINDOW}&format=csv")
+        (row,) = list(csv.DictReader(io.StringIO(body.decode("utf-8"), newline="")))
+        for field, value in formulas.items():
+            assert row[field] == "'" + value
+        assert row["'=evil"] == "x"
+        assert row["note"] == "'@SUM(2)"
+        assert row["balance"] == "-5"
+        assert row["phone_like"] == "+44 20 7946 0958"
+        _, body, _ = await running.get(f"/contacts?{WINDOW}&format=csv")
+        (contact,) = list(csv.DictReader(io.StringIO(body.decode("utf-8"), newline="")))
+        assert contact["phone"] == "+44 20 7946 0958"
+        players = orjson.loads((await running.get(f"/players?{WINDOW}&format=json"))[1])
+        assert players[0]["first_name"] == formulas["first_name"] and players[0]["=evil"] == "x"
+    finally:
+        await running.server.stop()
+        await running.store.close()
+
+
+async def test_custom_fields_colliding_with_columns_get_unique_names(tmp_path: Path, clock: ManualClock) -> None:
+    """Custom fields named `status` and `custom_status` (and `id`, `custom_id`, `custom_id_2`): every CSV column and
+    JSON key is unique, each holding its own value."""
+    custom = {"status": "s1", "custom_status": "s2", "id": "i1", "custom_id": "i2", "custom_id_2": "i3"}
+    running = await _serve_players(tmp_path, clock, player("pl-c", status="vip", custom=custom))
+    try:
+        _, body, _ = await running.get(f"/players?{WINDOW}&format=csv")
+        header = next(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
+        assert len(header) == len(set(header))
+        (row,) = list(csv.DictReader(io.StringIO(body.decode("utf-8"), newline="")))
+        assert row["status"] == "vip" and row["id"] == "p-1"
+        served_values = {row[name] for name in header[-len(custom) :]}
+        assert served_values == set(custom.values())
+        raw = (await running.get(f"/players?{WINDOW}&format=json"))[1]
+        (obj,) = orjson.loads(raw)
+        assert len(obj) == len(header)  # orjson keeps the last of duplicate keys: a lost column would show here
+    finally:
+        await running.server.stop()
+        await running.store.close()
+
+
+@pytest.mark.parametrize("form", ["csv", "json"])
+async def test_rows_are_encoded_off_the_event_loop(served: Served, form: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each chunk is encoded in a worker thread, so a wide window cannot stall the loop that delivers events."""
+    threads: list[int] = []
+    original = FeedEncoder.csv_rows if form == "csv" else FeedEncoder.json_rows
+
+    def recording(self: FeedEncoder, *args: Any) -> bytes:
+        threads.append(threading.get_ident())
+        return original(self, *args)
+
+    monkeypatch.setattr(FeedEncoder, "csv_rows" if form == "csv" else "json_rows", recording)
+    status, _, _ = await served.get(f"/players?{WINDOW}&format={form}")
+    assert status == 200
+    assert threads and threading.get_ident() not in threads
