@@ -179,3 +179,15 @@ def test_every_alert_has_a_runbook_section() -> None:
     assert alerts_without_runbook(sections) == []
     del sections["gatewaydeadletterreduced"]
     assert alerts_without_runbook(sections) == ["GatewayDeadLetterReduced"]
+
+
+def files_naming_the_design_notes() -> list[str]:
+    """Source files (gateway/, connectors/, tests/, bench/) that name the design notes a user does not have."""
+    outside = "DESIGN" + ".md"  # spelled apart so this file does not name it
+    sources = [p for folder in ("gateway", "connectors", "tests", "bench") for p in (ROOT / folder).rglob("*.py")]
+    return sorted(str(p.relative_to(ROOT)) for p in sources if p.name != "test_docs.py" and outside in p.read_text())
+
+
+def test_no_code_points_at_the_design_notes() -> None:
+    """Docstrings and comments point at docs/ (in the repository), never at the design notes outside it."""
+    assert files_naming_the_design_notes() == []
