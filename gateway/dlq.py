@@ -30,8 +30,9 @@ def truncate_utf8(text: str, limit: int = MAX_ERROR_BYTES) -> bytes:
 
 
 RECORD_HEADER = "gateway-record"
-"""Extension to the DESIGN.md headers: the one vendor record (its `record_id`) that failed, when the message mapped to
-several and only that one was refused, so a replay re-sends that record and not its delivered siblings."""
+"""Extension to the dead-letter headers (docs/dead-letters.md): the one vendor record (its `record_id`) that failed,
+when the message mapped to several and only that one was refused, so a replay re-sends that record and not its
+delivered siblings."""
 
 
 def dead_letter_headers(
@@ -43,7 +44,8 @@ def dead_letter_headers(
     failed_at: datetime | None = None,
     record_id: str | None = None,
 ) -> list[tuple[str, bytes]]:
-    """DESIGN.md headers, after the message's own headers (kept so a replay sees what the producer sent)."""
+    """The dead-letter headers (docs/dead-letters.md), after the message's own headers (kept so a replay sees what the
+    producer sent)."""
     when = (failed_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     error = scrubber.clean(error)  # a vendor that echoes our request (key included) must not leak it into the DLQ
     own = [(key, value) for key, value in (message.headers or ()) if not key.startswith("gateway-")]
@@ -60,9 +62,10 @@ def dead_letter_headers(
 
 
 VALUE_DROPPED_HEADER = "gateway-value-dropped"
-"""Extension to the DESIGN.md headers, on a dead letter written in reduced form because the topic refused it as too
-large: the original value's length in bytes. The value (and, if needed, the key and the producer's own headers) is left
-out; `gateway-source` still names the original record (topic/partition/offset) to read it from."""
+"""Extension to the dead-letter headers (docs/dead-letters.md), on a dead letter written in reduced form because the
+topic refused it as too large: the original value's length in bytes. The value (and, if needed, the key and the
+producer's own headers) is left out; `gateway-source` still names the original record (topic/partition/offset) to read
+it from."""
 
 TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 """The broker's MESSAGE_TOO_LARGE, or the producer's own max_request_size check: retrying the same bytes never helps."""

@@ -1,4 +1,4 @@
-"""The Prometheus metrics contract (DESIGN.md section 7) in one container that takes its registry as an argument."""
+"""The Prometheus metrics contract (docs/metrics.md) in one container that takes its registry as an argument."""
 
 from __future__ import annotations
 

@@ -141,7 +141,7 @@ FEEDS: Final[dict[str, Feed]] = {
         ),
     )
 }
-"""Feed name → feed, in DESIGN.md 5a's order; each feed's table has its name."""
+"""Feed name → feed, in the order of InTarget's document (docs/vendors/intarget.md); each feed's table has its name."""
 
 REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "players": ("id", "registered_at", "modified_at"),

@@ -54,7 +54,7 @@ async def _dead_letters(
     reason: str = "rejected",
     failed_at: datetime | None = None,
 ) -> None:
-    """Write records to the DLQ exactly as the gateway does (value + DESIGN.md section 4 headers)."""
+    """Write records to the DLQ exactly as the gateway does (value + the headers of docs/dead-letters.md)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:

@@ -65,7 +65,7 @@ class Expected:
 
 
 def expected_at_userwise(events: Iterable[dict[str, Any]]) -> Expected:
-    """Apply the vendor rules (DESIGN.md section 3 and the issue) to a stream, in source order."""
+    """Apply the vendor rules (docs/vendors/userwise.md, connectors/userwise/README.md) to a stream, in source order."""
     expected = Expected()
     for event in events:
         kind, uid, player = event["type"], event["event_id"], event.get("player_id")
