@@ -25,6 +25,7 @@ def is_placeholder(value: str) -> bool:
     word = value.strip().lower()
     return word in PLACEHOLDERS or any(word.startswith(f"{placeholder}-") for placeholder in PLACEHOLDERS)
 
+
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 - names the wildcard, binds nothing
 
 

@@ -17,6 +17,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.durations import Duration
+
 log = structlog.get_logger("gateway.listener")
 
 
@@ -25,10 +27,10 @@ class ListenerLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    header_timeout: float = Field(10.0, gt=0, description="seconds a new connection has to send a request's headers")
-    keepalive_timeout: float = Field(15.0, gt=0, description="seconds an idle keep-alive connection is kept open")
+    header_timeout: Duration = Field(10.0, gt=0, description="seconds a new connection has to send a request's headers")
+    keepalive_timeout: Duration = Field(15.0, gt=0, description="seconds an idle keep-alive connection is kept open")
     max_connections: int = Field(256, ge=1, description="open connections at once; more are closed on accept")
-    body_timeout: float = Field(10.0, gt=0, description="seconds to receive a request body (callbacks)")
+    body_timeout: Duration = Field(10.0, gt=0, description="seconds to receive a request body (callbacks)")
 
 
 class ListenerTls(BaseModel):
