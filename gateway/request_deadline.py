@@ -104,7 +104,7 @@ class RequestDeadline:
 
     def answered(self, seconds: float) -> None:
         """A request got a 2xx answer after `seconds`."""
-        if self._adaptive and self._window.add(seconds):
+        if self._adaptive and self._window.add(seconds, refresh=len(self._window) + 1 == self._min_samples):
             self._update()
 
     def timed_out(self, deadline: float) -> None:
