@@ -4,8 +4,10 @@ The fault mix (gateway.sandbox.faults.standard_fault_mix) on every vendor reques
 `Retry-After: 1`, 1% connection resets, 0.1% hangs (the gateway's request timeout ends them). The sandboxes run in
 their own process (`gateway sandbox`); the destinations use their defaults. Each destination's completion time is
 from the gateway joining its groups until that destination's group has committed every offset of the backlog.
-Prints one line per destination: fault-free seconds, fault-mix seconds and their ratio (the target is <= 2x).
-Run: .venv/bin/python bench/fault_mix.py [--events 15000] [--players 1000]
+Prints one line per destination: fault-free seconds, fault-mix seconds and their ratio (the target is <= 2x), then
+the fault mix's request timeouts (cut by the adaptive deadline or by the `timeout` cap) and the effective timeout at
+the end (docs/configuration.md, adaptive_timeout).
+Run: .venv/bin/python bench/fault_mix.py [--events 15000] [--players 1000] [--timeout S] [--no-adaptive]
 """
 
 from __future__ import annotations
@@ -114,6 +116,24 @@ async def _committed(consumers: dict[str, AIOKafkaConsumer], topic: str) -> dict
     return totals
 
 
+TIMEOUTS: dict[str, dict[str, float]] = {}
+"""Per destination, after the last run: request timeouts by deadline (adaptive, cap) and the effective timeout."""
+
+
+def _timeouts(gateway: Gateway) -> dict[str, dict[str, float]]:
+    def value(name: str, **labels: str) -> float:
+        return gateway.registry.get_sample_value(name, labels) or 0.0
+
+    return {
+        vendor: {
+            "adaptive": value("gateway_http_timeouts_total", destination=vendor, deadline="adaptive"),
+            "cap": value("gateway_http_timeouts_total", destination=vendor, deadline="cap"),
+            "effective": value("gateway_http_request_timeout_seconds", destination=vendor),
+        }
+        for vendor in VENDORS
+    }
+
+
 async def run(bootstrap: str, topic: str, events: list[Any], urls: dict[str, str]) -> dict[str, float]:
     """Seconds until each destination has committed the whole backlog."""
     tree = _tree(bootstrap, topic, urls)
@@ -137,6 +157,7 @@ async def run(bootstrap: str, topic: str, events: list[Any], urls: dict[str, str
                 if vendor not in done and total >= len(events):
                     done[vendor] = time.perf_counter() - started
             await asyncio.sleep(0.2)
+        TIMEOUTS.update(_timeouts(gateway))
     finally:
         gateway.stop()
         await task
@@ -150,10 +171,13 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=15_000)
     parser.add_argument("--players", type=int, default=1_000)
     parser.add_argument("--timeout", type=float, default=None, help="the destinations' request timeout (default 10)")
+    parser.add_argument("--no-adaptive", action="store_true", help="adaptive_timeout off: every request gets timeout")
     parser.add_argument("--only", choices=["fault-free", "fault mix"], default=None, help="run one of the two")
     args = parser.parse_args()
     if args.timeout:
         OVERRIDES["timeout"] = args.timeout
+    if args.no_adaptive:
+        OVERRIDES["adaptive_timeout"] = {"enabled": False}
     configure(level="error", fmt="json")
     process, urls = _spawn_sandboxes()
     try:
@@ -173,6 +197,11 @@ async def main() -> None:
                 injected = await _faults(urls, False)
                 if arm:
                     print(f"  faults injected: {injected}")
+                    for vendor, seen in TIMEOUTS.items():
+                        print(
+                            f"  {vendor:9} timeouts: adaptive {seen['adaptive']:.0f}, cap {seen['cap']:.0f}; "
+                            f"effective timeout at the end {seen['effective']:.2f} s"
+                        )
             for vendor in VENDORS:
                 if len(results) == 1:
                     ((label, times),) = results.items()
