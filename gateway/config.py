@@ -143,7 +143,7 @@ class AdaptiveTimeoutConfig(StrictModel):
     factor: float = Field(3.0, ge=1, description="the deadline is this many times the percentile")
     percentile: float = Field(99.0, gt=0, le=100, description="of the recent 2xx response times")
     window: int = Field(500, ge=10, le=100_000, description="recent 2xx response times kept")
-    min_samples: int = Field(100, ge=1, description="answers seen before the deadline adapts (until then: timeout)")
+    min_samples: int = Field(20, ge=1, description="answers seen before the deadline adapts (until then: timeout)")
 
     @model_validator(mode="after")
     def _enough_room(self) -> AdaptiveTimeoutConfig:

@@ -25,7 +25,7 @@ async def test_a_hung_request_is_cut_by_the_adaptive_deadline_and_retried_withou
     warm_up = list(Traffic(seed=41, players=40, prefix="warm").stream(400))
     later = list(Traffic(seed=42, players=40, prefix="later").stream(200))
     expected = mission_ids(warm_up + later)
-    assert len(mission_ids(warm_up)) >= 150  # more answers than min_samples (100)
+    assert len(mission_ids(warm_up)) >= 150  # well past min_samples (20) and a refresh of the percentile
     destination = enable3_destination(enable3.url, timeout=10.0)
     async with running_gateway(gateway_config(broker.bootstrap_servers, topic, [destination])) as gateway:
         tenant = enable3.sandbox.tenant
