@@ -6,7 +6,8 @@ their own process (`gateway sandbox`); the destinations use their defaults. Each
 from the gateway joining its groups until that destination's group has committed every offset of the backlog.
 Prints one line per destination: fault-free seconds, fault-mix seconds and their ratio (the target is <= 2x), then
 the fault mix's request timeouts (cut by the adaptive deadline or by the `timeout` cap) and the effective timeout at
-the end (docs/configuration.md, adaptive_timeout).
+the end (docs/configuration.md, adaptive_timeout), and each run's vendor requests (count, mean duration) with the
+machine's load average.
 On a shared machine the two runs of one round can see different loads: `--repeat N` alternates N rounds and prints
 the median ratio too.
 Run: .venv/bin/python bench/fault_mix.py [--events 15000] [--players 1000] [--timeout S] [--no-adaptive] [--repeat N]
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import statistics
 import subprocess
@@ -120,7 +122,8 @@ async def _committed(consumers: dict[str, AIOKafkaConsumer], topic: str) -> dict
 
 
 TIMEOUTS: dict[str, dict[str, float]] = {}
-"""Per destination, after the last run: request timeouts by deadline (adaptive, cap) and the effective timeout."""
+"""Per destination, after the last run: request timeouts by deadline (adaptive, cap), the effective timeout, and the
+vendor requests' count and mean duration."""
 
 
 def _timeouts(gateway: Gateway) -> dict[str, dict[str, float]]:
@@ -132,6 +135,8 @@ def _timeouts(gateway: Gateway) -> dict[str, dict[str, float]]:
             "adaptive": value("gateway_http_timeouts_total", destination=vendor, deadline="adaptive"),
             "cap": value("gateway_http_timeouts_total", destination=vendor, deadline="cap"),
             "effective": value("gateway_http_request_timeout_seconds", destination=vendor),
+            "requests": value("gateway_http_request_duration_seconds_count", destination=vendor),
+            "seconds": value("gateway_http_request_duration_seconds_sum", destination=vendor),
         }
         for vendor in VENDORS
     }
@@ -185,6 +190,14 @@ async def _round(
         print(f"{label}: {args.events} events over {args.players} players, three destinations ...", flush=True)
         results[label] = await run(broker.bootstrap_servers, topic, [None] * args.events, urls)
         after = await _faults(urls, False)
+        # The per-request connectors are bound by their request slots, so their time follows the vendor's answer
+        # time: a mean far from the other run's means the shared machine's load changed between the two.
+        answers = ", ".join(
+            f"{vendor} {seen['requests']:.0f} x {1000 * seen['seconds'] / max(seen['requests'], 1):.0f} ms"
+            for vendor, seen in TIMEOUTS.items()
+            if vendor != "unibo"
+        )
+        print(f"  requests (count x mean duration): {answers}; load average {os.getloadavg()[0]:.1f}")
         if arm:
             # The sandboxes count since they started: this run's faults are the difference.
             injected = {
