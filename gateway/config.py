@@ -134,6 +134,24 @@ class RetryConfig(StrictModel):
         return self
 
 
+class AdaptiveTimeoutConfig(StrictModel):
+    """A request's deadline from the destination's recent response times, within [floor, timeout]
+    (gateway.request_deadline)."""
+
+    enabled: bool = True
+    floor: Duration = Field(2.0, gt=0, description="seconds: the adaptive deadline is never shorter")
+    factor: float = Field(3.0, ge=1, description="the deadline is this many times the percentile")
+    percentile: float = Field(99.0, gt=0, le=100, description="of the recent 2xx response times")
+    window: int = Field(500, ge=10, le=100_000, description="recent 2xx response times kept")
+    min_samples: int = Field(20, ge=1, description="answers seen before the deadline adapts (until then: timeout)")
+
+    @model_validator(mode="after")
+    def _enough_room(self) -> AdaptiveTimeoutConfig:
+        if self.min_samples > self.window:
+            raise ValueError("adaptive_timeout.min_samples must not exceed adaptive_timeout.window")
+        return self
+
+
 class TlsConfig(StrictModel):
     """TLS towards the vendor: verification is on unless switched off explicitly."""
 
@@ -178,7 +196,8 @@ class DestinationConfig(BaseModel):
     max_in_flight: int = Field(50000, ge=1)
     concurrency: int | None = Field(None, ge=1, le=1024)
     rate_limit: float | None = Field(None, gt=0, description="requests per second")
-    timeout: Duration = Field(10.0, gt=0, description="seconds per HTTP request")
+    timeout: Duration = Field(10.0, gt=0, description="seconds per HTTP request: the cap of adaptive_timeout")
+    adaptive_timeout: AdaptiveTimeoutConfig = AdaptiveTimeoutConfig()
     tls: TlsConfig = TlsConfig()
     # A string is the short form of {url: ...} (turned into one before validation): not a union member, so a bad
     # proxy is reported once, as a proxy error, and not again as "not a valid string".
@@ -300,6 +319,7 @@ class Destination:
             "max_in_flight": self.config.max_in_flight,
             "rate_limit": self.config.rate_limit,
             "timeout": self.config.timeout,
+            "adaptive_timeout": self.config.adaptive_timeout.model_dump(),
             "retry": self.config.retry.model_dump(),
             "tls": {"verify": self.config.tls.verify, "ca_file": str(self.config.tls.ca_file or "") or None},
             "proxy": _masked(self.config.proxy) if isinstance(self.config.proxy, BaseModel) else None,

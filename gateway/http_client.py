@@ -18,6 +18,7 @@ from gateway.backoff import parse_retry_after
 from gateway.config import DestinationConfig, ProxyConfig
 from gateway.metrics import DestinationMetrics
 from gateway.outcomes import TRANSPORT_FAILURE, Outcome, SendResult, is_redirect, status_class
+from gateway.request_deadline import RequestDeadline
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 """A vendor's answer is read up to this size; the rest is dropped (an answer is a status and a short detail)."""
@@ -93,11 +94,30 @@ def _basic_auth(username: str, password: SecretStr | None) -> str:
 
 
 class HttpTransport:
-    """Sends requests for one destination and never raises for a network failure: it reports status 0."""
+    """Sends requests for one destination and never raises for a network failure: it reports status 0.
 
-    def __init__(self, config: DestinationConfig, metrics: DestinationMetrics, *, pool_size: int) -> None:
+    Each request's timeout is the destination's `RequestDeadline`: `timeout`, or with `adaptive_timeout` (the default)
+    a deadline from the recent 2xx response times, within `timeout`. `adaptive=False` keeps `timeout` for every
+    request and leaves the destination's timeout gauge alone (the Enable3 ambassador: other endpoints, its own timeout).
+    """
+
+    def __init__(
+        self, config: DestinationConfig, metrics: DestinationMetrics, *, pool_size: int, adaptive: bool = True
+    ) -> None:
         self._metrics = metrics
         self._timeout = aiohttp.ClientTimeout(total=config.timeout)
+        settings = config.adaptive_timeout
+        self._deadline_timeout = self._timeout  # aiohttp's timeout for the current deadline, remade when it changes
+        self.deadline = RequestDeadline(
+            config.timeout,
+            floor=settings.floor,
+            factor=settings.factor,
+            percentile=settings.percentile,
+            window=settings.window,
+            min_samples=settings.min_samples,
+            enabled=adaptive and settings.enabled,
+            on_change=metrics.request_timeout.set if adaptive else lambda seconds: None,
+        )
         self._ssl = ssl_context(config.tls.verify, str(config.tls.ca_file) if config.tls.ca_file else None)
         self._pool_size = pool_size
         proxy = config.proxy if isinstance(config.proxy, ProxyConfig) else None
@@ -130,6 +150,7 @@ class HttpTransport:
         session = self._ensure_session()
         if self._proxy_headers is not None and url.startswith("http://"):
             headers = {**(headers or {}), **self._proxy_headers}
+        deadline = self.deadline.current
         started = time.perf_counter()
         try:
             async with session.request(
@@ -140,20 +161,38 @@ class HttpTransport:
                 proxy=self._proxy,
                 proxy_headers=self._proxy_headers,
                 allow_redirects=False,  # a 3xx is the vendor's answer: see outcomes.is_redirect
+                timeout=self._client_timeout(deadline),
             ) as response:
                 payload, truncated = await _read_capped(response.content, MAX_RESPONSE_BYTES)
                 result = HttpResponse(response.status, payload, response.headers, truncated=truncated)
         except TimeoutError:
             result = HttpResponse(TRANSPORT_FAILURE, error="timeout")
+            self._timed_out(deadline)
         except aiohttp.ClientSSLError as error:
             result = HttpResponse(TRANSPORT_FAILURE, error=f"tls: {type(error).__name__}")
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
             result = HttpResponse(TRANSPORT_FAILURE, error=f"connection: {type(error).__name__}")
         except aiohttp.ClientError as error:
             result = HttpResponse(TRANSPORT_FAILURE, error=f"client: {type(error).__name__}")
-        self._metrics.http_duration.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        if 200 <= result.status < 300:
+            self.deadline.answered(elapsed)
+        self._metrics.http_duration.observe(elapsed)
         self._metrics.http_requests(status_class(result.status)).inc()
         return result
+
+    def _client_timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        """aiohttp's timeout for `seconds`, remade only when the deadline changed (at most every few answers)."""
+        if self._deadline_timeout.total != seconds:
+            self._deadline_timeout = aiohttp.ClientTimeout(total=seconds)
+        return self._deadline_timeout
+
+    def _timed_out(self, deadline: float) -> None:
+        if deadline < self.deadline.cap:
+            self._metrics.timeouts_adaptive.inc()
+        else:
+            self._metrics.timeouts_cap.inc()
+        self.deadline.timed_out(deadline)
 
     async def close(self) -> None:
         """Close the pooled connections (idempotent)."""

@@ -86,6 +86,18 @@ class Metrics:
             buckets=HTTP_BUCKETS,
             registry=registry,
         )
+        self.http_timeouts = Counter(
+            "gateway_http_timeouts",
+            "Vendor requests cut by their timeout, by which deadline cut them (adaptive, or the configured cap).",
+            ["destination", "deadline"],
+            registry=registry,
+        )
+        self.http_request_timeout = Gauge(
+            "gateway_http_request_timeout_seconds",
+            "The timeout of the destination's next vendor request (adaptive_timeout within the configured timeout).",
+            ["destination"],
+            registry=registry,
+        )
         self.batch_events = Histogram(
             "gateway_batch_events",
             "Records per vendor send.",
@@ -237,6 +249,9 @@ class DestinationMetrics:
         self._dead_lettered: dict[str, Counter] = {}
         self._retries: dict[str, Counter] = {}
         self._http: dict[str, Counter] = {}
+        self.request_timeout = metrics.http_request_timeout.labels(destination=destination)
+        self.timeouts_adaptive = metrics.http_timeouts.labels(destination, "adaptive")
+        self.timeouts_cap = metrics.http_timeouts.labels(destination, "cap")
 
     def delivered(self, event_type: str) -> Counter:
         """Delivered counter child for a normalized event type."""

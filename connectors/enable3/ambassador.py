@@ -58,7 +58,7 @@ class Ambassador:
         """Open the pooled connections (same TLS and proxy as the pipeline: Enable3 allow-lists the egress IP)."""
         config = self._destination.config.model_copy(update={"timeout": self._settings.timeout, "rate_limit": None})
         metrics = DestinationMetrics(self._metrics, self._destination.name)
-        self._transport = HttpTransport(config, metrics, pool_size=16)
+        self._transport = HttpTransport(config, metrics, pool_size=16, adaptive=False)
 
     async def stop(self) -> None:
         """Close the connections (idempotent)."""
