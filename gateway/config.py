@@ -176,6 +176,9 @@ class DestinationConfig(BaseModel):
     batch: BatchConfig = BatchConfig()
     retry: RetryConfig = RetryConfig()
     max_in_flight: int = Field(50000, ge=1)
+    max_in_flight_bytes: int = Field(
+        32 * 1024 * 1024, ge=64 * 1024, description="bytes held by unsettled messages (values, records, overhead)"
+    )
     concurrency: int | None = Field(None, ge=1, le=1024)
     rate_limit: float | None = Field(None, gt=0, description="requests per second")
     timeout: Duration = Field(10.0, gt=0, description="seconds per HTTP request")
@@ -298,6 +301,7 @@ class Destination:
             },
             "concurrency": self.concurrency,
             "max_in_flight": self.config.max_in_flight,
+            "max_in_flight_bytes": self.config.max_in_flight_bytes,
             "rate_limit": self.config.rate_limit,
             "timeout": self.config.timeout,
             "retry": self.config.retry.model_dump(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +32,7 @@ from gateway.kafka_clients import (
     stop_within,
     within,
 )
+from gateway.load import Bound, Load, message_bytes, records_bytes
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offset_metadata import SettledAbove
 from gateway.offsets import PartitionOffsets
@@ -105,7 +107,20 @@ class Pipeline:
         self._options = destination.options
         self._events = destination.events
         self._concurrency = destination.concurrency
-        self._max_in_flight = config.max_in_flight
+        # Bounds on what is held unsettled: the destination's, and each tenant's share of it, so that one tenant's
+        # backlog (halted, or stuck on a record) fills only its own share (docs/parking.md).
+        self._bound = Bound(config.max_in_flight, config.max_in_flight_bytes)
+        shares = max(1, len(self._tenants))
+        self._tenant_bounds = {
+            name: Bound(config.max_in_flight // shares, config.max_in_flight_bytes // shares) for name in self._tenants
+        }
+        self._loads = {name: Load() for name in self._tenants}
+        self._unrouted = Load()  # messages no tenant holds: dead letters of undecodable or unroutable ones
+        self._average_bytes = 1024  # of a held message, for turning room in bytes into a poll's max_records
+        # A lane's batch never holds more than its share of the bytes bound: the lanes cannot fill it between them
+        # with batches that each wait to be full.
+        batch_cap = max(1024, config.max_in_flight_bytes // (2 * lanes))
+        self._batch = dataclasses.replace(destination.batch, max_bytes=min(destination.batch.max_bytes, batch_cap))
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._tenant_lanes: dict[str, list[Lane | None]] = {name: [None] * self._concurrency for name in self._tenants}
         self._lane_tasks: set[asyncio.Task[None]] = set()
@@ -143,6 +158,14 @@ class Pipeline:
         """Consumed messages not yet settled."""
         return sum(len(offsets) for offsets in self._partitions.values())
 
+    def held(self) -> Load:
+        """Messages held unsettled and their bytes, over every tenant."""
+        total = Load()
+        for load in (*self._loads.values(), self._unrouted):
+            total.events += load.events
+            total.bytes += load.bytes
+        return total
+
     def _update_up(self) -> None:
         self.metrics.up.set(0 if self.halted or self._engine.failing else 1)
 
@@ -161,7 +184,7 @@ class Pipeline:
             async def deliver(items: list[Item], tenant: Tenant = tenant) -> None:
                 await engine.deliver(tenant, items)
 
-            lane = lanes[index] = Lane(Batcher(self.destination.batch), deliver)
+            lane = lanes[index] = Lane(Batcher(self._batch), deliver)
             task = asyncio.create_task(lane.run(), name=f"lane:{self.name}:{tenant.name}:{index}")
             self._lane_tasks.add(task)
             task.add_done_callback(self._lane_ended)
@@ -195,6 +218,7 @@ class Pipeline:
             offsets.track(message.offset, 0)
             self.metrics.skipped_settled.inc()
             return
+        size = message_bytes(message)
         try:
             event = decode(message.value)
             if event.type not in self._events:
@@ -206,12 +230,12 @@ class Pipeline:
                 raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {self.name}")
             records = self._map(event, self._options)
         except EventError as error:
-            offsets.track(message.offset, 1)
+            offsets.track(message.offset, 1, self._unrouted, size)
             self._spawn_dead_letter(offsets, message, error.reason, error.detail, None)
             return
         except Exception as error:  # a connector bug must cost one message, never the pipeline
             log.exception("mapping failed", destination=self.name, source=f"{tp.topic}/{tp.partition}/{message.offset}")
-            offsets.track(message.offset, 1)
+            offsets.track(message.offset, 1, self._unrouted, size)
             failure = MappingError(f"{type(error).__name__} in connector {self.destination.connector.name}")
             self._spawn_dead_letter(offsets, message, failure.reason, failure.detail, None)
             return
@@ -219,7 +243,7 @@ class Pipeline:
             offsets.track(message.offset, 0)
             self.metrics.filtered.inc()
             return
-        offsets.track(message.offset, len(records))
+        offsets.track(message.offset, len(records), self._loads[tenant.name], size + records_bytes(records))
         occurred_at = event.occurred_at.timestamp()
         for record in records:
             self._lane(tenant, record.key).add(
@@ -414,13 +438,27 @@ class Pipeline:
 
     # ---- backpressure ------------------------------------------------------------------------------------------
 
-    def _apply_backpressure(self, consumer: AIOKafkaConsumer, in_flight: int) -> None:
-        if in_flight >= self._max_in_flight:
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer, now: float) -> int:
+        """Pause while the destination or a tenant is at its bound (in count or bytes), resume once back at half;
+        returns how many messages the next poll may take."""
+        total = self.held()
+        self.metrics.in_flight_bytes.set(total.bytes)
+        if total.events:
+            self._average_bytes = max(64, total.bytes // total.events)
+        average = self._average_bytes
+        full = self._bound.check(total, now)
+        room = self._bound.room(total, average)
+        for name, bound in self._tenant_bounds.items():
+            load = self._loads[name]
+            full = bound.check(load, now) or full
+            room = min(room, bound.room(load, average))
+        if full:
             consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions
             self._paused = True
-        elif self._paused and in_flight <= self._max_in_flight // 2:
+        elif self._paused:
             consumer.resume(*consumer.assignment())
             self._paused = False
+        return max(1, min(MAX_POLL_RECORDS, room))
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -459,10 +497,8 @@ class Pipeline:
         consumed = self.metrics.consumed
         while not stopping.is_set():
             self._check_fatal()
-            in_flight = self.in_flight
-            self.metrics.in_flight.set(in_flight)
-            self._apply_backpressure(consumer, in_flight)
-            room = max(1, min(MAX_POLL_RECORDS, self._max_in_flight - in_flight))
+            self.metrics.in_flight.set(self.in_flight)
+            room = self._apply_backpressure(consumer, time.monotonic())
             try:
                 batches = await consumer.getmany(timeout_ms=100, max_records=room)
             except KafkaError as error:  # never ends the pipeline, never a silent loop: counted, logged, backed off
@@ -504,6 +540,7 @@ class Pipeline:
             while self.in_flight and self._fatal is None and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         self.metrics.in_flight.set(self.in_flight)
+        self.metrics.in_flight_bytes.set(self.held().bytes)
 
     async def _cancel_workers(self) -> None:
         tasks = [*self._lane_tasks, *self._side_tasks]
