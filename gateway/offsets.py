@@ -38,6 +38,7 @@ class PartitionOffsets:
         "committed",
         "committed_mark",
         "next_offset",
+        "replay_end",
         "settles",
     )
 
@@ -48,6 +49,9 @@ class PartitionOffsets:
         # grows past twice the unsettled count, so it never outgrows what is in flight.
         self._order: deque[int] = deque()
         self._skip: deque[Range] = deque(settled_before.ranges if settled_before is not None else ())
+        # Where the previous owner had read up to (as far as its commit said): below it, what is read again was
+        # unsettled then, so it precedes whatever that owner parked (gateway.parking).
+        self.replay_end = self._skip[-1][1] if self._skip else 0
         self.next_offset: int | None = None
         self.committed: int | None = None
         self.committed_mark: tuple[int | None, int] | None = None
