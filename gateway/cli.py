@@ -25,6 +25,7 @@ DEAD_LETTER_REASONS = (
     "mapping_error",
     "unsupported_currency",
     "rejected",
+    "parking_refused",
 )
 
 

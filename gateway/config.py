@@ -152,6 +152,17 @@ class AdaptiveTimeoutConfig(StrictModel):
         return self
 
 
+class ParkingConfig(StrictModel):
+    """Parking (docs/parking.md): a blocked brand's further events wait in a Kafka topic, not in memory, so the other
+    brands of the destination go on. Only for destinations with two brands or more."""
+
+    enabled: bool = True
+    topic: str | None = Field(None, description="default: <kafka.group_prefix>.<destination>.parked")
+    after: Duration = Field(
+        10.0, gt=0, description="seconds a brand's backlog stays at its bound before its further events are parked"
+    )
+
+
 class TlsConfig(StrictModel):
     """TLS towards the vendor: verification is on unless switched off explicitly."""
 
@@ -194,6 +205,10 @@ class DestinationConfig(BaseModel):
     batch: BatchConfig = BatchConfig()
     retry: RetryConfig = RetryConfig()
     max_in_flight: int = Field(50000, ge=1)
+    max_in_flight_bytes: int = Field(
+        32 * 1024 * 1024, ge=64 * 1024, description="bytes held by unsettled messages (values, records, overhead)"
+    )
+    parking: ParkingConfig = ParkingConfig()
     concurrency: int | None = Field(None, ge=1, le=1024)
     rate_limit: float | None = Field(None, gt=0, description="requests per second")
     timeout: Duration = Field(10.0, gt=0, description="seconds per HTTP request: the cap of adaptive_timeout")
@@ -301,6 +316,15 @@ class Destination:
         """This destination's consumer group."""
         return f"{prefix}.{self.name}"
 
+    def parking_topic(self, prefix: str) -> str:
+        """The topic a blocked brand's events are parked in."""
+        return self.config.parking.topic or f"{prefix}.{self.name}.parked"
+
+    @property
+    def parks(self) -> bool:
+        """Whether this destination parks a blocked brand's events (parking enabled, and two brands or more)."""
+        return self.config.parking.enabled and len(self.credentials) > 1
+
     def describe(self) -> dict[str, Any]:
         """A printable summary with every secret masked."""
         return {
@@ -317,6 +341,8 @@ class Destination:
             },
             "concurrency": self.concurrency,
             "max_in_flight": self.config.max_in_flight,
+            "max_in_flight_bytes": self.config.max_in_flight_bytes,
+            "parking": self.config.parking.model_dump(),
             "rate_limit": self.config.rate_limit,
             "timeout": self.config.timeout,
             "adaptive_timeout": self.config.adaptive_timeout.model_dump(),

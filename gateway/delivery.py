@@ -31,7 +31,8 @@ from gateway.ownership import REVOKED, ownership
 log = structlog.get_logger("gateway.delivery")
 
 CHAINS_PER_SLOT = 16
-"""Per-key deliveries running at once, per request slot; past it the lanes wait (memory stays bounded)."""
+"""Per-key deliveries of one tenant running at once, per request slot; past it that tenant's lanes wait (memory stays
+bounded, and other tenants go on)."""
 
 DeadLetter = Callable[[Sequence[Item], str, int | None, str], None]
 
@@ -140,7 +141,7 @@ class DeliveryEngine:
             finished()
             return
         groups = _by_key(items)
-        await self._chains.room(self._chain_limit)
+        await self._chains.room(tenant.name, self._chain_limit)
         if self._chains.failure is not None:
             raise RuntimeError(f"a per-key delivery of {self.destination} failed") from self._chains.failure
         self._chains.start(tenant.name, groups, lambda chain: self._deliver_records(tenant, chain, stats), finished)

@@ -17,7 +17,15 @@ log = structlog.get_logger("gateway.dlq")
 
 MAX_ERROR_BYTES = 1024
 REASONS = frozenset(
-    {"invalid_json", "invalid_event", "unknown_brand", "mapping_error", "unsupported_currency", "rejected"}
+    {
+        "invalid_json",
+        "invalid_event",
+        "unknown_brand",
+        "mapping_error",
+        "unsupported_currency",
+        "rejected",
+        "parking_refused",
+    }
 )
 
 

@@ -24,6 +24,7 @@ class KeyChains:
         self._destination = destination
         self._tails: dict[ChainKey, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[str, int] = {}  # per tenant: its deliveries running
         self.failure: BaseException | None = None
         self._ended_one = asyncio.Event()  # set whenever a delivery ends: lanes waiting for room look again
 
@@ -53,10 +54,12 @@ class KeyChains:
             task = asyncio.create_task(chain(records, self._tails.get(key)), name=f"chain:{self._destination}")
             self._tails[key] = task
             self._tasks.add(task)
+            self._running[tenant] = self._running.get(tenant, 0) + 1
             task.add_done_callback(functools.partial(self._ended, key))
 
     def _ended(self, key: ChainKey, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._running[key[0]] -= 1
         self._ended_one.set()
         if self._tails.get(key) is task:
             del self._tails[key]
@@ -67,11 +70,16 @@ class KeyChains:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def room(self, limit: int) -> None:
-        """Wait while `limit` deliveries or more run: a vendor outage then stalls the lanes, which hold plain records,
-        instead of piling up tasks. (A batch may go over by its own size: a batch of more players than `limit` must
-        not wait for every other player to finish.)"""
-        while len(self._tasks) >= limit:
+    def running(self, tenant: str) -> int:
+        """How many of `tenant`'s deliveries run."""
+        return self._running.get(tenant, 0)
+
+    async def room(self, tenant: str, limit: int) -> None:
+        """Wait while `limit` deliveries or more of `tenant` run: a vendor outage then stalls that tenant's lanes,
+        which hold plain records, instead of piling up tasks; another tenant's stuck players never hold back this
+        one's. (A batch may go over by its own size: a batch of more players than `limit` must not wait for every
+        other player to finish.)"""
+        while self._running.get(tenant, 0) >= limit:
             self._ended_one.clear()
             await self._ended_one.wait()
 

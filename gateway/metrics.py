@@ -131,6 +131,36 @@ class Metrics:
             ["destination"],
             registry=registry,
         )
+        self.in_flight_bytes = Gauge(
+            "gateway_in_flight_bytes",
+            "Bytes held by consumed messages not yet settled (values, keys, headers, vendor records, overhead).",
+            ["destination"],
+            registry=registry,
+        )
+        self.parked_events = Counter(
+            "gateway_parked_events",
+            "Messages of a blocked brand written to the destination's parking topic instead of waiting in memory.",
+            ["destination", "brand"],
+            registry=registry,
+        )
+        self.unparked_events = Counter(
+            "gateway_unparked_events",
+            "Parked messages read back from the parking topic and handed to delivery.",
+            ["destination", "brand"],
+            registry=registry,
+        )
+        self.parked_backlog = Gauge(
+            "gateway_parked_backlog",
+            "Parked messages of a brand not yet read back (by this replica's account); 0 once it delivers directly.",
+            ["destination", "brand"],
+            registry=registry,
+        )
+        self.brand_parking = Gauge(
+            "gateway_brand_parking",
+            "1 while a brand's events go to the parking topic (blocked, or its parked backlog not yet drained).",
+            ["destination", "brand"],
+            registry=registry,
+        )
         self.destination_up = Gauge(
             "gateway_destination_up",
             "1 when the destination delivers; 0 while halted on credentials or failing.",
@@ -241,6 +271,7 @@ class DestinationMetrics:
         self.latency = metrics.delivery_latency.labels(destination=destination)
         self.event_age = metrics.event_age.labels(destination=destination)
         self.in_flight = metrics.in_flight.labels(destination=destination)
+        self.in_flight_bytes = metrics.in_flight_bytes.labels(destination=destination)
         self.up = metrics.destination_up.labels(destination=destination)
         self.dead_letters_reduced = metrics.dead_letters_reduced.labels(destination=destination)
         for task in ("lane", "dead_letter", "commit", "lag"):  # at 0 from the start, so increase() sees the first
@@ -293,6 +324,19 @@ class DestinationMetrics:
     def tenant_halted(self, tenant: str, halted: bool) -> None:
         """Mark a tenant halted or resumed."""
         self.metrics.tenant_halted.labels(self.destination, tenant).set(1 if halted else 0)
+
+    def parked(self, brand: str) -> Counter:
+        """Parked-events counter child for a brand."""
+        return self.metrics.parked_events.labels(self.destination, brand)
+
+    def unparked(self, brand: str) -> Counter:
+        """Unparked-events counter child for a brand."""
+        return self.metrics.unparked_events.labels(self.destination, brand)
+
+    def parking(self, brand: str, parking: bool, backlog: int) -> None:
+        """Set a brand's parking state and parked backlog."""
+        self.metrics.brand_parking.labels(self.destination, brand).set(1 if parking else 0)
+        self.metrics.parked_backlog.labels(self.destination, brand).set(backlog)
 
     def consumer_error(self, error: str) -> Counter:
         """Failed-read counter child for an aiokafka error class."""

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from gateway.load import Load
 from gateway.offset_metadata import DEFAULT_MAX_BYTES, Range, SettledAbove, encode
 
 Partition = TypeVar("Partition")
@@ -23,16 +24,34 @@ class PartitionOffsets:
     Memory is proportional to the unsettled messages only: settled offsets are never stored, since every offset
     between the watermark and `next_offset` that is not unsettled is settled (or holds no record). `settled_before`
     are ranges a previous owner committed as settled (commit metadata): the consumer skips those records.
+
+    A message tracked with a `load` adds its size to it, and releases it when it settles or the tracker closes: the
+    pipeline's bound in bytes (and per tenant) reads those loads rather than walking the trackers.
     """
 
-    __slots__ = ("_order", "_pending", "_skip", "closed", "committed", "committed_mark", "next_offset", "settles")
+    __slots__ = (
+        "_held",
+        "_order",
+        "_pending",
+        "_skip",
+        "closed",
+        "committed",
+        "committed_mark",
+        "next_offset",
+        "replay_end",
+        "settles",
+    )
 
     def __init__(self, settled_before: SettledAbove | None = None) -> None:
         self._pending: dict[int, int] = {}
+        self._held: dict[int, tuple[Load, int]] = {}  # unsettled offset -> the load it counts in, and its size
         # Unsettled offsets in increasing order, possibly with settled ones not yet dropped; compacted when it
         # grows past twice the unsettled count, so it never outgrows what is in flight.
         self._order: deque[int] = deque()
         self._skip: deque[Range] = deque(settled_before.ranges if settled_before is not None else ())
+        # Where the previous owner had read up to (as far as its commit said): below it, what is read again was
+        # unsettled then, so it precedes whatever that owner parked (gateway.parking).
+        self.replay_end = self._skip[-1][1] if self._skip else 0
         self.next_offset: int | None = None
         self.committed: int | None = None
         self.committed_mark: tuple[int | None, int] | None = None
@@ -55,13 +74,17 @@ class PartitionOffsets:
             skip.popleft()
         return bool(skip) and skip[0][0] <= offset
 
-    def track(self, offset: int, records: int) -> None:
-        """Record that `offset` was consumed and became `records` vendor records (0 = settled at once)."""
+    def track(self, offset: int, records: int, load: Load | None = None, size: int = 0) -> None:
+        """Record that `offset` was consumed and became `records` vendor records (0 = settled at once); while
+        unsettled it counts in `load` as one message of `size` bytes."""
         if self.next_offset is not None and offset < self.next_offset:
             raise ValueError(f"offset {offset} consumed out of order (expected >= {self.next_offset})")
         self.next_offset = offset + 1
         if records > 0:
             self._pending[offset] = records
+            if load is not None:
+                load.add(size)
+                self._held[offset] = (load, size)
             order = self._order
             order.append(offset)
             if len(order) > 2 * len(self._pending) + 64:
@@ -79,6 +102,9 @@ class PartitionOffsets:
             self._pending[offset] = remaining
             return False
         del self._pending[offset]
+        held = self._held.pop(offset, None)
+        if held is not None:
+            held[0].release(held[1])
         self.settles += 1
         return True
 
@@ -114,6 +140,9 @@ class PartitionOffsets:
         """Stop tracking (partition revoked); returns how many unsettled messages were abandoned."""
         abandoned = len(self._pending)
         self.closed = True
+        for load, size in self._held.values():
+            load.release(size)
+        self._held.clear()
         self._pending.clear()
         self._order.clear()
         self._skip.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,9 +32,11 @@ from gateway.kafka_clients import (
     stop_within,
     within,
 )
+from gateway.load import Bound, Load, message_bytes, records_bytes
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offset_metadata import SettledAbove
 from gateway.offsets import PartitionOffsets
+from gateway.parking import Parking
 from gateway.start_position import StartFilter, reset_policy, seek_new_partitions, start_time
 
 log = structlog.get_logger("gateway.pipeline")
@@ -105,7 +108,20 @@ class Pipeline:
         self._options = destination.options
         self._events = destination.events
         self._concurrency = destination.concurrency
-        self._max_in_flight = config.max_in_flight
+        # Bounds on what is held unsettled: the destination's, and each tenant's share of it, so that one tenant's
+        # backlog (halted, or stuck on a record) fills only its own share (docs/parking.md).
+        self._bound = Bound(config.max_in_flight, config.max_in_flight_bytes)
+        shares = max(1, len(self._tenants))
+        self._tenant_bounds = {
+            name: Bound(config.max_in_flight // shares, config.max_in_flight_bytes // shares) for name in self._tenants
+        }
+        self._loads = {name: Load() for name in self._tenants}
+        self._unrouted = Load()  # messages no tenant holds: dead letters of undecodable or unroutable ones, parkings
+        self._average_bytes = 1024  # of a held message, for turning room in bytes into a poll's max_records
+        # A lane's batch never holds more than its share of the bytes bound: the lanes cannot fill it between them
+        # with batches that each wait to be full.
+        batch_cap = max(1024, config.max_in_flight_bytes // (2 * lanes))
+        self._batch = dataclasses.replace(destination.batch, max_bytes=min(destination.batch.max_bytes, batch_cap))
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._tenant_lanes: dict[str, list[Lane | None]] = {name: [None] * self._concurrency for name in self._tenants}
         self._lane_tasks: set[asyncio.Task[None]] = set()
@@ -123,6 +139,22 @@ class Pipeline:
         self._contact = BrokerContact(destination.name, self.metrics)
         self.joined = False
         self.metrics.up.set(1)
+        self._parking = (
+            Parking(
+                destination,
+                kafka,
+                self._tenants,
+                self._tenant_bounds,
+                self._loads,
+                self.metrics,
+                self._ingest_parked,
+                self._dead_letter_unparked,
+                self._purge_closed,
+                self._replaying,
+            )
+            if destination.parks
+            else None
+        )
 
     # ---- state -------------------------------------------------------------------------------------------------
 
@@ -143,6 +175,14 @@ class Pipeline:
         """Consumed messages not yet settled."""
         return sum(len(offsets) for offsets in self._partitions.values())
 
+    def held(self) -> Load:
+        """Messages held unsettled and their bytes, over every tenant."""
+        total = Load()
+        for load in (*self._loads.values(), self._unrouted):
+            total.events += load.events
+            total.bytes += load.bytes
+        return total
+
     def _update_up(self) -> None:
         self.metrics.up.set(0 if self.halted or self._engine.failing else 1)
 
@@ -161,7 +201,7 @@ class Pipeline:
             async def deliver(items: list[Item], tenant: Tenant = tenant) -> None:
                 await engine.deliver(tenant, items)
 
-            lane = lanes[index] = Lane(Batcher(self.destination.batch), deliver)
+            lane = lanes[index] = Lane(Batcher(self._batch), deliver)
             task = asyncio.create_task(lane.run(), name=f"lane:{self.name}:{tenant.name}:{index}")
             self._lane_tasks.add(task)
             task.add_done_callback(self._lane_ended)
@@ -183,7 +223,18 @@ class Pipeline:
         if fatal and self._fatal is None:
             self._fatal = error
 
+    async def _guarded(self, task: str, work: Any) -> None:
+        """Run a background task whose end would stall records unsettled: a failure fails the pipeline."""
+        try:
+            await work
+        except Exception as error:
+            self._task_failed(task, error, fatal=True)
+
     def _check_fatal(self) -> None:
+        if self._fatal is None and self._parking is not None:
+            failure = self._parking.reader_failure()
+            if failure is not None:
+                self._task_failed("parking_reader", failure, fatal=True)
         if self._fatal is not None:
             raise RuntimeError(f"a background task of destination {self.name} failed") from self._fatal
 
@@ -195,10 +246,20 @@ class Pipeline:
             offsets.track(message.offset, 0)
             self.metrics.skipped_settled.inc()
             return
+        self._take(offsets, message.offset, message, consumed_at, monotonic, False)
+
+    def _ingest_parked(self, offsets: PartitionOffsets, offset: int, message: Any) -> None:
+        """A parked message read back (tracked at its parking-topic `offset`): onto its lanes, never parked again."""
+        self._take(offsets, offset, message, time.time(), time.monotonic(), True)
+
+    def _take(
+        self, offsets: PartitionOffsets, offset: int, message: Any, consumed_at: float, monotonic: float, parked: bool
+    ) -> None:
+        size = message_bytes(message)
         try:
             event = decode(message.value)
             if event.type not in self._events:
-                offsets.track(message.offset, 0)
+                offsets.track(offset, 0)
                 self.metrics.filtered.inc()
                 return
             tenant = tenant_for(self._tenants, event.brand)
@@ -206,24 +267,31 @@ class Pipeline:
                 raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {self.name}")
             records = self._map(event, self._options)
         except EventError as error:
-            offsets.track(message.offset, 1)
-            self._spawn_dead_letter(offsets, message, error.reason, error.detail, None)
+            offsets.track(offset, 1, self._unrouted, size)
+            self._spawn_dead_letter(offsets, offset, message, error.reason, error.detail, None)
             return
         except Exception as error:  # a connector bug must cost one message, never the pipeline
-            log.exception("mapping failed", destination=self.name, source=f"{tp.topic}/{tp.partition}/{message.offset}")
-            offsets.track(message.offset, 1)
+            source = f"{message.topic}/{message.partition}/{message.offset}"
+            log.exception("mapping failed", destination=self.name, source=source)
+            offsets.track(offset, 1, self._unrouted, size)
             failure = MappingError(f"{type(error).__name__} in connector {self.destination.connector.name}")
-            self._spawn_dead_letter(offsets, message, failure.reason, failure.detail, None)
+            self._spawn_dead_letter(offsets, offset, message, failure.reason, failure.detail, None)
             return
         if not records:
-            offsets.track(message.offset, 0)
+            offsets.track(offset, 0)
             self.metrics.filtered.inc()
             return
-        offsets.track(message.offset, len(records))
+        parking = self._parking
+        # Read again below where the previous owner had read: unsettled then, so older than what it parked.
+        if parking is not None and not parked and tenant.name in parking.parking and offset >= offsets.replay_end:
+            offsets.track(offset, 1, self._unrouted, size)  # held until the parking topic acknowledged it
+            parking.park(offsets, offset, message, tenant.name)
+            return
+        offsets.track(offset, len(records), self._loads[tenant.name], size + records_bytes(records))
         occurred_at = event.occurred_at.timestamp()
         for record in records:
             self._lane(tenant, record.key).add(
-                Item(record, offsets, message.offset, event.type, consumed_at, occurred_at, message), monotonic
+                Item(record, offsets, offset, event.type, consumed_at, occurred_at, message), monotonic
             )
 
     # ---- dead letters ------------------------------------------------------------------------------------------
@@ -231,6 +299,7 @@ class Pipeline:
     def _spawn_dead_letter(
         self,
         offsets: PartitionOffsets,
+        offset: int,
         message: Any,
         reason: str,
         detail: str,
@@ -241,7 +310,7 @@ class Pipeline:
             if await self._dead_letters.write(message, self.name, reason, detail, status, record_id):
                 self.metrics.dead_letters_reduced.inc()
             self.metrics.dead_lettered(reason).inc()
-            offsets.settle(message.offset)
+            offsets.settle(offset)
             log.warning(
                 "dead-lettered",
                 destination=self.name,
@@ -263,7 +332,30 @@ class Pipeline:
 
     def _dead_letter_items(self, items: Sequence[Item], reason: str, status: int | None, detail: str) -> None:
         for item in items:  # one dead letter per refused record, naming it: a replay re-sends only that record
-            self._spawn_dead_letter(item.offsets, item.message, reason, detail, status, item.record.record_id)
+            self._spawn_dead_letter(
+                item.offsets, item.offset, item.message, reason, detail, status, item.record.record_id
+            )
+
+    def _dead_letter_unparked(
+        self, offsets: PartitionOffsets, offset: int, message: Any, reason: str, detail: str
+    ) -> None:
+        self._spawn_dead_letter(offsets, offset, message, reason, detail, None)
+
+    def _replaying(self) -> bool:
+        """True while records read again below a previous owner's read position are not all settled: parked events
+        wait for them, as they are older. Also true until the partitions are assigned and their commit metadata read
+        (the metadata held for a partition not yet fetched says what was read before)."""
+        if not self.joined or self._settled_before:
+            return True
+        for tracker in self._partitions.values():
+            position = tracker.committable()
+            if position is not None and position < tracker.replay_end:
+                return True
+        return False
+
+    def _purge_closed(self) -> None:
+        for lane in self._lanes():
+            lane.batcher.purge(lambda item: not item.offsets.closed)
 
     # ---- rebalancing -------------------------------------------------------------------------------------------
 
@@ -333,8 +425,7 @@ class Pipeline:
             if tracker is not None:
                 abandoned += tracker.close()
             self.metrics.forget_partition(tp.topic, tp.partition)
-        for lane in self._lanes():
-            lane.batcher.purge(lambda item: not item.offsets.closed)
+        self._purge_closed()
         return abandoned
 
     # ---- commits and lag ---------------------------------------------------------------------------------------
@@ -414,13 +505,35 @@ class Pipeline:
 
     # ---- backpressure ------------------------------------------------------------------------------------------
 
-    def _apply_backpressure(self, consumer: AIOKafkaConsumer, in_flight: int) -> None:
-        if in_flight >= self._max_in_flight:
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer, now: float) -> int:
+        """Pause while the destination or a tenant is at its bound (in count or bytes), resume once back at half;
+        returns how many messages the next poll may take."""
+        total = self.held()
+        self.metrics.in_flight_bytes.set(total.bytes)
+        if total.events:
+            self._average_bytes = max(64, total.bytes // total.events)
+        average = self._average_bytes
+        full = self._bound.check(total, now)
+        room = self._bound.room(total, average)
+        parking = self._parking
+        parked: set[str] = set()
+        if parking is not None:
+            parking.consider(now)
+            parked = parking.parking  # their events are not held here: their bound is their reader's
+            full = full or bool(parking.holding)
+        for name, bound in self._tenant_bounds.items():
+            if name in parked:
+                continue
+            load = self._loads[name]
+            full = bound.check(load, now) or full
+            room = min(room, bound.room(load, average))
+        if full:
             consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions
             self._paused = True
-        elif self._paused and in_flight <= self._max_in_flight // 2:
+        elif self._paused:
             consumer.resume(*consumer.assignment())
             self._paused = False
+        return max(1, min(MAX_POLL_RECORDS, room))
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -430,12 +543,23 @@ class Pipeline:
         group = self.destination.group_id(self._kafka.group_prefix)
         consumer = destination_consumer(self._kafka, group, self.name, reset)
         consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self, consumer))
+        parking = self._parking
+        if parking is not None and not await parking.start(stopping):  # before reading: it may restore parked brands
+            await parking.stop()
+            return
         if not await start_with_retry(f"consumer:{self.name}", consumer.start, stopping):
             await consumer.stop()
+            if parking is not None:
+                await parking.stop()
             return
         self._consumer = consumer
         log.info("pipeline started", destination=self.name, group=self.destination.group_id(self._kafka.group_prefix))
         side = [asyncio.create_task(self._commit_forever()), asyncio.create_task(self._lag_forever())]
+        if parking is not None:
+            side += [
+                asyncio.create_task(self._guarded("parking_writer", parking.write_forever())),
+                asyncio.create_task(self._guarded("parking_reader", parking.supervise_forever())),
+            ]
         try:
             await self._consume(consumer, stopping)
             await self._drain(grace)
@@ -444,6 +568,8 @@ class Pipeline:
             for task in side:
                 task.cancel()
             await asyncio.gather(*side, return_exceptions=True)
+            if parking is not None:
+                await parking.stop()
             await self._cancel_workers()
             try:
                 await self._commit(limit=SHUTDOWN_CALL_TIMEOUT)
@@ -459,10 +585,8 @@ class Pipeline:
         consumed = self.metrics.consumed
         while not stopping.is_set():
             self._check_fatal()
-            in_flight = self.in_flight
-            self.metrics.in_flight.set(in_flight)
-            self._apply_backpressure(consumer, in_flight)
-            room = max(1, min(MAX_POLL_RECORDS, self._max_in_flight - in_flight))
+            self.metrics.in_flight.set(self.in_flight)
+            room = self._apply_backpressure(consumer, time.monotonic())
             try:
                 batches = await consumer.getmany(timeout_ms=100, max_records=room)
             except KafkaError as error:  # never ends the pipeline, never a silent loop: counted, logged, backed off
@@ -497,13 +621,17 @@ class Pipeline:
         """Stop fetching, send what is queued without lingering, wait for settlement within the grace period."""
         for lane in self._lanes():
             lane.flush()
-        if self.in_flight:
+        if self._unsettled():
             log.info("draining", destination=self.name, in_flight=self.in_flight, grace_s=grace)
             deadline = time.monotonic() + grace
             # Polled rather than signalled, which keeps every settle on the hot path free of callbacks.
-            while self.in_flight and self._fatal is None and time.monotonic() < deadline:  # noqa: ASYNC110
+            while self._unsettled() and self._fatal is None and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         self.metrics.in_flight.set(self.in_flight)
+        self.metrics.in_flight_bytes.set(self.held().bytes)
+
+    def _unsettled(self) -> int:
+        return self.in_flight + (self._parking.pending if self._parking is not None else 0)
 
     async def _cancel_workers(self) -> None:
         tasks = [*self._lane_tasks, *self._side_tasks]

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -51,7 +51,9 @@ async def preflight(resolved: ResolvedConfig, limit: float, report: Callable[[Ch
         checks.append(check)
         report(check)
 
-    await _kafka(resolved.gateway.kafka, limit, record)
+    kafka = resolved.gateway.kafka
+    parking = [d.parking_topic(kafka.group_prefix) for d in resolved.destinations if d.parks]
+    await _kafka(kafka, limit, record, parking)
     for name, available in CODECS.items():
         record(codec_check(name, available()))
     results = await asyncio.gather(*(_vendor(destination, limit) for destination in resolved.destinations))
@@ -73,8 +75,11 @@ def codec_check(name: str, available: bool) -> Check:
     )
 
 
-async def _kafka(kafka: KafkaConfig, limit: float, record: Callable[[Check], None]) -> None:
-    """Connect (and authenticate) as the gateway would, then look for the source and dead-letter topics."""
+async def _kafka(
+    kafka: KafkaConfig, limit: float, record: Callable[[Check], None], parking: Sequence[str] = ()
+) -> None:
+    """Connect (and authenticate) as the gateway would, then look for the source, dead-letter and parking topics (a
+    missing parking topic is created by the gateway at start: reported, not a failure)."""
     servers = ",".join(kafka.servers)
     protocol = security_protocol(kafka.security)
     security = client_security_kwargs(kafka.security)
@@ -110,6 +115,13 @@ async def _kafka(kafka: KafkaConfig, limit: float, record: Callable[[Check], Non
             record(Check(f"kafka topic {topic}", True, f"exists ({role}, {len(partitions)} partition(s))"))
         else:
             record(Check(f"kafka topic {topic}", False, f"does not exist ({role}): create it before starting"))
+    for topic in parking:
+        if topic in topics:
+            partitions = client.partitions_for_topic(topic) or set()
+            record(Check(f"kafka topic {topic}", True, f"exists (parking topic, {len(partitions)} partition(s))"))
+        else:
+            detail = "does not exist (parking topic): the gateway creates it at start (needs CreateTopics on it)"
+            record(Check(f"kafka topic {topic}", True, detail))
     await _stop(client)
 
 

@@ -50,6 +50,7 @@ class UniboStats:
     bad_requests: int = 0
     items_received: int = 0
     fail_item_hits: int = 0
+    stuck_batches: int = 0
 
 
 class UniboSandbox:
@@ -71,6 +72,7 @@ class UniboSandbox:
         self.tenants: dict[str, TenantLog] = {}
         self.stats = UniboStats()
         self.fail_items: set[str] = set()
+        self.stuck_items: set[str] = set()
         self.partial_store_remaining = 0
         self._client_max_size = client_max_size
         self._app: web.Application | None = None
@@ -93,6 +95,10 @@ class UniboSandbox:
         """Make every batch containing one of these unique_ids answer 422 naming them; an empty iterable clears."""
         self.fail_items = set(unique_ids)
 
+    def set_stuck_items(self, unique_ids: Iterable[str]) -> None:
+        """Answer 503 to every batch holding one of these unique_ids (a record stuck on a server error forever)."""
+        self.stuck_items = set(unique_ids)
+
     def set_partial_store(self, batches: int) -> None:
         """Answer 510 to the next `batches` valid batches, storing only every other item of each (0 clears)."""
         if batches < 0:
@@ -105,6 +111,7 @@ class UniboSandbox:
         self.tenants.clear()
         self.stats = UniboStats()
         self.fail_items.clear()
+        self.stuck_items.clear()
         self.partial_store_remaining = 0
         self.faults.reset()
 
@@ -155,6 +162,9 @@ class UniboSandbox:
             stats.bad_requests += 1
             return json_response({"detail": "content-type must be application/json"}, 415)
         items, errors = _parse_body(await request.read())
+        if not errors and self.stuck_items and any(item["data"]["unique_id"] in self.stuck_items for item in items):
+            stats.stuck_batches += 1
+            return json_response({"detail": "sandbox stuck item: internal error"}, 503)
         if not errors and self.fail_items:
             errors = self._fail_item_errors(items)
         if errors:

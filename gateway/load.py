@@ -1,0 +1,80 @@
+"""In-flight load: the events and bytes a pipeline holds, per tenant, and the bounds that pause consumption."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+MESSAGE_OVERHEAD = 400
+"""Bytes held per in-flight message beyond its value, key and headers: the ConsumerRecord, the tracker entries and
+the decoded event while it is mapped (an estimate; bench/backlog_memory.py checks it against RSS)."""
+
+RECORD_OVERHEAD = 150
+"""Bytes held per vendor record beyond its body: the VendorRecord and the Item that carries it."""
+
+
+def message_bytes(message: Any) -> int:
+    """What one consumed message costs to hold: value, key, headers and the fixed overhead."""
+    size = MESSAGE_OVERHEAD + len(message.value or b"") + len(message.key or b"")
+    headers = message.headers
+    if headers:
+        for key, value in headers:
+            size += len(key) + len(value or b"")
+    return size
+
+
+def records_bytes(records: Sequence[Any]) -> int:
+    """What a message's vendor records cost to hold: their bodies and the fixed overhead per record."""
+    return sum(len(record.body) for record in records) + RECORD_OVERHEAD * len(records)
+
+
+class Load:
+    """Messages held and their bytes; trackers release a message's share when it settles (or is abandoned)."""
+
+    __slots__ = ("bytes", "events")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.bytes = 0
+
+    def add(self, size: int) -> None:
+        """One more message of `size` bytes held."""
+        self.events += 1
+        self.bytes += size
+
+    def release(self, size: int) -> None:
+        """A message of `size` bytes no longer held."""
+        self.events -= 1
+        self.bytes -= size
+
+    def __repr__(self) -> str:
+        return f"Load(events={self.events}, bytes={self.bytes})"
+
+
+class Bound:
+    """A bound on a load with hysteresis: full once either count or bytes reach it, not full again until both fall
+    to half, so consumption does not flap around the bound. `full_since` is when it last became full."""
+
+    __slots__ = ("bytes", "events", "full", "full_since")
+
+    def __init__(self, events: int, size: int) -> None:
+        self.events = max(1, events)
+        self.bytes = max(1, size)
+        self.full = False
+        self.full_since = 0.0
+
+    def check(self, load: Load, now: float) -> bool:
+        """Whether `load` is at the bound now (updating the hysteresis state)."""
+        if load.events >= self.events or load.bytes >= self.bytes:
+            if not self.full:
+                self.full = True
+                self.full_since = now
+        elif self.full and load.events <= self.events // 2 and load.bytes <= self.bytes // 2:
+            self.full = False
+        return self.full
+
+    def room(self, load: Load, average_bytes: int) -> int:
+        """How many more messages of about `average_bytes` fit under the bound (at least 0)."""
+        by_count = self.events - load.events
+        by_bytes = (self.bytes - load.bytes) // max(1, average_bytes)
+        return max(0, min(by_count, by_bytes))

@@ -1,0 +1,414 @@
+"""Parking (docs/parking.md): a blocked brand's further events go to a per-destination Kafka topic instead of holding
+the destination's bounds, and come back through that brand's parking reader, in order, once it can take them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from gateway.backoff import FullJitterBackoff
+from gateway.config import Destination, KafkaConfig
+from gateway.delivery import Tenant
+from gateway.dlq import TOO_LARGE
+from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, start_with_retry, stop_within, within
+from gateway.kafka_security import client_security_kwargs
+from gateway.load import Bound, Load
+from gateway.metrics import DestinationMetrics
+from gateway.offsets import PartitionOffsets
+from gateway.parked_records import ParkedMessage, parked_headers
+from gateway.parking_reader import ParkingReader
+
+log = structlog.get_logger("gateway.parking")
+
+SUPERVISE_PERIOD = 0.25
+HOLD_LIMIT = 2.0
+"""Seconds consumption may pause so that a brand's last parked events are delivered and it flips back to direct
+delivery (under steady traffic its parking writes would otherwise never stop long enough); then it tries later."""
+HOLD_RETRY = 10.0
+
+DeadLetter = Callable[[PartitionOffsets, int, Any, str, str], None]
+"""(tracker, offset, message, reason, detail): dead-letter a message that could not be parked."""
+IngestParked = Callable[[PartitionOffsets, int, ParkedMessage], None]
+
+
+@dataclass(slots=True)
+class _Write:
+    offsets: PartitionOffsets
+    offset: int
+    message: Any
+    tenant: str
+
+
+@dataclass(slots=True)
+class TenantParking:
+    """One brand's parking state at one destination."""
+
+    name: str
+    parking: bool = False
+    writes: int = 0  # parking writes not yet acknowledged
+    issued: int = 0  # parking writes ever started: a flip checks that none started while it looked
+    targets: dict[TopicPartition, int] = field(default_factory=dict)  # the reader group must commit past these
+    backlog: int = 0
+    previous: dict[TopicPartition, int] | None = None  # the targets at the previous look
+    hold_until: float = 0.0
+    hold_again_at: float = 0.0
+    reader: ParkingReader | None = None
+    reader_task: asyncio.Task[None] | None = None
+    reader_stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Parking:
+    """The parking topic of one destination: the writer, each brand's state and reader, and the decisions."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        kafka: KafkaConfig,
+        tenants: Mapping[str, Tenant],
+        bounds: Mapping[str, Bound],
+        loads: Mapping[str, Load],
+        metrics: DestinationMetrics,
+        ingest: IngestParked,
+        dead_letter: DeadLetter,
+        purge: Callable[[], None],
+        replaying: Callable[[], bool],
+    ) -> None:
+        """`replaying` is true while source records read again after a restart or rebalance (older than anything
+        parked before it) are unsettled: readers deliver nothing meanwhile."""
+        self.topic = destination.parking_topic(kafka.group_prefix)
+        self._group = f"{destination.group_id(kafka.group_prefix)}.parked"
+        self._destination = destination.name
+        self._kafka = kafka
+        self._after = destination.config.parking.after
+        self._tenants = tenants
+        self._bounds = bounds
+        self._loads = loads
+        self._metrics = metrics
+        self._ingest = ingest
+        self._dead_letter = dead_letter
+        self._purge = purge
+        self._replaying = replaying
+        self.parking: set[str] = set()  # read on the hot path: brands whose events are parked
+        self.holding: set[str] = set()  # brands about to flip back: consumption pauses briefly (HOLD_LIMIT)
+        self._states = {name: TenantParking(name) for name in tenants}
+        self._queue: deque[_Write] = deque()
+        self._queued = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._partitions = 1
+        self._backoff = FullJitterBackoff(initial=0.1, maximum=5.0)
+        for name in tenants:
+            metrics.parking(name, False, 0)
+            metrics.parked(name)
+            metrics.unparked(name)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def start(self, stopping: asyncio.Event) -> bool:
+        """Start the producer, create the topic if missing, and put brands with parked events not yet delivered
+        (before a restart) in parking mode; False if asked to stop first."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._kafka.servers,
+            client_id=f"{self._kafka.client_id}.{self._destination}.parking",
+            acks="all",
+            linger_ms=5,
+            max_request_size=self._kafka.dlq_max_message_bytes,
+            **client_security_kwargs(self._kafka.security),
+        )
+        if not await start_with_retry(f"parking-producer:{self._destination}", producer.start, stopping):
+            await producer.stop()
+            return False
+        self._producer = producer
+        while not stopping.is_set():
+            try:
+                await self._prepare()
+                return True
+            except KafkaError as error:
+                log.warning("cannot prepare the parking topic; retrying", topic=self.topic, error=type(error).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 2.0)
+        return False
+
+    async def _prepare(self) -> None:
+        await ensure_topic(self._kafka, self.topic, self._kafka.topics)
+        producer = self._producer
+        assert producer is not None
+        self._partitions = len(await within(KAFKA_CALL_TIMEOUT, producer.partitions_for(self.topic)))
+        for name, state in self._states.items():
+            behind = await uncommitted(self._kafka, self.topic, self._reader_group(name))
+            if behind:
+                state.targets.update(behind)
+                self._begin(state, "parked events not yet delivered before this start")
+
+    @property
+    def pending(self) -> int:
+        """Parking writes not yet acknowledged, and parked events read back and not yet settled."""
+        states = self._states.values()
+        return sum(s.writes for s in states) + sum(s.reader.pending for s in states if s.reader is not None)
+
+    async def stop(self) -> None:
+        """Stop every reader (each commits what settled) and the producer."""
+        for state in self._states.values():
+            state.reader_stop.set()
+        tasks = [s.reader_task for s in self._states.values() if s.reader_task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._producer is not None:
+            await stop_within(f"parking-producer:{self._destination}", self._producer.stop)
+
+    # ---- decisions (the consume loop) --------------------------------------------------------------------------
+
+    def consider(self, now: float) -> None:
+        """Park a brand that is blocked, halted or at its bound for `parking.after`, while another brand is not:
+        when every brand is blocked, pausing consumption is right and nothing is parked."""
+        blocked = {name for name in self._tenants if name not in self.parking and self._blocked(name, now)}
+        if not blocked:
+            return
+        for name in blocked:
+            others_free = any(
+                other != name and other not in self.parking and other not in blocked for other in self._tenants
+            )
+            if others_free:
+                tenant = self._tenants[name]
+                self._begin(self._states[name], "halted" if tenant.halted else "at its bound for parking.after")
+
+    def _blocked(self, name: str, now: float) -> bool:
+        if self._tenants[name].halted:
+            return True
+        bound = self._bounds[name]
+        return bound.check(self._loads[name], now) and now - bound.full_since >= self._after
+
+    def _begin(self, state: TenantParking, why: str) -> None:
+        if state.parking:
+            return
+        state.parking = True
+        state.previous = None
+        state.hold_again_at = 0.0
+        self.parking.add(state.name)
+        self._metrics.parking(state.name, True, state.backlog)
+        log.warning(
+            "brand parked: its further events go to the parking topic until it can take them again",
+            destination=self._destination,
+            brand=state.name,
+            topic=self.topic,
+            reason=why,
+        )
+
+    # ---- the writer --------------------------------------------------------------------------------------------
+
+    def park(self, offsets: PartitionOffsets, offset: int, message: Any, tenant: str) -> None:
+        """Queue `message` for the parking topic; its source offset settles once the write is acknowledged."""
+        state = self._states[tenant]
+        state.writes += 1
+        state.issued += 1
+        self._queue.append(_Write(offsets, offset, message, tenant))
+        self._queued.set()
+
+    async def write_forever(self) -> None:
+        """Send queued parking writes in order (one partition per source partition, so each player's order holds);
+        each settles its source offset when acknowledged."""
+        producer = self._producer
+        assert producer is not None
+        queue = self._queue
+        while True:
+            if not queue:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            write = queue.popleft()
+            try:
+                future = await producer.send(
+                    self.topic,
+                    write.message.value,
+                    key=write.message.key,
+                    headers=parked_headers(write.message, self._destination, write.tenant),
+                    partition=write.message.partition % self._partitions,
+                )
+            except TOO_LARGE as error:
+                self._refused(write, error)
+                continue
+            except KafkaError as error:
+                await self._retry(write, error)
+                continue
+            future.add_done_callback(lambda done, write=write: self._written(write, done))
+
+    def _written(self, write: _Write, done: asyncio.Future[Any]) -> None:
+        error = None if done.cancelled() else done.exception()
+        if error is not None:
+            if isinstance(error, TOO_LARGE):
+                self._refused(write, error)
+            else:
+                # The producer's own retries are exhausted (a long broker outage): written again, at the back of the
+                # queue; a later event of the same player may then be parked before it (docs/parking.md).
+                log.warning("parking write failed; writing it again", topic=self.topic, error=type(error).__name__)
+                self._queue.append(write)
+                self._queued.set()
+            return
+        metadata = done.result()
+        state = self._states[write.tenant]
+        state.writes -= 1
+        tp = TopicPartition(self.topic, metadata.partition)
+        state.targets[tp] = max(state.targets.get(tp, 0), metadata.offset + 1)
+        state.backlog += 1
+        self._metrics.parked(write.tenant).inc()
+        write.offsets.settle(write.offset)
+
+    def _refused(self, write: _Write, error: BaseException) -> None:
+        self._states[write.tenant].writes -= 1
+        detail = f"the parking topic {self.topic} refused the event as too large ({type(error).__name__})"
+        self._dead_letter(write.offsets, write.offset, write.message, "parking_refused", detail)
+
+    async def _retry(self, write: _Write, error: KafkaError) -> None:
+        log.warning("parking write failed; retrying", topic=self.topic, error=type(error).__name__)
+        self._queue.appendleft(write)
+        await asyncio.sleep(self._backoff.delay(1))
+
+    # ---- readers and the way back ------------------------------------------------------------------------------
+
+    def _reader_group(self, tenant: str) -> str:
+        return f"{self._group}.{tenant}"
+
+    async def supervise_forever(self) -> None:
+        """Run a reader for each parked brand; flip a brand back to direct delivery once the reader group committed
+        past everything parked for it and no parking write of it is outstanding; stop idle readers."""
+        while True:
+            await asyncio.sleep(SUPERVISE_PERIOD)
+            for state in self._states.values():
+                await self._supervise(state)
+
+    async def _supervise(self, state: TenantParking) -> None:
+        if state.parking and state.reader_task is None:
+            self._start_reader(state)
+        reader = state.reader
+        if reader is not None:
+            state.backlog = max(0, state.backlog - reader.read)
+            reader.read = 0
+        if state.parking and reader is not None and reader.joined:
+            await self._look(state, reader)
+        if not state.parking and reader is not None and reader.pending == 0 and state.reader_task is not None:
+            state.reader_stop.set()
+            task = state.reader_task
+            await asyncio.gather(task, return_exceptions=True)
+            state.reader, state.reader_task = None, None
+        if state.parking:
+            self._metrics.parking(state.name, True, state.backlog)
+
+    async def _look(self, state: TenantParking, reader: ParkingReader) -> None:
+        """Flip the brand back once its reader group committed past everything parked for it with no parking write
+        outstanding; hold consumption for a moment when the reader has caught up with what was parked a look ago."""
+        issued, writes, targets, previous = state.issued, state.writes, dict(state.targets), state.previous
+        committed = await reader.committed(sorted({*targets, *(previous or {})}, key=lambda tp: tp.partition))
+        now = asyncio.get_running_loop().time()
+        if committed is None:
+            return
+        quiet = not writes and not state.writes and state.issued == issued
+        if quiet and all(committed[tp] >= target for tp, target in targets.items()):
+            self._end(state)
+            return
+        state.previous = targets
+        name = state.name
+        if name in self.holding:
+            if now >= state.hold_until:  # not caught up in time (blocked again?): let the others go on
+                self.holding.discard(name)
+                state.hold_again_at = now + HOLD_RETRY
+            return
+        caught_up = previous is not None and all(committed[tp] >= target for tp, target in previous.items())
+        if caught_up and not self._tenants[name].halted and now >= state.hold_again_at:
+            self.holding.add(name)
+            state.hold_until = now + HOLD_LIMIT
+
+    def _start_reader(self, state: TenantParking) -> None:
+        name = state.name
+
+        def ingest(offsets: PartitionOffsets, offset: int, message: ParkedMessage) -> None:
+            self._metrics.unparked(name).inc()
+            self._ingest(offsets, offset, message)
+
+        state.reader_stop = asyncio.Event()
+        state.reader = ParkingReader(
+            self._kafka,
+            self.topic,
+            self._reader_group(name),
+            self._tenants[name],
+            self._bounds[name],
+            self._loads[name],
+            ingest,
+            self._purge,
+            self._replaying,
+        )
+        state.reader_task = asyncio.create_task(state.reader.run(state.reader_stop), name=f"parking-reader:{name}")
+
+    def _end(self, state: TenantParking) -> None:
+        state.parking = False
+        state.targets.clear()
+        state.previous = None
+        state.backlog = 0
+        self.parking.discard(state.name)
+        self.holding.discard(state.name)
+        self._metrics.parking(state.name, False, 0)
+        log.info("brand unparked: its parked events are delivered, it delivers directly again", brand=state.name)
+
+    def reader_failure(self) -> BaseException | None:
+        """A reader that ended with an error (a bug or a Kafka failure at start): the pipeline fails on it."""
+        for state in self._states.values():
+            task = state.reader_task
+            if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+                return task.exception()
+        return None
+
+
+async def ensure_topic(kafka: KafkaConfig, topic: str, sources: list[str]) -> bool:
+    """Create `topic` if it is missing, with as many partitions as the largest source topic and up to three replicas
+    (as many as there are brokers); True if it existed."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.servers, **client_security_kwargs(kafka.security))
+    await within(KAFKA_CALL_TIMEOUT, consumer.start())
+    try:
+        topics = await within(KAFKA_CALL_TIMEOUT, consumer.topics())
+        if topic in topics:
+            return True
+        partitions = max((len(consumer.partitions_for_topic(source) or ()) for source in sources), default=1)
+        replicas = min(3, max(1, len(consumer._client.cluster.brokers())))
+    finally:
+        await stop_within("parking-check", consumer.stop)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.servers, **client_security_kwargs(kafka.security))
+    await within(KAFKA_CALL_TIMEOUT, admin.start())
+    try:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await within(KAFKA_CALL_TIMEOUT, admin.create_topics([NewTopic(topic, max(1, partitions), replicas)]))
+        log.info("parking topic created", topic=topic, partitions=max(1, partitions), replication_factor=replicas)
+    finally:
+        await admin.close()
+    return False
+
+
+async def uncommitted(kafka: KafkaConfig, topic: str, group: str) -> dict[TopicPartition, int]:
+    """Per partition of `topic` where `group` has not committed up to the end: the end offset (its target)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.servers,
+        group_id=group,
+        enable_auto_commit=False,
+        **client_security_kwargs(kafka.security),
+    )
+    await within(KAFKA_CALL_TIMEOUT, consumer.start())
+    try:
+        await within(KAFKA_CALL_TIMEOUT, consumer.topics())
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return {}
+        ends = await within(KAFKA_CALL_TIMEOUT, consumer.end_offsets(partitions))
+        starts = await within(KAFKA_CALL_TIMEOUT, consumer.beginning_offsets(partitions))
+        behind: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            committed = await within(KAFKA_CALL_TIMEOUT, consumer.committed(tp))
+            if (committed if committed is not None else starts[tp]) < ends[tp]:
+                behind[tp] = ends[tp]
+        return behind
+    finally:
+        await stop_within("parking-check", consumer.stop)

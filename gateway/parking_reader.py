@@ -1,0 +1,182 @@
+"""One brand's parking reader: reads the parking topic in its own group and hands that brand's parked events back to
+delivery, in order, while the brand can take them; commits only past settled ones."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from gateway.commits import Committer
+from gateway.config import KafkaConfig
+from gateway.delivery import Tenant
+from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, SHUTDOWN_CALL_TIMEOUT, destination_consumer, stop_within, within
+from gateway.load import Bound, Load
+from gateway.offsets import PartitionOffsets
+from gateway.parked_records import ParkedMessage, tenant_of, unparked
+
+log = structlog.get_logger("gateway.parking")
+
+MAX_POLL_RECORDS = 1000
+COMMIT_PERIOD = 0.2
+
+Ingest = Callable[[PartitionOffsets, int, ParkedMessage], None]
+"""Takes one parked message of the reader's brand on to delivery: (its tracker, its parking-topic offset, message)."""
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, reader: ParkingReader) -> None:
+        self._reader = reader
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._reader.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._reader.assigned(assigned)
+
+
+class ParkingReader:
+    """Reads the parking topic for one brand (group `<destination group>.parked.<brand>`), skipping other brands'
+    records, and never takes more than the brand's share of the bounds; it reads nothing while the brand is halted."""
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        topic: str,
+        group: str,
+        tenant: Tenant,
+        bound: Bound,
+        load: Load,
+        ingest: Ingest,
+        purge: Callable[[], None],
+        wait: Callable[[], bool],
+    ) -> None:
+        """`purge` drops queued records of closed trackers from the lanes (after a revocation); while `wait` is true
+        nothing is read (older source records are still on their way)."""
+        self.tenant = tenant
+        self.group = group
+        self._kafka = kafka
+        self._topic = topic
+        self._bound = bound
+        self._load = load
+        self._ingest = ingest
+        self._purge = purge
+        self._wait = wait
+        self._partitions: dict[TopicPartition, PartitionOffsets] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._committer: Committer | None = None
+        self._paused = False
+        self.read = 0  # this brand's parked events handed on
+        self.joined = False
+
+    @property
+    def pending(self) -> int:
+        """Parked events handed on and not yet settled."""
+        return sum(len(offsets) for offsets in self._partitions.values())
+
+    def assigned(self, assigned: list[TopicPartition]) -> None:
+        """Joined the group; a tracker still held for a newly assigned partition is stale: start it afresh."""
+        self.joined = True
+        for tp in assigned:
+            stale = self._partitions.pop(tp, None)
+            if stale is not None:
+                stale.close()
+
+    async def revoked(self, revoked: list[TopicPartition]) -> None:
+        """Commit what settled, then forget the partitions: their unsettled records go to the next owner."""
+        await self._commit()
+        for tp in revoked:
+            tracker = self._partitions.pop(tp, None)
+            if tracker is not None:
+                tracker.close()
+        self._purge()
+
+    async def committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int] | None:
+        """The group's committed offsets (from the coordinator: any replica's commits), or None if unanswered."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        try:
+            return {tp: (await within(KAFKA_CALL_TIMEOUT, consumer.committed(tp))) or 0 for tp in partitions}
+        except (KafkaError, AssertionError):
+            return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read until `stop` is set, then commit what settled and leave the group."""
+        consumer = destination_consumer(self._kafka, self.group, f"parked.{self.tenant.name}", "earliest")
+        consumer.subscribe(topics=[self._topic], listener=_Rebalance(self))
+        try:
+            await consumer.start()
+        except KafkaError:
+            await stop_within(f"parking-reader:{self.group}", consumer.stop)
+            raise
+        self._consumer = consumer
+        self._committer = Committer(consumer, 0)  # plain watermarks: a restart re-reads above one (duplicates)
+        log.info("parking reader started", group=self.group, tenant=self.tenant.name)
+        try:
+            await self._read(consumer, stop)
+        finally:
+            with contextlib.suppress(KafkaError):
+                await self._commit(SHUTDOWN_CALL_TIMEOUT)
+            self._consumer = None
+            await stop_within(f"parking-reader:{self.group}", consumer.stop)
+            log.info("parking reader stopped", group=self.group, tenant=self.tenant.name, read=self.read)
+
+    async def _read(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        next_commit = time.monotonic() + COMMIT_PERIOD
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_commit:
+                await self._commit()
+                next_commit = now + COMMIT_PERIOD
+            room = self._room(consumer, now)
+            try:
+                batches = await consumer.getmany(timeout_ms=100, max_records=room)
+            except KafkaError as error:
+                log.warning("parking reader cannot read; retrying", group=self.group, error=type(error).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                continue
+            mine = self.tenant.name
+            for tp, records in batches.items():
+                tracker = self._partitions.get(tp)
+                if tracker is None:
+                    tracker = self._partitions[tp] = PartitionOffsets()
+                for record in records:
+                    if tenant_of(record) != mine:
+                        tracker.track(record.offset, 0)  # another brand's: its own reader delivers it
+                        continue
+                    self.read += 1
+                    self._ingest(tracker, record.offset, unparked(record))
+
+    def _room(self, consumer: AIOKafkaConsumer, now: float) -> int:
+        """Pause while the brand is halted or at its bound; the room for the next poll otherwise."""
+        # Halted, it takes nothing more while it holds records (its prober re-sends those); holding none, it takes one
+        # record at a time, so that a probe goes out and tells when the brand is accepted again.
+        halted = self.tenant.halted
+        full = (halted and self._load.events > 0) or self._bound.check(self._load, now) or self._wait()
+        if full:
+            consumer.pause(*consumer.assignment())
+            self._paused = True
+            return 1
+        if self._paused:
+            consumer.resume(*consumer.assignment())
+            self._paused = False
+        if halted:
+            return 1
+        average = max(64, self._load.bytes // self._load.events) if self._load.events else 1024
+        return max(1, min(MAX_POLL_RECORDS, self._bound.room(self._load, average)))
+
+    async def _commit(self, limit: float = KAFKA_CALL_TIMEOUT) -> None:
+        committer = self._committer
+        if committer is None:
+            return
+        if await committer.commit(self._partitions, None, limit) is None:
+            failure: Any = committer.last_failure
+            log.warning("parking reader commit failed; will retry", group=self.group, error=type(failure).__name__)

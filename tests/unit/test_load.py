@@ -1,0 +1,111 @@
+"""In-flight load in bytes: what trackers add and release, the bounds' hysteresis, and per-tenant chain room."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.batcher import Item
+from gateway.connector import VendorRecord
+from gateway.key_chains import KeyChains
+from gateway.load import MESSAGE_OVERHEAD, RECORD_OVERHEAD, Bound, Load, message_bytes, records_bytes
+from gateway.offsets import PartitionOffsets
+
+
+class Message:
+    """The parts of a ConsumerRecord the load reads."""
+
+    def __init__(self, value: bytes, key: bytes | None = None, headers: Any = ()) -> None:
+        self.value = value
+        self.key = key
+        self.headers = headers
+
+
+def test_a_message_costs_its_value_key_headers_and_the_overhead() -> None:
+    message = Message(b"x" * 1000, b"player-1", [("trace", b"abc"), ("empty", None)])
+    assert message_bytes(message) == MESSAGE_OVERHEAD + 1000 + 8 + len("trace") + 3 + len("empty")
+    records = [VendorRecord("r", b"y" * 300, "p", "1"), VendorRecord("r", b"z" * 10, "p", "2")]
+    assert records_bytes(records) == 310 + 2 * RECORD_OVERHEAD
+
+
+def test_trackers_release_bytes_when_the_message_settles() -> None:
+    load = Load()
+    offsets = PartitionOffsets()
+    offsets.track(0, 2, load, 5000)
+    offsets.track(1, 1, load, 700)
+    offsets.track(2, 0, load, 999)  # settled at once: never held
+    assert (load.events, load.bytes) == (2, 5700)
+    offsets.settle(0)
+    assert (load.events, load.bytes) == (2, 5700)  # one of its two records still on its way
+    offsets.settle(0)
+    offsets.settle(1)
+    assert (load.events, load.bytes) == (0, 0)
+
+
+def test_a_closed_tracker_releases_what_it_held_once() -> None:
+    load = Load()
+    offsets = PartitionOffsets()
+    for offset in range(10):
+        offsets.track(offset, 1, load, 100)
+    offsets.settle(3)
+    assert offsets.close() == 9
+    assert (load.events, load.bytes) == (0, 0)
+    offsets.settle(4)  # late settle after revocation
+    assert (load.events, load.bytes) == (0, 0)
+
+
+def test_a_million_settled_messages_leave_only_the_unsettled_one_held() -> None:
+    load = Load()
+    offsets = PartitionOffsets()
+    offsets.track(0, 1, load, 1_000_000)
+    for offset in range(1, 1_000_001):
+        offsets.track(offset, 1, load, 1000)
+        offsets.settle(offset)
+    assert (load.events, load.bytes) == (1, 1_000_000)
+    assert len(offsets._held) == 1
+
+
+def test_a_bound_is_full_at_either_count_or_bytes_and_clears_at_half_of_both() -> None:
+    bound = Bound(100, 10_000)
+    load = Load()
+    for _ in range(10):
+        load.add(1000)
+    assert bound.check(load, 5.0)  # 10 messages, but 10,000 bytes
+    assert bound.full_since == 5.0
+    load.release(1000)
+    load.release(1000)
+    assert bound.check(load, 6.0)  # 8,000 bytes: still above half
+    for _ in range(3):
+        load.release(1000)
+    assert not bound.check(load, 7.0)  # 5,000 bytes: half
+    assert bound.room(load, 1000) == 5
+    for _ in range(5):
+        load.add(1)
+    assert bound.room(load, 10) == min(100 - 10, (10_000 - 5005) // 10)
+
+
+async def test_one_tenants_running_deliveries_leave_room_for_another() -> None:
+    """A tenant whose players' deliveries are all stuck fills only its own room: another tenant's lane goes on."""
+    chains = KeyChains("unibo")
+    stuck = asyncio.Event()
+
+    async def hang(items: list[Item]) -> None:
+        await stuck.wait()
+
+    def groups(prefix: str, count: int) -> list[list[Item]]:
+        return [[_item(f"{prefix}-{index}")] for index in range(count)]
+
+    chains.start("casino-b", groups("b", 4), hang, lambda: None)
+    await asyncio.wait_for(chains.room("casino-a", 4), 1)  # returns at once: casino-a runs nothing
+    waiting = asyncio.create_task(chains.room("casino-b", 4))
+    await asyncio.sleep(0)
+    assert not waiting.done()  # casino-b is at its limit
+    assert chains.running("casino-b") == 4
+    stuck.set()
+    await asyncio.wait_for(waiting, 1)
+    await chains.wait()
+    assert chains.running("casino-b") == 0
+
+
+def _item(key: str) -> Item:
+    return Item(VendorRecord("r", b"{}", key, key), PartitionOffsets(), 0, "deposit", 0.0, 0.0, None)
