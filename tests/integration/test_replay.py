@@ -11,16 +11,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from devkit.sandbox.faults import FaultPlan
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, message, unibo_takes
 from gateway import config as config_module
 from gateway.connector import ClientContext
 from gateway.extensions import Extension, ExtensionContext
 from gateway.replay import Replay
 from gateway.replay_records import ReplaySelection, ReplaySummary
-from gateway.sandbox.faults import FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, message, unibo_takes
 from tests.integration.conftest import UNIBO_KEY, RunningSandbox
 from tests.integration.harness import (
     ROOT,

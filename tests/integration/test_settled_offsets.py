@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devkit.sandbox.faults import FaultPlan
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, message, unibo_takes
 from gateway import config as config_module
 from gateway.offset_metadata import encode
 from gateway.replay import Replay
 from gateway.replay_records import ReplaySelection
-from gateway.sandbox.faults import FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, message, unibo_takes
 from tests.integration.harness import (
     GatewayProcess,
     free_port,

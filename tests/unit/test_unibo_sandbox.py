@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.sandbox.server import SandboxServer, run_sandbox_forever
-from gateway.sandbox.unibo import UniboSandbox
+from devkit.sandbox.server import SandboxServer, run_sandbox_forever
+from devkit.sandbox.unibo.sandbox import UniboSandbox
 
 KEYS = {"key-a": "brand-a", "key-b": "brand-b"}
 TS = "2025-01-15T12:00:00Z"

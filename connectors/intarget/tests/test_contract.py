@@ -13,10 +13,10 @@ from connectors.intarget.config import IntargetCredentials
 from connectors.intarget.store import FeedStore
 from connectors.intarget.store_postgres import PostgresStore
 from connectors.intarget.store_sqlite import SqliteStore
+from devkit.testbed.contract import ConnectorContract, ScriptedTransport
 from gateway import config as config_module
 from gateway.connector import ClientContext, Connector, VendorRecord
 from gateway.outcomes import Outcome
-from gateway.testbed.contract import ConnectorContract, ScriptedTransport
 
 
 def store_client(store: FeedStore) -> IntargetClient:

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from connectors.userwise import connector
+from devkit.testbed.contract import ConnectorContract
 from gateway.connector import Connector
-from gateway.testbed.contract import ConnectorContract
 
 
 class TestUserWiseContract(ConnectorContract):

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.sandbox.control import add_vendor_control_routes, bad_request, read_field, read_strings, wants_ids
+from devkit.sandbox.control import add_vendor_control_routes, bad_request, read_field, read_strings, wants_ids
 
 if TYPE_CHECKING:
-    from gateway.sandbox.userwise import UserWiseSandbox
+    from devkit.sandbox.userwise.sandbox import UserWiseSandbox
 
 
 def add_control_routes(app: web.Application, sandbox: UserWiseSandbox) -> None:

@@ -11,13 +11,13 @@ import orjson
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from devkit.testbed.traffic import Traffic
 from gateway import config as config_module
 from gateway.connector import ClientContext, Connector, VendorRecord
 from gateway.errors import EventError
 from gateway.events import EVENT_TYPES, decode
 from gateway.http_client import HttpResponse
 from gateway.outcomes import Outcome
-from gateway.testbed.traffic import Traffic
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "gateway.example.yaml"
 EXAMPLE_ENV = {

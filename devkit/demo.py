@@ -21,7 +21,15 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from connectors.intarget.feeds import FEEDS
-from connectors.intarget.poller import IntargetPoller
+from devkit.sandbox.enable3.sandbox import Enable3Sandbox
+from devkit.sandbox.faults import FaultPlan
+from devkit.sandbox.intarget.poller import IntargetPoller
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.sandbox.userwise.sandbox import UserWiseSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.stats import percentile
+from devkit.testbed.traffic import Traffic, message
 from gateway import config as config_module
 from gateway.app import Gateway
 from gateway.config import Destination
@@ -29,14 +37,6 @@ from gateway.connector import VendorRecord
 from gateway.errors import EventError
 from gateway.events import decode
 from gateway.logs import configure
-from gateway.sandbox.enable3 import Enable3Sandbox
-from gateway.sandbox.faults import FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.sandbox.userwise import UserWiseSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.stats import percentile
-from gateway.testbed.traffic import Traffic, message
 
 TOPIC = "player-events"
 UNIBO_KEY = "demo-unibo-key"

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.sandbox.control import add_vendor_control_routes, bad_request, read_field, read_strings, wants_ids
+from devkit.sandbox.control import add_vendor_control_routes, bad_request, read_field, read_strings, wants_ids
 
 if TYPE_CHECKING:
-    from gateway.sandbox.unibo import UniboSandbox
+    from devkit.sandbox.unibo.sandbox import UniboSandbox
 
 
 def add_control_routes(app: web.Application, sandbox: UniboSandbox) -> None:

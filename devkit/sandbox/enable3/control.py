@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from gateway.sandbox.control import add_vendor_control_routes, bad_request, read_field, read_strings, wants_ids
+from devkit.sandbox.control import add_vendor_control_routes, bad_request, read_field, read_strings, wants_ids
 
 if TYPE_CHECKING:
-    from gateway.sandbox.enable3 import Enable3Sandbox
+    from devkit.sandbox.enable3.sandbox import Enable3Sandbox
 
 
 def add_control_routes(app: web.Application, sandbox: Enable3Sandbox) -> None:

@@ -13,9 +13,9 @@ from typing import Self
 
 from aiohttp import web
 
-from gateway.sandbox.enable3 import Enable3Sandbox
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.sandbox.userwise import DEFAULT_SECRET, UserWiseSandbox
+from devkit.sandbox.enable3.sandbox import Enable3Sandbox
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.sandbox.userwise.sandbox import DEFAULT_SECRET, UserWiseSandbox
 
 # Sandboxes hold hanging requests until shutdown releases them, so pending handlers finish quickly; this only bounds
 # a handler that misbehaves.
