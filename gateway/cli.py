@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import signal
 import sys
@@ -114,35 +113,8 @@ def _parser() -> argparse.ArgumentParser:
         help="read the whole dead-letter topic again, ignoring the replay group's progress",
     )
 
-    sandbox = commands.add_parser("sandbox", help="run the local vendor sandboxes with fault injection")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--unibo-port", type=int, default=9201)
-    sandbox.add_argument(
-        "--unibo-key",
-        action="append",
-        default=[],
-        metavar="TENANT=KEY",
-        help="accepted Unibo key for a tenant (default: default=sandbox-unibo-key)",
-    )
-    sandbox.add_argument("--enable3-port", type=int, default=9202, help="Enable3 sandbox port (0 = off)")
-    sandbox.add_argument(
-        "--enable3-key",
-        action="append",
-        default=[],
-        metavar="TENANT=KEY",
-        help="accepted Enable3 X-API-KEY for a tenant (default: default=sandbox-enable3-key)",
-    )
-    sandbox.add_argument("--userwise-port", type=int, default=9203, help="UserWise sandbox port (0 = off)")
-    sandbox.add_argument(
-        "--userwise-key",
-        action="append",
-        default=[],
-        metavar="TENANT=KEY",
-        help="accepted UserWise app key for a tenant (default: default=sandbox-userwise-key)",
-    )
-    sandbox.add_argument(
-        "--userwise-secret", default="sandbox-userwise-secret", help="the company secret that signs UserWise requests"
-    )
+    # The devkit parses its own options (one pair per registered sandbox): `gateway sandbox --help` lists them.
+    commands.add_parser("sandbox", help="run the local vendor sandboxes with fault injection", add_help=False)
     return parser
 
 
@@ -300,18 +272,6 @@ def _replay(args: argparse.Namespace) -> int:
     return 3 if replay.summary.failed else 0
 
 
-def _accepted_keys(option: str, entries: Sequence[str]) -> dict[str, str] | None:
-    """`TENANT=KEY` entries as api key -> tenant (what a sandbox looks keys up by); None after printing an error."""
-    accepted: dict[str, str] = {}
-    for entry in entries:
-        tenant, sep, key = entry.partition("=")
-        if not sep or not tenant or not key:
-            print(f"{option} must be TENANT=KEY, got {entry!r}", file=sys.stderr)
-            return None
-        accepted[key] = tenant
-    return accepted
-
-
 def _devkit(command: str) -> ModuleType | None:
     """The devkit's commands, or None after a one-line note naming the extra that installs them (not installed)."""
     try:
@@ -327,21 +287,8 @@ def _sandbox(args: argparse.Namespace) -> int:
     devkit = _devkit("sandbox")
     if devkit is None:
         return 2
-    Enable3Options, UserWiseOptions, run_sandbox_forever = (
-        devkit.Enable3Options,
-        devkit.UserWiseOptions,
-        devkit.run_sandbox_forever,
-    )
-    unibo_keys = _accepted_keys("--unibo-key", args.unibo_key or ["default=sandbox-unibo-key"])
-    enable3_keys = _accepted_keys("--enable3-key", args.enable3_key or ["default=sandbox-enable3-key"])
-    userwise_keys = _accepted_keys("--userwise-key", args.userwise_key or ["default=sandbox-userwise-key"])
-    if unibo_keys is None or enable3_keys is None or userwise_keys is None:
-        return 2
-    enable3 = Enable3Options(args.enable3_port, enable3_keys) if args.enable3_port else None
-    userwise = UserWiseOptions(args.userwise_port, userwise_keys, args.userwise_secret) if args.userwise_port else None
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_sandbox_forever(args.host, args.unibo_port, unibo_keys, enable3=enable3, userwise=userwise))
-    return 0
+    exit_code: int = devkit.sandbox(args.options)
+    return exit_code
 
 
 def _schema() -> int:
@@ -373,5 +320,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gateway` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, options = parser.parse_known_args(argv)
+    if options and args.command != "sandbox":
+        parser.error(f"unrecognized arguments: {' '.join(options)}")
+    args.options = options
     return COMMANDS[args.command](args)

@@ -6,16 +6,14 @@ import asyncio
 import contextlib
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
 
-from devkit.sandbox.enable3.sandbox import Enable3Sandbox
-from devkit.sandbox.unibo.sandbox import UniboSandbox
-from devkit.sandbox.userwise.sandbox import DEFAULT_SECRET, UserWiseSandbox
+from devkit.sandbox.kind import SandboxKind
 
 # Sandboxes hold hanging requests until shutdown releases them, so pending handlers finish quickly; this only bounds
 # a handler that misbehaves.
@@ -91,73 +89,29 @@ def _base_url(host: str, port: int, scheme: str = "http") -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Enable3Options:
-    """How `gateway sandbox` serves the Enable3 sandbox: port and accepted X-API-KEY values (key -> tenant)."""
+class Served:
+    """How `gateway sandbox` serves one sandbox: port, accepted keys (api key -> tenant), the kind's settings."""
 
-    port: int = 9202
-    keys: dict[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UserWiseOptions:
-    """How `gateway sandbox` serves the UserWise sandbox: port, accepted app keys (key -> tenant), company secret."""
-
-    port: int = 9203
-    keys: dict[str, str] | None = None
-    secret: str = DEFAULT_SECRET
+    kind: SandboxKind[Any]
+    port: int
+    keys: dict[str, str]
+    settings: dict[str, str]
 
 
 def _tenants(keys: dict[str, str]) -> str:
     return ", ".join(sorted(set(keys.values()))) or "none: no key is accepted"
 
 
-@contextlib.asynccontextmanager
-async def _serve_enable3(host: str, options: Enable3Options) -> AsyncIterator[None]:
-    keys = options.keys if options.keys is not None else {"sandbox-enable3-key": "default"}
-    enable3 = Enable3Sandbox(keys)
-    async with SandboxServer(enable3.app(), host, options.port) as server:
-        print(f"enable3 sandbox at {server.url}  (tenants: {_tenants(keys)})", flush=True)
-        print(f"  events:  POST {server.url}/api/v1/event  (+ /api/v1/revenue, /api/v1/segment/users)", flush=True)
-        print(f"  widget:  GET {server.url}/api/v1/integration/user/<id>/widget|token|balance", flush=True)
-        print(f"  report:  GET {server.url}/_sandbox/enable3/received", flush=True)
-        print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
-        yield
-
-
-@contextlib.asynccontextmanager
-async def _serve_userwise(host: str, options: UserWiseOptions) -> AsyncIterator[None]:
-    keys = options.keys if options.keys is not None else {"sandbox-userwise-key": "default"}
-    userwise = UserWiseSandbox(keys, options.secret)
-    async with SandboxServer(userwise.app(), host, options.port) as server:
-        print(f"userwise sandbox at {server.url}  (tenants: {_tenants(keys)})", flush=True)
-        print(f"  events:  POST {server.url}/api/v1/appuser/{{id}}/events|revenue_events|attributes", flush=True)
-        print(f"  report:  GET {server.url}/_sandbox/userwise/received[?ids=1&player=ID]", flush=True)
-        print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
-        yield
-
-
-async def run_sandbox_forever(
-    host: str,
-    unibo_port: int,
-    unibo_keys: dict[str, str],
-    *,
-    enable3: Enable3Options | None = None,
-    userwise: UserWiseOptions | None = None,
-) -> None:
-    """Serve the Unibo sandbox (`unibo_keys`: accepted api key -> tenant name) and, when given, the Enable3 and
-    UserWise ones, until cancelled, printing their URLs."""
-    unibo = UniboSandbox(unibo_keys)
+async def run_sandbox_forever(host: str, served: Sequence[Served]) -> None:
+    """Serve these sandboxes until cancelled, printing each one's URL and endpoints."""
     async with contextlib.AsyncExitStack() as stack:
-        server = await stack.enter_async_context(SandboxServer(unibo.app(), host, unibo_port))
-        print(f"unibo sandbox at {server.url}  (tenants: {_tenants(unibo_keys)})", flush=True)
-        print(f"  events:  POST {server.url}/api/v1/events", flush=True)
-        print(f"  report:  GET {server.url}/_sandbox/unibo/received", flush=True)
-        print(f"  faults:  POST|GET|DELETE {server.url}/_sandbox/faults", flush=True)
-        if enable3 is not None:
-            await stack.enter_async_context(_serve_enable3(host, enable3))
-        if userwise is not None:
-            await stack.enter_async_context(_serve_userwise(host, userwise))
+        for entry in served:
+            sandbox = entry.kind.build(entry.keys, entry.settings, None)
+            server = await stack.enter_async_context(SandboxServer(sandbox.app(), host, entry.port))
+            print(f"{entry.kind.name} sandbox at {server.url}  (tenants: {_tenants(entry.keys)})", flush=True)
+            for line in entry.kind.endpoints:
+                print("  " + line.format(url=server.url), flush=True)
         await asyncio.Event().wait()
 
 
-__all__ = ["Enable3Options", "SandboxServer", "UserWiseOptions", "run_sandbox_forever"]
+__all__ = ["SandboxServer", "Served", "run_sandbox_forever"]

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from devkit.testbed.contract import EXAMPLE_CONFIG, EXAMPLE_ENV
 from gateway import config
 from gateway.cli import main
 from gateway.errors import ConfigError
+from tests.example_config import EXAMPLE_CONFIG, EXAMPLE_ENV
 
 
 def tree(*destinations: dict[str, Any], http: str = "0.0.0.0:9108") -> dict[str, Any]:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from devkit.testbed.contract import EXAMPLE_ENV
 from gateway import config
 from gateway.errors import ConfigError
+from tests.example_config import EXAMPLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "gateway.example.yaml"
