@@ -28,7 +28,7 @@ from harness import PARTITIONS, create_topics, produce
 from devkit.sandbox.faults import standard_fault_mix
 from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.traffic import Traffic, message
-from gateway import config as config_module
+from gateway import binding
 from gateway.app import Gateway
 from gateway.logs import configure
 
@@ -125,7 +125,7 @@ async def run(bootstrap: str, topic: str, events: list[Any], urls: dict[str, str
     }
     for consumer in consumers.values():
         await consumer.start()
-    gateway = Gateway(config_module.parse(tree, env={}))
+    gateway = Gateway(binding.parse(tree, env={}))
     task = asyncio.create_task(gateway.run(install_signals=False))
     done: dict[str, float] = {}
     try:

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from devkit.testbed.stats import percentile
 from devkit.testbed.traffic import Traffic, message
-from gateway import config as config_module
+from gateway import binding
 from gateway.app import Gateway
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ def gateway_tree(
 @asynccontextmanager
 async def running_gateway(tree: dict[str, Any]) -> AsyncIterator[Gateway]:
     """The gateway of `tree`, in this process, once every pipeline has joined its group; stopped on exit."""
-    gateway = Gateway(config_module.parse(tree, env={}))
+    gateway = Gateway(binding.parse(tree, env={}))
     task = asyncio.create_task(gateway.run(install_signals=False))
     try:
         while not (gateway.pipelines and all(p.joined for p in gateway.pipelines)):

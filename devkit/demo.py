@@ -27,10 +27,10 @@ from devkit.sandbox.server import SandboxServer
 from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.stats import percentile
 from devkit.testbed.traffic import Traffic, message
-from gateway import config as config_module
+from gateway import binding
 from gateway.app import Gateway
-from gateway.config import Destination
 from gateway.connector import VendorRecord
+from gateway.destination import Destination
 from gateway.errors import EventError
 from gateway.events import decode
 from gateway.logs import configure
@@ -248,7 +248,7 @@ async def _demo(events: int, rate: float, faults: bool) -> int:
             urls[f"{reader_kind.name} feed"] = f"http://127.0.0.1:{feed_port}/{reader_kind.name}/<feed>"
             keys = reader_kind.destination(workdir, feed_port)
             destinations.append({"name": reader_kind.name, "connector": reader_kind.name, **keys})
-        gateway = Gateway(config_module.parse(_config(broker.bootstrap_servers, destinations), env={}))
+        gateway = Gateway(binding.parse(_config(broker.bootstrap_servers, destinations), env={}))
         for vendor in run.vendors:
             vendor.destination = gateway.config.destination(vendor.name)
         gateway_task = asyncio.create_task(gateway.run(install_signals=False))

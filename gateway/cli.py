@@ -133,11 +133,11 @@ def _positive(text: str) -> int:
 
 
 def _check_config(path: str, connect: bool = False, limit: float = 10.0) -> int:
-    from gateway import config as config_module  # noqa: PLC0415 - keeps `gateway --version` fast
+    from gateway import binding  # noqa: PLC0415 - keeps `gateway --version` fast
     from gateway.kafka_security import security_protocol  # noqa: PLC0415
 
     try:
-        resolved = config_module.load(path)
+        resolved = binding.load(path)
     except ConfigError as error:
         count = len(str(error).splitlines())
         print(f"invalid configuration {path}: {count} error(s)\n{error}", file=sys.stderr)
@@ -185,12 +185,12 @@ def _validate_events() -> int:
 
 
 def _map(path: str, name: str) -> int:
-    from gateway import config as config_module  # noqa: PLC0415
+    from gateway import binding  # noqa: PLC0415
     from gateway.dry_run import DryRun, numbered_events, render  # noqa: PLC0415
     from gateway.logs import configure, scrubber  # noqa: PLC0415
 
     try:
-        resolved = config_module.load(path)
+        resolved = binding.load(path)
         destination = resolved.destination(name)
     except ConfigError as error:
         print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
@@ -224,12 +224,12 @@ def _run(path: str, destinations: Sequence[str]) -> int:
     # Until the gateway installs its draining handlers nothing has been consumed: a stop request just exits 0.
     signal.signal(signal.SIGTERM, _exit_quietly)
     signal.signal(signal.SIGINT, _exit_quietly)
-    from gateway import config as config_module  # noqa: PLC0415
+    from gateway import binding  # noqa: PLC0415
     from gateway.app import Gateway  # noqa: PLC0415
     from gateway.logs import configure  # noqa: PLC0415
 
     try:
-        resolved = config_module.load(path)
+        resolved = binding.load(path)
         for name in destinations:
             resolved.destination(name)
     except ConfigError as error:
@@ -243,13 +243,13 @@ def _run(path: str, destinations: Sequence[str]) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from gateway import config as config_module  # noqa: PLC0415
+    from gateway import binding  # noqa: PLC0415
     from gateway.logs import configure  # noqa: PLC0415
     from gateway.replay import Replay  # noqa: PLC0415
     from gateway.replay_records import ProgressBar, ReplaySelection  # noqa: PLC0415
 
     try:
-        resolved = config_module.load(args.config)
+        resolved = binding.load(args.config)
         resolved.destination(args.destination)
     except ConfigError as error:
         print(f"invalid configuration {args.config}:\n{error}", file=sys.stderr)

@@ -16,6 +16,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from devkit.testbed.traffic import Traffic
+from gateway import binding
 from gateway import config as config_module
 from gateway.connector import ClientContext, Connector, VendorRecord
 from gateway.errors import EventError
@@ -135,7 +136,7 @@ class ConnectorContract:
         """The example configuration documents a destination of this connector, and it parses."""
         if self.example_config is None:
             pytest.skip("no example configuration given (example_config)")
-        resolved = config_module.load(self.example_config, env=self.example_env)
+        resolved = binding.load(self.example_config, env=self.example_env)
         assert any(d.connector.name == self.connector.name for d in resolved.destinations)
 
     def test_credentials_never_show_their_secrets(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from gateway import config as config_module
+from gateway import binding, destination
 from tests.deploy.tools import DEPLOY, load_yaml, run
 
 COMPOSE = DEPLOY / "compose"
@@ -36,10 +36,10 @@ def bind_mounts(name: str) -> dict[str, Path]:
     return mounts
 
 
-def gateway_config() -> config_module.ResolvedConfig:
+def gateway_config() -> destination.ResolvedConfig:
     """The gateway's mounted config, resolved with the service's environment."""
     mounts = bind_mounts("gateway")
-    return config_module.load(mounts["/etc/event-gateway/config.yaml"], env=service("gateway")["environment"])
+    return binding.load(mounts["/etc/event-gateway/config.yaml"], env=service("gateway")["environment"])
 
 
 def published(name: str) -> set[int]:

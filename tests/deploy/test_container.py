@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from gateway import config as config_module
+from gateway import binding
 from tests.deploy.dockerfile import Stage, healthcheck_command, parse
 from tests.deploy.tools import DEPLOY, ROOT
 
@@ -107,13 +107,13 @@ def test_the_image_listens_on_every_interface_by_default(monkeypatch: pytest.Mon
         ],
     }
     monkeypatch.delenv("GATEWAY_HTTP_LISTEN", raising=False)
-    assert config_module.parse(tree, env={}).gateway.http.listen == "127.0.0.1:9108"  # outside a container
+    assert binding.parse(tree, env={}).gateway.http.listen == "127.0.0.1:9108"  # outside a container
     monkeypatch.setenv("GATEWAY_HTTP_LISTEN", "0.0.0.0:9108")
-    resolved = config_module.parse(tree, env={})
+    resolved = binding.parse(tree, env={})
     assert resolved.gateway.http.listen == "0.0.0.0:9108"
     assert not resolved.warnings
     tree["http"] = {"listen": "0.0.0.0:9200"}
-    assert config_module.parse(tree, env={}).gateway.http.listen == "0.0.0.0:9200"  # the file wins
+    assert binding.parse(tree, env={}).gateway.http.listen == "0.0.0.0:9200"  # the file wins
 
 
 def test_the_image_carries_its_version() -> None:
