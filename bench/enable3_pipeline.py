@@ -27,11 +27,11 @@ from harness import (
     running_gateway,
 )
 
+from devkit.testbed.broker import EmbeddedBroker
 from gateway.logs import configure
-from gateway.testbed.broker import EmbeddedBroker
 
 if TYPE_CHECKING:
-    from gateway.sandbox.enable3 import Enable3Sandbox
+    from devkit.sandbox.enable3.sandbox import Enable3Sandbox
 
 KEY = "bench-enable3-key"
 MISSIONS = frozenset({"deposit", "withdrawal", "gameround", "login", "custom"})
@@ -39,7 +39,7 @@ MISSIONS = frozenset({"deposit", "withdrawal", "gameround", "login", "custom"})
 
 def _sandbox() -> Enable3Sandbox:
     """The Enable3 sandbox, built in the sandbox process."""
-    from gateway.sandbox.enable3 import Enable3Sandbox  # noqa: PLC0415 - child process only
+    from devkit.sandbox.enable3.sandbox import Enable3Sandbox  # noqa: PLC0415 - child process only
 
     return Enable3Sandbox({KEY: "default"})
 

@@ -1,6 +1,6 @@
 """Benchmark: Unibo, Enable3 and UserWise in one gateway, fault-free and then under the sandboxes' standard fault mix.
 
-The fault mix (gateway.sandbox.faults.standard_fault_mix) on every vendor request: 3% 5xx, 2% 429 with
+The fault mix (devkit.sandbox.faults.standard_fault_mix) on every vendor request: 3% 5xx, 2% 429 with
 `Retry-After: 1`, 1% connection resets, 0.1% hangs (the gateway's request timeout ends them). The sandboxes run in
 their own process (`gateway sandbox`); the destinations use their defaults. Each destination's completion time is
 from the gateway joining its groups until that destination's group has committed every offset of the backlog.
@@ -32,12 +32,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from harness import PARTITIONS, create_topics, produce
 
-from gateway import config as config_module
+from devkit.sandbox.faults import standard_fault_mix
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, message
+from gateway import binding
 from gateway.app import Gateway
 from gateway.logs import configure
-from gateway.sandbox.faults import standard_fault_mix
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, message
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDORS = ("unibo", "enable3", "userwise")
@@ -153,7 +153,7 @@ async def run(bootstrap: str, topic: str, events: list[Any], urls: dict[str, str
     }
     for consumer in consumers.values():
         await consumer.start()
-    gateway = Gateway(config_module.parse(tree, env={}))
+    gateway = Gateway(binding.parse(tree, env={}))
     task = asyncio.create_task(gateway.run(install_signals=False))
     done: dict[str, float] = {}
     try:

@@ -16,15 +16,15 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from gateway import config as config_module
+from devkit.testbed.stats import percentile
+from devkit.testbed.traffic import Traffic, message
+from gateway import binding
 from gateway.app import Gateway
-from gateway.testbed.stats import percentile
-from gateway.testbed.traffic import Traffic, message
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from gateway.testbed.broker import EmbeddedBroker
+    from devkit.testbed.broker import EmbeddedBroker
 
 PARTITIONS = 6
 Message = tuple[bytes | None, bytes]
@@ -45,7 +45,7 @@ def _serve_sandbox(
     port: int, conn: Connection, build: Callable[[], SandboxT], answer: Callable[[SandboxT, str], Any]
 ) -> None:
     """Serve `build()` in this (child) process; 'reset' resets it, 'stop' ends, other requests go to `answer`."""
-    from gateway.sandbox.server import SandboxServer  # noqa: PLC0415 - child process only
+    from devkit.sandbox.server import SandboxServer  # noqa: PLC0415 - child process only
 
     async def main() -> None:
         sandbox = build()
@@ -226,7 +226,7 @@ def gateway_tree(
 @asynccontextmanager
 async def running_gateway(tree: dict[str, Any]) -> AsyncIterator[Gateway]:
     """The gateway of `tree`, in this process, once every pipeline has joined its group; stopped on exit."""
-    gateway = Gateway(config_module.parse(tree, env={}))
+    gateway = Gateway(binding.parse(tree, env={}))
     task = asyncio.create_task(gateway.run(install_signals=False))
     try:
         while not (gateway.pipelines and all(p.joined for p in gateway.pipelines)):

@@ -17,13 +17,13 @@ from typing import Any
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from gateway import config as config_module
+from devkit.testbed.traffic import Traffic, message, unibo_takes
+from gateway import binding
 from gateway.app import tune_garbage_collector
 from gateway.events import decode
 from gateway.metrics import Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.pipeline import Pipeline
-from gateway.testbed.traffic import Traffic, message, unibo_takes
 
 TREE: dict[str, Any] = {
     "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": ["t"], "dlq_topic": "t.dlq"},
@@ -56,7 +56,7 @@ def _per_event(started: float, count: int) -> str:
 
 
 async def _ingest(messages: list[SimpleNamespace]) -> float:
-    config = config_module.parse(TREE, env={})
+    config = binding.parse(TREE, env={})
     destination = config.destinations[0]
     pipeline = Pipeline(destination, config.gateway.kafka, None, Metrics(CollectorRegistry()))  # type: ignore[arg-type]
     tp = TopicPartition("t", 0)
@@ -77,7 +77,7 @@ def main() -> None:
     count = parser.parse_args().events
     messages = _messages(count)
     values = [m.value for m in messages]
-    config = config_module.parse(TREE, env={})
+    config = binding.parse(TREE, env={})
     destination = config.destinations[0]
     for label, tune in (("default gc", False), ("tuned gc", True)):
         gc.enable()

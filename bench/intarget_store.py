@@ -29,9 +29,9 @@ from connectors.intarget.formats import stamp_text
 from connectors.intarget.store import FeedStore
 from connectors.intarget.store_postgres import PostgresStore
 from connectors.intarget.store_sqlite import SqliteStore
+from devkit.testbed.traffic import Traffic
 from gateway.connector import VendorRecord
 from gateway.events import decode
-from gateway.testbed.traffic import Traffic
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 TOKEN = "bench-token"

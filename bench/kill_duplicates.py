@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
-from gateway.sandbox.faults import FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, message, unibo_takes
+from devkit.sandbox.faults import FaultPlan
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, message, unibo_takes
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-unibo-key"

@@ -29,12 +29,12 @@ from harness import (
     running_gateway,
 )
 
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import unibo_takes
 from gateway.logs import configure
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import unibo_takes
 
 if TYPE_CHECKING:
-    from gateway.sandbox.unibo import UniboSandbox
+    from devkit.sandbox.unibo.sandbox import UniboSandbox
 
 KEY = "bench-unibo-key"
 OVERRIDES: dict[str, Any] = {}
@@ -42,7 +42,7 @@ OVERRIDES: dict[str, Any] = {}
 
 def _sandbox() -> UniboSandbox:
     """The Unibo sandbox, built in the sandbox process."""
-    from gateway.sandbox.unibo import UniboSandbox  # noqa: PLC0415 - child process only
+    from devkit.sandbox.unibo.sandbox import UniboSandbox  # noqa: PLC0415 - child process only
 
     return UniboSandbox({KEY: "default"})
 

@@ -29,13 +29,13 @@ from harness import (
 )
 
 from connectors.userwise import connector
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, message
 from gateway.events import decode
 from gateway.logs import configure
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, message
 
 if TYPE_CHECKING:
-    from gateway.sandbox.userwise import UserWiseSandbox
+    from devkit.sandbox.userwise.sandbox import UserWiseSandbox
 
 KEY, SECRET = "bench-userwise-key", "bench-userwise-secret"
 OVERRIDES: dict[str, Any] = {}
@@ -43,7 +43,7 @@ OVERRIDES: dict[str, Any] = {}
 
 def _sandbox() -> UserWiseSandbox:
     """The UserWise sandbox, built in the sandbox process."""
-    from gateway.sandbox.userwise import UserWiseSandbox  # noqa: PLC0415 - child process only
+    from devkit.sandbox.userwise.sandbox import UserWiseSandbox  # noqa: PLC0415 - child process only
 
     return UserWiseSandbox({KEY: "default"}, SECRET)
 

@@ -12,7 +12,8 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from gateway import __version__
-from gateway.config import GatewayConfig, ResolvedConfig
+from gateway.config import GatewayConfig
+from gateway.destination import ResolvedConfig
 from gateway.dlq import DeadLetterWriter
 from gateway.extensions import Extension, ExtensionContext, extensions_of
 from gateway.http_server import HttpServer, build_app, readiness

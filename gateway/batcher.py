@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config import BatchLimits
 from gateway.connector import VendorRecord
+from gateway.destination import BatchLimits
 from gateway.offsets import PartitionOffsets
 
 

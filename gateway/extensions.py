@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from gateway.config import Destination, KafkaConfig
+    from gateway.config import KafkaConfig
+    from gateway.destination import Destination
     from gateway.metrics import Metrics
 
 

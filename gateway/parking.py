@@ -16,8 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from gateway.backoff import FullJitterBackoff
-from gateway.config import Destination, KafkaConfig
+from gateway.config import KafkaConfig
 from gateway.delivery import Tenant
+from gateway.destination import Destination
 from gateway.dlq import TOO_LARGE
 from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, start_with_retry, stop_within, within
 from gateway.kafka_security import client_security_kwargs

@@ -16,10 +16,11 @@ from aiokafka.errors import KafkaError
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
 from gateway.commits import Committer, settled_above_committed
-from gateway.config import Destination, KafkaConfig
+from gateway.config import KafkaConfig
 from gateway.connector import ClientContext
 from gateway.consumer_health import BrokerContact, ReadFailures
 from gateway.delivery import DeliveryEngine, Tenant, tenant_for
+from gateway.destination import Destination
 from gateway.dlq import DeadLetterWriter
 from gateway.errors import EventError, MappingError, UnknownBrand
 from gateway.events import decode

@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import codec as kafka_codec
 from aiokafka.errors import KafkaError
 
-from gateway.config import Destination, KafkaConfig, ProxyConfig, ResolvedConfig
+from gateway.config import KafkaConfig, ProxyConfig
+from gateway.destination import Destination, ResolvedConfig
 from gateway.http_client import ssl_context
 from gateway.kafka_security import client_security_kwargs, security_protocol
 

@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry
 from gateway.backoff import FullJitterBackoff
 from gateway.batcher import Batcher, Item, Lane
 from gateway.commits import Committer, settled_above_committed
-from gateway.config import Destination, ResolvedConfig
 from gateway.connector import ClientContext, VendorRecord
 from gateway.delivery import DeliveryEngine, Tenant, tenant_for
+from gateway.destination import Destination, ResolvedConfig
 from gateway.dlq import RECORD_HEADER, DeadLetterWriter
 from gateway.errors import EventError, MappingError, UnknownBrand
 from gateway.events import decode

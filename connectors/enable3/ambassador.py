@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler
 
 from connectors.enable3.client import DEFAULT_BASE_URL
 from connectors.enable3.config import AmbassadorSettings, Enable3Credentials
-from gateway.config import Destination
+from gateway.destination import Destination
 from gateway.http_client import HttpResponse, HttpTransport, path_segment, safe_location
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.outcomes import TRANSPORT_FAILURE, is_redirect, status_class

@@ -14,37 +14,16 @@ import abc
 import math
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from connectors.intarget.feeds import FEEDS
-from connectors.intarget.store_writes import apply_changes
+from connectors.intarget.store_writes import Transaction, apply_changes
 from gateway.connector import VendorRecord
 
 Clock = Callable[[], float]
 """Epoch seconds; injectable so tests can run many closed windows without waiting for them."""
-
-
-class Transaction(Protocol):
-    """What the write path needs from a backend's open transaction (SQL uses `?` placeholders)."""
-
-    async def fetch(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Rows of a query."""
-        ...
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """One statement over many parameter rows, in order."""
-        ...
-
-    async def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """An `INSERT INTO t (cols) VALUES (?, ...) [ON CONFLICT ...]` over rows whose keys are distinct (so a
-        backend may send them as one statement)."""
-        ...
-
-    def any_of(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
-        """A `column IN (values)` condition and its arguments, in the backend's dialect."""
-        ...
 
 
 class StoreUnavailable(Exception):

@@ -17,8 +17,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from connectors.intarget.feeds import column_types, ddl
-from connectors.intarget.store import Clock, FeedStore, StoreUnavailable, Transaction, next_stamp
+from connectors.intarget.store import Clock, FeedStore, StoreUnavailable, next_stamp
 from connectors.intarget.store_sqlite import select_sql
+from connectors.intarget.store_writes import Transaction
 
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,

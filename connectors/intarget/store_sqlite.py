@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from connectors.intarget.feeds import FALLBACKS, FEEDS, HELD, Column, ddl
-from connectors.intarget.store import Clock, FeedStore, StoreUnavailable, Transaction, next_stamp, system_clock
+from connectors.intarget.store import Clock, FeedStore, StoreUnavailable, next_stamp, system_clock
+from connectors.intarget.store_writes import Transaction
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 30_000

@@ -10,14 +10,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
 from connectors.intarget.feeds import FEEDS
-
-if TYPE_CHECKING:
-    from connectors.intarget.store import Transaction
 
 # Columns written only when the row is inserted (the first time the store saw the thing).
 INSERT_ONLY: Final = frozenset({"created_at"})
@@ -41,6 +38,27 @@ IN_CHUNK: Final = 500
 FIRST_SIGHTING: Final = frozenset({"seen_at", "registered_default"})
 MAX_STORE_CUSTOM_FIELDS = 500
 """Distinct player custom field names a store holds; a record adding more is refused with a clear reason."""
+
+
+class Transaction(Protocol):
+    """What the write path needs from a backend's open transaction (SQL uses `?` placeholders)."""
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of a query."""
+        ...
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement over many parameter rows, in order."""
+        ...
+
+    async def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """An `INSERT INTO t (cols) VALUES (?, ...) [ON CONFLICT ...]` over rows whose keys are distinct (so a
+        backend may send them as one statement)."""
+        ...
+
+    def any_of(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        """A `column IN (values)` condition and its arguments, in the backend's dialect."""
+        ...
 
 
 def upsert_sql(table: str, key: str, columns: Sequence[str], insert_only: Sequence[str] = ()) -> str:

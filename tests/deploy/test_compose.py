@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from gateway import config as config_module
+from gateway import binding, destination
 from tests.deploy.tools import DEPLOY, load_yaml, run
 
 COMPOSE = DEPLOY / "compose"
@@ -36,10 +36,10 @@ def bind_mounts(name: str) -> dict[str, Path]:
     return mounts
 
 
-def gateway_config() -> config_module.ResolvedConfig:
+def gateway_config() -> destination.ResolvedConfig:
     """The gateway's mounted config, resolved with the service's environment."""
     mounts = bind_mounts("gateway")
-    return config_module.load(mounts["/etc/event-gateway/config.yaml"], env=service("gateway")["environment"])
+    return binding.load(mounts["/etc/event-gateway/config.yaml"], env=service("gateway")["environment"])
 
 
 def published(name: str) -> set[int]:
@@ -117,3 +117,12 @@ def test_grafana_provisions_the_dashboard_from_prometheus() -> None:
     path = providers[0]["options"]["path"]
     dashboards = {target: host for target, host in mounts.items() if target.startswith(path + "/")}
     assert list(dashboards.values()) == [DEPLOY / "grafana" / "event-gateway.json"]
+
+
+def test_the_sandbox_runs_from_the_devkit_image() -> None:
+    """The gateway image carries no devkit, so the stand-in vendor is built from the devkit's Dockerfile."""
+    sandbox, gateway = service("unibo-sandbox"), service("gateway")
+    assert sandbox["build"]["dockerfile"] == "deploy/docker/devkit.Dockerfile"
+    assert gateway["build"]["dockerfile"] == "deploy/docker/Dockerfile"
+    assert sandbox["image"] != gateway["image"]
+    assert sandbox["command"][0] == "sandbox"

@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from gateway import config as config_module
+from gateway import binding
 from tests.deploy.dockerfile import Stage, healthcheck_command, parse
 from tests.deploy.tools import DEPLOY, ROOT
 
@@ -107,13 +107,13 @@ def test_the_image_listens_on_every_interface_by_default(monkeypatch: pytest.Mon
         ],
     }
     monkeypatch.delenv("GATEWAY_HTTP_LISTEN", raising=False)
-    assert config_module.parse(tree, env={}).gateway.http.listen == "127.0.0.1:9108"  # outside a container
+    assert binding.parse(tree, env={}).gateway.http.listen == "127.0.0.1:9108"  # outside a container
     monkeypatch.setenv("GATEWAY_HTTP_LISTEN", "0.0.0.0:9108")
-    resolved = config_module.parse(tree, env={})
+    resolved = binding.parse(tree, env={})
     assert resolved.gateway.http.listen == "0.0.0.0:9108"
     assert not resolved.warnings
     tree["http"] = {"listen": "0.0.0.0:9200"}
-    assert config_module.parse(tree, env={}).gateway.http.listen == "0.0.0.0:9200"  # the file wins
+    assert binding.parse(tree, env={}).gateway.http.listen == "0.0.0.0:9200"  # the file wins
 
 
 def test_the_image_carries_its_version() -> None:
@@ -122,3 +122,22 @@ def test_the_image_carries_its_version() -> None:
     assert f"ARG VERSION={version}" in [f"ARG {i.arguments}" for i in runtime().all("ARG")]
     assert any("org.opencontainers.image.version" in i.arguments for i in runtime().all("LABEL"))
     assert f"-t event-gateway:{version} ." in DOCKERFILE.read_text()
+
+
+def test_the_image_installs_the_runtime_only() -> None:
+    """The build installs the project without extras (no test broker) from gateway/ and connectors/, never devkit/."""
+    installs = [run.arguments for stage in stages() for run in stage.all("RUN") if "pip install" in run.arguments]
+    assert installs and all(shlex.split(command)[-1] == "." for command in installs), installs
+    copied = " ".join(copy.arguments for stage in stages() for copy in stage.all("COPY"))
+    assert "devkit" not in copied and "tests" not in copied
+    assert any(fnmatch.fnmatch("connectors/unibo/tests", pattern) for pattern in dockerignore())
+
+
+def test_the_devkit_image_adds_the_devkit_and_its_extra() -> None:
+    """The sandbox image (deploy/compose's stand-in vendor) is built from devkit/ with the `demo` extra."""
+    (devkit,) = parse(DEPLOY / "docker" / "devkit.Dockerfile")
+    copied = {shlex.split(copy.arguments)[0] for copy in devkit.all("COPY")}
+    assert {"gateway", "connectors", "devkit"} <= copied
+    assert any("pip install '.[demo]'" in run.arguments for run in devkit.all("RUN"))
+    assert devkit.all("ENTRYPOINT")[-1].exec_form() == ["gateway"]
+    assert devkit.all("CMD")[-1].exec_form()[0] == "sandbox"

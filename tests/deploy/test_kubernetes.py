@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway import config as config_module
+from gateway import binding
 from tests.deploy.observability import alerts
 from tests.deploy.tools import DEPLOY, run
 
@@ -123,7 +123,7 @@ def test_probes_security_and_resources(overlay: str) -> None:
 def test_config_map_holds_a_valid_config_and_the_pod_outlives_its_drain(overlay: str) -> None:
     """The mounted config parses as a gateway config, listens where the probes look, and drains within the grace."""
     config_map = one(overlay, "ConfigMap")
-    resolved = config_module.parse(yaml.safe_load(config_map["data"]["config.yaml"]), env=ENV)
+    resolved = binding.parse(yaml.safe_load(config_map["data"]["config.yaml"]), env=ENV)
     spec = pod_spec(overlay)
     assert spec["terminationGracePeriodSeconds"] > resolved.gateway.shutdown.grace_period + 5
     port = next(p for p in gateway_container(overlay)["ports"] if p["name"] == "http-metrics")

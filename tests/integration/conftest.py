@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.testbed.broker import EmbeddedBroker
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.testbed.broker import EmbeddedBroker
 
 UNIBO_KEY = "test-unibo-key"
 _counter = itertools.count()

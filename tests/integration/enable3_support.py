@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.sandbox.enable3 import Enable3Sandbox
-from gateway.sandbox.server import SandboxServer
+from devkit.sandbox.enable3.sandbox import Enable3Sandbox
+from devkit.sandbox.server import SandboxServer
 
 ENABLE3_KEY = "test-enable3-key-0123"
 MISSION_TYPES = frozenset({"deposit", "withdrawal", "gameround", "login", "custom"})

@@ -21,9 +21,9 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import config as config_module
+from devkit.testbed.traffic import message
+from gateway import binding
 from gateway.app import Gateway
-from gateway.testbed.traffic import message
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,7 +184,7 @@ class InProcessGateway:
 @contextlib.asynccontextmanager
 async def running_gateway(tree: dict[str, Any], destinations: Iterable[str] = ()) -> AsyncIterator[InProcessGateway]:
     """Run the gateway in process until the block ends, then stop it gracefully and wait for the drain."""
-    resolved = config_module.parse(tree, env={})
+    resolved = binding.parse(tree, env={})
     gateway = Gateway(resolved, list(destinations))
     task = asyncio.create_task(gateway.run(install_signals=False))
     running = InProcessGateway(gateway, task)

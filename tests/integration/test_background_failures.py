@@ -11,12 +11,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from structlog.testing import capture_logs
 
-from gateway import config as config_module
+from devkit.sandbox.faults import FaultPlan
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, unibo_takes
+from gateway import binding
 from gateway.app import Gateway
 from gateway.delivery import DeliveryEngine
-from gateway.sandbox.faults import FaultPlan
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import (
     committed,
@@ -35,7 +35,7 @@ def _events(seed: int, count: int, player: str) -> list[dict[str, Any]]:
 
 async def _run_until_it_fails(tree: dict[str, Any], after: Callable[[Gateway], None] | None = None) -> Gateway:
     """Run a gateway that must end by itself with an error (bounded); returns it for its metrics."""
-    gateway = Gateway(config_module.parse(tree, env={}))
+    gateway = Gateway(binding.parse(tree, env={}))
     task = asyncio.create_task(gateway.run(install_signals=False))
     try:
         if after is not None:

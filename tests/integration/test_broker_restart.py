@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from gateway.sandbox.faults import FaultPlan
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, unibo_takes
+from devkit.sandbox.faults import FaultPlan
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import (
     GatewayProcess,

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from gateway.testbed.broker import EmbeddedBroker
+from devkit.testbed.broker import EmbeddedBroker
 from tests.deploy.dockerfile import healthcheck_command, parse
 from tests.deploy.observability import alerts, dashboard_queries, exported_names, metric_names
 from tests.deploy.tools import DEPLOY

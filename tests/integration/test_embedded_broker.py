@@ -16,8 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 
-from gateway.kafka_security import KafkaSecurity, KafkaTls, client_security_kwargs
-from gateway.testbed.broker import (
+from devkit.testbed.broker import (
     BrokerError,
     BrokerTls,
     EmbeddedBroker,
@@ -25,6 +24,7 @@ from gateway.testbed.broker import (
     find_tansu_binary,
     make_throwaway_pki,
 )
+from gateway.kafka_security import KafkaSecurity, KafkaTls, client_security_kwargs
 
 # A safety net so a broken broker fails the test instead of hanging it; no assertion depends on it.
 SAFETY_TIMEOUT_S = 60

@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from gateway.sandbox.faults import FaultPlan
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic
+from devkit.sandbox.faults import FaultPlan
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic
 from tests.integration.enable3_support import (
     RunningEnable3,
     enable3,  # noqa: F401 - the fixture

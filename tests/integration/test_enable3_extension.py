@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from connectors.enable3.callback import SIGNATURE_HEADER, signature
+from devkit.sandbox.faults import FaultPlan
+from devkit.testbed.broker import EmbeddedBroker
 from gateway.logs import configure
-from gateway.sandbox.faults import FaultPlan
-from gateway.testbed.broker import EmbeddedBroker
 from tests.integration.enable3_support import (
     ENABLE3_KEY,
     RunningEnable3,

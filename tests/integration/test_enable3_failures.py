@@ -7,9 +7,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.sandbox.faults import FaultPlan
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic
+from devkit.sandbox.faults import FaultPlan
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic
 from tests.integration.enable3_support import (
     ENABLE3_KEY,
     RunningEnable3,

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.sandbox.enable3 import Enable3Sandbox
-from gateway.sandbox.faults import standard_fault_mix
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.userwise import UserWiseSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic
+from devkit.sandbox.enable3.sandbox import Enable3Sandbox
+from devkit.sandbox.faults import standard_fault_mix
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.userwise.sandbox import UserWiseSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic
 from tests.integration.enable3_support import ENABLE3_KEY, enable3_destination, mission_ids
 from tests.integration.harness import committed, gateway_config, produce, read_topic, running_gateway, wait_for
 from tests.integration.userwise_support import (

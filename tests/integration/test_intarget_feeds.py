@@ -14,8 +14,8 @@ import pytest
 from connectors.intarget import connector
 from connectors.intarget.feeds import FEEDS
 from connectors.intarget.tests.clock import ManualClock
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic
 from tests.integration.harness import free_port, gateway_config, produce, running_gateway
 from tests.integration.intarget import (
     StoreBackend,

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from connectors.intarget.formats import stamp_text
-from gateway.testbed.broker import EmbeddedBroker
+from devkit.testbed.broker import EmbeddedBroker
 from tests.integration.harness import GatewayProcess, free_port, gateway_config, http_get, wait_for, write_config
 from tests.integration.intarget import TOKEN, StoreBackend, fill_logins, intarget_destination, store_backend
 

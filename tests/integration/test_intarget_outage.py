@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 
 from connectors.intarget.formats import stamp_text
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic
 from tests.integration.harness import free_port, gateway_config, produce, running_gateway
 from tests.integration.intarget import (
     DESTINATION,

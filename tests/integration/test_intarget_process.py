@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from connectors.intarget.formats import stamp_text
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic
 from tests.integration.harness import (
     GatewayProcess,
     free_port,

@@ -11,13 +11,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from gateway import config as config_module
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import message
+from gateway import binding
 from gateway.dlq import RECORD_HEADER
 from gateway.events import decode
 from gateway.replay import Replay
 from gateway.replay_records import ReplaySelection
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import message
 from tests.integration.harness import gateway_config
 
 TOKEN = "replay-feed-token-0123456789"
@@ -85,7 +85,7 @@ async def test_replay_into_the_store_routes_every_brand_opens_no_listener_and_se
             "store": f"sqlite:///{store}",
             "feed": {"listen": f"127.0.0.1:{port}", "token": TOKEN},
         }
-        resolved = config_module.parse(gateway_config(broker.bootstrap_servers, topic, [destination]), env={})
+        resolved = binding.parse(gateway_config(broker.bootstrap_servers, topic, [destination]), env={})
         dlq = resolved.gateway.kafka.dlq_topic
         login = _login("rl-1", "p-1", "brand-a")
         await _dead_letter(broker.bootstrap_servers, dlq, message(login)[1])

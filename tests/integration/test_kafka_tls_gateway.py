@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devkit.testbed.broker import BrokerTls, EmbeddedBroker, ThrowawayPki, make_throwaway_pki
+from devkit.testbed.traffic import Traffic, message, unibo_takes
 from gateway.kafka_security import KafkaSecurity, client_security_kwargs
-from gateway.testbed.broker import BrokerTls, EmbeddedBroker, ThrowawayPki, make_throwaway_pki
-from gateway.testbed.traffic import Traffic, message, unibo_takes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import gateway_config, running_gateway, unibo_destination, wait_for
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from gateway import config as config_module
+from devkit.sandbox.faults import FaultPlan
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, unibo_takes
+from gateway import binding
 from gateway.app import Gateway
 from gateway.delivery import DeliveryEngine
-from gateway.sandbox.faults import FaultPlan
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import (
     committed,
@@ -180,7 +180,7 @@ async def test_kafka_unreachable_at_startup_is_waited_out(unibo: RunningSandbox)
     port = free_port()
     topic = "late-broker-events"
     tree = gateway_config(f"127.0.0.1:{port}", topic, [unibo_destination(unibo.url)], http_port=free_port())
-    gateway = Gateway(config_module.parse(tree, env={}))
+    gateway = Gateway(binding.parse(tree, env={}))
     task = asyncio.create_task(gateway.run(install_signals=False))
     try:
         await wait_for(lambda: gateway.http is not None, 10, "the probes")
@@ -235,7 +235,7 @@ async def test_a_broken_lane_fails_the_gateway_loudly_without_committing(
 
     monkeypatch.setattr(DeliveryEngine, "deliver", broken)
     tree = gateway_config(broker.bootstrap_servers, topic, [unibo_destination(unibo.url)])
-    gateway = Gateway(config_module.parse(tree, env={}))
+    gateway = Gateway(binding.parse(tree, env={}))
     task = asyncio.create_task(gateway.run(install_signals=False))
     with pytest.raises(BaseExceptionGroup) as failure:
         await asyncio.wait_for(task, 60)

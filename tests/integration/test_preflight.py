@@ -15,11 +15,11 @@ import pytest
 import yaml
 from aiohttp import web
 
+from devkit.sandbox.server import SandboxServer
+from devkit.testbed.broker import BrokerTls, EmbeddedBroker, ThrowawayPki, make_throwaway_pki
 from gateway.cli import main
 from gateway.kafka_security import KafkaSecurity, client_security_kwargs
 from gateway.preflight import CODECS
-from gateway.sandbox.server import SandboxServer
-from gateway.testbed.broker import BrokerTls, EmbeddedBroker, ThrowawayPki, make_throwaway_pki
 
 ALL_CODECS = all(available() for available in CODECS.values())
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from gateway.sandbox.faults import FaultPlan
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, unibo_takes
+from devkit.sandbox.faults import FaultPlan
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import UNIBO_KEY, RunningSandbox
 from tests.integration.harness import (
     GatewayProcess,

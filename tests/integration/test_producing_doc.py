@@ -8,8 +8,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from devkit.testbed.broker import EmbeddedBroker
 from gateway.events import DepositEvent, decode
-from gateway.testbed.broker import EmbeddedBroker
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "producing.md"
 

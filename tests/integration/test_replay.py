@@ -11,16 +11,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from gateway import config as config_module
+from devkit.sandbox.faults import FaultPlan
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, message, unibo_takes
+from gateway import binding
 from gateway.connector import ClientContext
 from gateway.extensions import Extension, ExtensionContext
 from gateway.replay import Replay
 from gateway.replay_records import ReplaySelection, ReplaySummary
-from gateway.sandbox.faults import FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, message, unibo_takes
 from tests.integration.conftest import UNIBO_KEY, RunningSandbox
 from tests.integration.harness import (
     ROOT,
@@ -81,7 +81,7 @@ def _tree(broker: EmbeddedBroker, topic: str, url: str, **extra: Any) -> dict[st
 
 
 async def _replay(tree: dict[str, Any], selection: ReplaySelection, **options: Any) -> ReplaySummary:
-    replay = Replay(config_module.parse(tree, env={}), selection, **options)
+    replay = Replay(binding.parse(tree, env={}), selection, **options)
     return await asyncio.wait_for(replay.run(asyncio.Event()), 60)
 
 
@@ -144,7 +144,7 @@ async def test_an_interrupted_replay_resumes_without_resending(broker: EmbeddedB
     async with SandboxServer(sandbox.app()) as server:
         tree = _tree(broker, topic, server.url, concurrency=1, batch={"max_events": 20, "linger_ms": 0})
         stopping = asyncio.Event()
-        replay = Replay(config_module.parse(tree, env={}), ReplaySelection("unibo"))
+        replay = Replay(binding.parse(tree, env={}), ReplaySelection("unibo"))
         task = asyncio.create_task(replay.run(stopping))
         await wait_for(lambda: sandbox.total_unique >= 100, 60, "a third replayed")
         stopping.set()
@@ -276,7 +276,7 @@ async def test_a_connector_extension_is_started_and_shared_with_the_client(
     """Replay builds the destination's extension, hands its shared part to the client, and stops it afterwards."""
     events = _events(5, seed=5)
     await _dead_letters(broker.bootstrap_servers, f"{topic}.dlq", _values(events), "unibo")
-    resolved = config_module.parse(_tree(broker, topic, unibo.url), env={})
+    resolved = binding.parse(_tree(broker, topic, unibo.url), env={})
     destination = resolved.destination("unibo")
     connector = _WithStore(destination.connector)
     object.__setattr__(destination, "connector", connector)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gateway.sandbox.faults import FaultPlan
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, unibo_takes
+from devkit.sandbox.faults import FaultPlan
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import gateway_config, produce, running_gateway, unibo_destination, wait_for
 

@@ -13,14 +13,14 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway import config as config_module
+from devkit.sandbox.enable3.sandbox import Enable3Sandbox
+from devkit.sandbox.faults import FaultPlan
+from devkit.sandbox.server import SandboxServer
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, message
+from gateway import binding
 from gateway.app import Gateway
 from gateway.http_client import HttpTransport
-from gateway.sandbox.enable3 import Enable3Sandbox
-from gateway.sandbox.faults import FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, message
 from tests.integration.enable3_support import enable3_destination, mission_ids
 from tests.integration.harness import gateway_config, produce, wait_for
 
@@ -41,7 +41,7 @@ class Sent:
 @contextlib.asynccontextmanager
 async def replica(tree: dict[str, Any]) -> AsyncIterator[Gateway]:
     """A gateway replica in this process, stopped (and drained) when the block ends."""
-    gateway = Gateway(config_module.parse(tree, env={}))
+    gateway = Gateway(binding.parse(tree, env={}))
     task = asyncio.create_task(gateway.run(install_signals=False))
     try:
         await wait_for(lambda: task.done() or (bool(gateway.pipelines) and gateway.pipelines[0].joined), 30, "join")

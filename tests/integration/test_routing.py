@@ -10,13 +10,13 @@ import pytest
 from connectors.unibo import UniboConnector
 from connectors.unibo.config import UniboOptions
 from connectors.unibo.mapping import map_event
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, unibo_takes
 from gateway import registry
 from gateway.connector import VendorRecord
 from gateway.events import Event
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, unibo_takes
 from tests.integration.harness import gateway_config, produce, read_topic, running_gateway, unibo_destination, wait_for
 
 KEYS = {"casino-a": "key-for-casino-a", "casino-b": "key-for-casino-b"}

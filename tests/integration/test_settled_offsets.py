@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from gateway import config as config_module
+from devkit.sandbox.faults import FaultPlan
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, message, unibo_takes
+from gateway import binding
 from gateway.offset_metadata import encode
 from gateway.replay import Replay
 from gateway.replay_records import ReplaySelection
-from gateway.sandbox.faults import FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, message, unibo_takes
 from tests.integration.harness import (
     GatewayProcess,
     free_port,
@@ -244,7 +244,7 @@ async def test_an_interrupted_replay_skips_what_it_settled_above_a_hanging_recor
     sandbox.faults.add(FaultPlan(kind="hang", header=f"x-api-key: {SLOW_KEY}"))
     tree = gateway_config(keeping_broker.bootstrap_servers, source, [_destination(url)], grace=1.0)
     stopping = asyncio.Event()
-    replay = Replay(config_module.parse(tree, env={}), ReplaySelection("unibo"))
+    replay = Replay(binding.parse(tree, env={}), ReplaySelection("unibo"))
     task = asyncio.create_task(replay.run(stopping))
     fast = {e["event_id"] for e in events if e["brand"] == "fast"}
     await wait_for(lambda: len(sandbox.unique_ids("fast")) >= len(fast), 60, "the fast tenant's records")
@@ -252,7 +252,7 @@ async def test_an_interrupted_replay_skips_what_it_settled_above_a_hanging_recor
     first = await asyncio.wait_for(task, 60)
     sandbox.faults.clear()
     assert first.interrupted
-    again = Replay(config_module.parse(tree, env={}), ReplaySelection("unibo"))
+    again = Replay(binding.parse(tree, env={}), ReplaySelection("unibo"))
     second = await asyncio.wait_for(again.run(asyncio.Event()), 60)
     assert set(sandbox.unique_ids("fast")) | set(sandbox.unique_ids("slow")) == {e["event_id"] for e in events}
     assert sandbox.tenant("fast").duplicates == 0

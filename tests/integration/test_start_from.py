@@ -8,8 +8,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import message
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import message
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import committed, gateway_config, running_gateway, unibo_destination, wait_for
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from gateway.sandbox.faults import FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.userwise import AppLog, UserWiseSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic
+from devkit.sandbox.faults import FaultPlan
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.userwise.sandbox import AppLog, UserWiseSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic
 from tests.integration.harness import (
     DeadLetter,
     committed,

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.sandbox.enable3 import Enable3Sandbox
-from gateway.sandbox.faults import FaultInjector, FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.sandbox.userwise import UserWiseSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic, unibo_takes
+from devkit.sandbox.enable3.sandbox import Enable3Sandbox
+from devkit.sandbox.faults import FaultInjector, FaultPlan
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.sandbox.userwise.sandbox import UserWiseSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import UNIBO_KEY
 from tests.integration.enable3_support import ENABLE3_KEY, enable3_destination, mission_ids
 from tests.integration.harness import (

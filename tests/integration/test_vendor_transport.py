@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.testbed.broker import EmbeddedBroker, ThrowawayPki, make_throwaway_pki
-from gateway.testbed.traffic import Traffic, unibo_takes
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.testbed.broker import EmbeddedBroker, ThrowawayPki, make_throwaway_pki
+from devkit.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import UNIBO_KEY
 from tests.integration.harness import (
     gateway_config,

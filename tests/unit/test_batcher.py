@@ -8,8 +8,8 @@ import orjson
 from prometheus_client import CollectorRegistry, Histogram
 
 from gateway.batcher import Batcher
-from gateway.config import BatchLimits
 from gateway.connector import record_body
+from gateway.destination import BatchLimits
 from gateway.metrics import observe_many
 from gateway.offsets import PartitionOffsets
 from tests.unit.helpers import make_item

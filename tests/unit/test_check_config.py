@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway import config
+from gateway import binding
 from gateway.cli import main
 from gateway.errors import ConfigError
-from gateway.testbed.contract import EXAMPLE_CONFIG, EXAMPLE_ENV
+from tests.example_config import EXAMPLE_CONFIG, EXAMPLE_ENV
 
 
 def tree(*destinations: dict[str, Any], http: str = "0.0.0.0:9108") -> dict[str, Any]:
@@ -34,7 +34,7 @@ def tree(*destinations: dict[str, Any], http: str = "0.0.0.0:9108") -> dict[str,
 def errors_of(data: dict[str, Any], env: dict[str, str] | None = None) -> list[str]:
     """The error lines config.parse reports for `data` (none: it must fail)."""
     with pytest.raises(ConfigError) as failure:
-        config.parse(data, env={"UNIBO_API_KEY": "unibo-key-0123456789"} if env is None else env)
+        binding.parse(data, env={"UNIBO_API_KEY": "unibo-key-0123456789"} if env is None else env)
     return str(failure.value).splitlines()
 
 
@@ -169,7 +169,7 @@ def test_base_url_with_another_path_is_accepted() -> None:
     """A path prefix that is not the API path (a reverse proxy's) is left alone."""
     data = tree()
     data["destinations"][0]["base_url"] = "https://egress.example.com/unibo"
-    config.parse(data, env={"UNIBO_API_KEY": "unibo-key-0123456789"})
+    binding.parse(data, env={"UNIBO_API_KEY": "unibo-key-0123456789"})
 
 
 def intarget(listen: str) -> dict[str, Any]:
@@ -197,7 +197,7 @@ def test_listener_port_clash_is_refused(http: str, feed: str, clash: bool) -> No
     """http.listen and InTarget's feed.listen on one port (one of them a wildcard) cannot both bind."""
     data = tree(intarget(feed), http=http)
     if not clash:
-        config.parse(data, env={})
+        binding.parse(data, env={})
         return
     (line,) = errors_of(data, env={})
     assert line.startswith("destinations[0].feed.listen: port 9108 is also http.listen")
@@ -234,7 +234,7 @@ def test_durations_take_units_everywhere() -> None:
     )
     data["destinations"][0]["feed"]["watermark_wait"] = "10s"
     data["destinations"][0]["purge_interval"] = "1h"
-    resolved = config.parse(data, env={})
+    resolved = binding.parse(data, env={})
     kafka = resolved.gateway.kafka
     assert (kafka.commit_interval, kafka.lag_interval, kafka.session_timeout_ms) == (0.5, 120.0, 10_000)
     assert resolved.gateway.shutdown.grace_period == 60.0
@@ -327,7 +327,7 @@ def test_start_from_takes_a_policy_or_a_zoned_time(value: str, expected: str) ->
     """start_from is earliest, latest or an RFC 3339 time with a zone."""
     data = tree()
     data["destinations"][0]["start_from"] = value
-    resolved = config.parse(data, env={"UNIBO_API_KEY": "unibo-key-0123456789"})
+    resolved = binding.parse(data, env={"UNIBO_API_KEY": "unibo-key-0123456789"})
     assert resolved.destination("unibo").config.start_from == expected
 
 
@@ -358,7 +358,7 @@ def test_a_destination_without_base_url_shows_the_vendors_production_url(connect
     if connector != "userwise":
         del credentials["secret_key"]
     data = tree({"name": "d", "connector": connector, "credentials": {"default": credentials}})
-    destination = config.parse(data, env={}).destination("d")
+    destination = binding.parse(data, env={}).destination("d")
     assert destination.config.base_url == url
     assert destination.describe()["base_url"] == url
 

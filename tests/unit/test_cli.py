@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from gateway.testbed.contract import EXAMPLE_ENV
+from tests.example_config import EXAMPLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from gateway import config
+from gateway import binding
 from gateway.errors import ConfigError
-from gateway.testbed.contract import EXAMPLE_ENV
+from tests.example_config import EXAMPLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "gateway.example.yaml"
@@ -34,7 +34,7 @@ def minimal(**destination: Any) -> dict[str, Any]:
 
 def test_example_config_parses_with_every_option() -> None:
     """config/gateway.example.yaml is valid and resolves the documented defaults."""
-    resolved = config.load(EXAMPLE, env=EXAMPLE_ENV)
+    resolved = binding.load(EXAMPLE, env=EXAMPLE_ENV)
     unibo = resolved.destination("unibo")
     assert unibo.batch.max_events == 10_000
     assert unibo.batch.linger == 0.5
@@ -47,7 +47,7 @@ def test_environment_interpolation_and_defaults() -> None:
     """${VAR} comes from the environment and ${VAR:-default} falls back; $$ is a literal dollar."""
     tree = minimal(base_url="${BASE:-http://fallback:8080}")
     tree["kafka"]["client_id"] = "cost$$"
-    resolved = config.parse(tree, env={"UNIBO_API_KEY": "k-123456"})
+    resolved = binding.parse(tree, env={"UNIBO_API_KEY": "k-123456"})
     destination = resolved.destination("unibo")
     assert destination.config.base_url == "http://fallback:8080"
     assert destination.credentials["default"].api_key.get_secret_value() == "k-123456"
@@ -57,7 +57,7 @@ def test_environment_interpolation_and_defaults() -> None:
 def test_missing_variable_names_key_and_variable() -> None:
     """A variable with no value and no default is a startup error naming the key and the variable."""
     with pytest.raises(ConfigError) as error:
-        config.parse(minimal(), env={})
+        binding.parse(minimal(), env={})
     assert "destinations[0].credentials.default.api_key" in str(error.value)
     assert "UNIBO_API_KEY" in str(error.value)
 
@@ -98,7 +98,7 @@ def test_errors_name_the_offending_key(mutate: Any, expected: str) -> None:
     tree.setdefault("http", {})
     mutate(tree)
     with pytest.raises(ConfigError) as error:
-        config.parse(tree, env={"UNIBO_API_KEY": "k"})
+        binding.parse(tree, env={"UNIBO_API_KEY": "k"})
     assert expected in str(error.value)
 
 
@@ -107,7 +107,7 @@ def test_errors_never_echo_secret_values() -> None:
     tree = minimal()
     tree["destinations"][0]["credentials"]["default"]["api_key"] = ["sup3r-secret-value"]
     with pytest.raises(ConfigError) as error:
-        config.parse(tree, env={})
+        binding.parse(tree, env={})
     assert "sup3r-secret-value" not in str(error.value)
     assert "api_key" in str(error.value)
 
@@ -116,7 +116,7 @@ def test_describe_masks_secrets() -> None:
     """The printable destination summary masks every secret and keeps the rest readable."""
     tree = minimal(proxy={"url": "http://10.0.0.5:3128", "username": "u", "password": "proxy-pass-999"})
     tree["kafka"]["security"] = {"sasl": {"mechanism": "SCRAM-SHA-512", "username": "gw", "password": "sasl-pass-777"}}
-    resolved = config.parse(tree, env={"UNIBO_API_KEY": "key-abcdef-123"})
+    resolved = binding.parse(tree, env={"UNIBO_API_KEY": "key-abcdef-123"})
     text = repr(resolved.destination("unibo").describe())
     assert "key-abcdef-123" not in text
     assert "proxy-pass-999" not in text
@@ -159,12 +159,12 @@ def test_unloadable_kafka_tls_files_fail_at_startup(tmp_path: Path) -> None:
     tree = minimal()
     tree["kafka"]["security"] = {"tls": {"enabled": True, "ca_file": str(bogus)}}
     with pytest.raises(ConfigError, match=r"tls\.ca_file"):
-        config.parse(tree, env={"UNIBO_API_KEY": "k"})
+        binding.parse(tree, env={"UNIBO_API_KEY": "k"})
 
 
 def test_secrets_lists_every_secret_for_the_scrubber() -> None:
     """secrets() finds the vendor keys, the proxy password and the SASL password (what logs and DLQ scrub)."""
     tree = minimal(proxy={"url": "http://10.0.0.5:3128", "username": "u", "password": "proxy-pass-999"})
     tree["kafka"]["security"] = {"sasl": {"mechanism": "PLAIN", "username": "gw", "password": "sasl-pass-777"}}
-    resolved = config.parse(tree, env={"UNIBO_API_KEY": "key-abcdef-123"})
+    resolved = binding.parse(tree, env={"UNIBO_API_KEY": "key-abcdef-123"})
     assert {"key-abcdef-123", "proxy-pass-999", "sasl-pass-777"} <= set(resolved.secrets())

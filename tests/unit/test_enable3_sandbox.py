@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.sandbox.enable3 import Enable3Sandbox
-from gateway.sandbox.faults import FaultPlan
-from gateway.sandbox.server import SandboxServer
+from devkit.sandbox.enable3.sandbox import Enable3Sandbox
+from devkit.sandbox.faults import FaultPlan
+from devkit.sandbox.server import SandboxServer
 
 KEY = "e3-sandbox-key"
 EVENT = {

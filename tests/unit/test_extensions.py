@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway.config import parse
+from gateway.binding import parse
 from gateway.extensions import ExtendsGateway, Extension, ExtensionContext, extensions_of
 from gateway.metrics import Metrics
 

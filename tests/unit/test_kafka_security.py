@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel, ValidationError
 
+from devkit.testbed.broker import ThrowawayPki, make_throwaway_pki
 from gateway.errors import ConfigError
 from gateway.kafka_security import KafkaSasl, KafkaSecurity, KafkaTls, client_security_kwargs, security_protocol
-from gateway.testbed.broker import ThrowawayPki, make_throwaway_pki
 
 SECRET = "hunter2-do-not-print"
 KEY_SECRET = "key-passphrase-do-not-print"

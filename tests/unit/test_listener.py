@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from devkit.testbed.broker import make_throwaway_pki
 from gateway.listener import Listener, ListenerLimits, ListenerTls
-from gateway.testbed.broker import make_throwaway_pki
 
 REQUEST = b"GET /ping HTTP/1.1\r\nHost: gw\r\n\r\n"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from gateway.app import Gateway
-from gateway.config import parse
+from gateway.binding import parse
 from gateway.http_server import readiness
 
 

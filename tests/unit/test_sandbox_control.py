@@ -1,4 +1,4 @@
-"""The control routes every vendor sandbox shares (gateway/sandbox/control.py), over real HTTP for each vendor."""
+"""The control routes every vendor sandbox shares (devkit/sandbox/control.py), over real HTTP for each vendor."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.sandbox.enable3 import Enable3Sandbox
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.sandbox.userwise import UserWiseSandbox
+from devkit.sandbox.enable3.sandbox import Enable3Sandbox
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
+from devkit.sandbox.userwise.sandbox import UserWiseSandbox
 
 VENDORS: dict[str, tuple[Callable[[], Any], str, str]] = {
     # vendor -> (sandbox with key "k" for tenant "t", how the 400 names the keys, a list-of-strings setting)

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.sandbox.faults import FaultInjector, FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
+from devkit.sandbox.faults import FaultInjector, FaultPlan
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
 
 SHORT = aiohttp.ClientTimeout(total=0.3)
 

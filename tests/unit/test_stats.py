@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from gateway.testbed.stats import percentile
+from devkit.testbed.stats import percentile
 
 
 def test_percentile_picks_the_sorted_value_at_the_share() -> None:

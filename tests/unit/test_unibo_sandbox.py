@@ -10,8 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.sandbox.server import SandboxServer, run_sandbox_forever
-from gateway.sandbox.unibo import UniboSandbox
+from devkit.sandbox.registry import SANDBOXES
+from devkit.sandbox.server import SandboxServer, Served, run_sandbox_forever
+from devkit.sandbox.unibo.sandbox import UniboSandbox
 
 KEYS = {"key-a": "brand-a", "key-b": "brand-b"}
 TS = "2025-01-15T12:00:00Z"
@@ -301,7 +302,8 @@ async def test_control_api_rejects_bad_bodies(bed: Bed, path: str, body: object)
 
 async def test_run_sandbox_forever_serves_until_cancelled(capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI helper prints the URL of a working sandbox and stops cleanly when cancelled."""
-    task = asyncio.create_task(run_sandbox_forever("127.0.0.1", 0, {"cli-key": "cli-brand"}))
+    served = Served(SANDBOXES["unibo"], 0, {"cli-key": "cli-brand"}, {})  # port 0 here: any free port
+    task = asyncio.create_task(run_sandbox_forever("127.0.0.1", [served]))
     output = ""
     while "/api/v1/events" not in output:
         await asyncio.sleep(0.01)

@@ -15,14 +15,14 @@ from prometheus_client import CollectorRegistry
 from connectors.userwise import connector
 from connectors.userwise.client import UserWiseClient
 from connectors.userwise.config import UserWiseCredentials
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.userwise.sandbox import UserWiseSandbox
 from gateway import config as config_module
 from gateway.connector import ClientContext, VendorRecord
 from gateway.events import decode
 from gateway.http_client import HttpTransport
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.outcomes import Outcome
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.userwise import UserWiseSandbox
 
 KEY, SECRET = "unit-app-key", "unit-company-secret"
 CREDENTIALS = UserWiseCredentials.model_validate({"api_key": KEY, "secret_key": SECRET})

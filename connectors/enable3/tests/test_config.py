@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.config import parse
+from gateway.binding import parse
 from gateway.errors import ConfigError
 
 KEY, BEARER, SECRET = "e3-config-key-1", "e3-config-bearer-0123456789", "e3-config-hmac-secret"

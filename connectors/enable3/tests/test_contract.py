@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from connectors.enable3 import connector
+from devkit.testbed.contract import ConnectorContract
 from gateway.connector import Connector
-from gateway.testbed.contract import ConnectorContract
+from tests.example_config import EXAMPLE_CONFIG, EXAMPLE_ENV
 
 
 class TestEnable3Contract(ConnectorContract):
@@ -15,5 +17,7 @@ class TestEnable3Contract(ConnectorContract):
 
     connector: ClassVar[Connector] = connector
     golden_dir: ClassVar[Path] = Path(__file__).parent / "golden"
+    example_config: ClassVar[Path | None] = EXAMPLE_CONFIG
+    example_env: ClassVar[Mapping[str, str]] = EXAMPLE_ENV
     credentials: ClassVar[dict[str, Any]] = {"api_key": "enable3-contract-secret-456"}
     secrets: ClassVar[tuple[str, ...]] = ("enable3-contract-secret-456",)

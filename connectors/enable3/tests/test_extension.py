@@ -10,7 +10,7 @@ from aiohttp.test_utils import make_mocked_request
 from prometheus_client import CollectorRegistry
 
 from connectors.enable3.extension import Enable3Extension
-from gateway.config import parse
+from gateway.binding import parse
 from gateway.extensions import ExtensionContext, extensions_of
 from gateway.metrics import Metrics
 

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from connectors.enable3.config import Enable3Options, Enable3Settings
 from connectors.enable3.mapping import created_at, fill_template, map_event
+from devkit.testbed.traffic import Traffic
 from gateway.errors import UnsupportedCurrency
 from gateway.events import decode
-from gateway.testbed.traffic import Traffic
 
 
 def _map(event: dict[str, Any], **options: Any) -> list[Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway import config as config_module
+from gateway import binding
 from gateway.config import ANY_BRAND
 from gateway.errors import ConfigError
 
@@ -24,7 +24,7 @@ def tree(**destination: Any) -> dict[str, Any]:
 def test_the_feed_refuses_to_start_without_auth() -> None:
     """No username/password and no token, and no explicit `auth: none`: a startup error."""
     with pytest.raises(ConfigError, match="needs username/password or token"):
-        config_module.parse(tree(feed={"listen": "127.0.0.1:9110"}), env={})
+        binding.parse(tree(feed={"listen": "127.0.0.1:9110"}), env={})
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_the_feed_refuses_to_start_with_an_empty_or_short_secret(
 ) -> None:
     """A `${VAR}` set to an empty string, or a short word, fails check-config: at least 16 characters."""
     with pytest.raises(ConfigError, match=says) as caught:
-        config_module.parse(tree(feed=feed), env=env)
+        binding.parse(tree(feed=feed), env=env)
     assert "at least 16 characters" in str(caught.value)
     assert "short-pass" not in str(caught.value)
     assert "tok-123" not in str(caught.value)
@@ -50,10 +50,10 @@ def test_the_feed_refuses_to_start_with_an_empty_or_short_secret(
 
 def test_auth_none_must_be_explicit_and_alone() -> None:
     """`auth: none` serves without auth; combined with credentials it is a contradiction."""
-    resolved = config_module.parse(tree(feed={"auth": "none"}), env={})
+    resolved = binding.parse(tree(feed={"auth": "none"}), env={})
     assert resolved.destinations[0].settings.feed.auth == "none"
     with pytest.raises(ConfigError, match="contradicts"):
-        config_module.parse(tree(feed={"auth": "none", "token": "x" * 16}), env={})
+        binding.parse(tree(feed={"auth": "none", "token": "x" * 16}), env={})
 
 
 @pytest.mark.parametrize(
@@ -69,40 +69,38 @@ def test_auth_none_must_be_explicit_and_alone() -> None:
 def test_store_urls(store: str, ok: bool) -> None:
     """SQLite relative or absolute paths and PostgreSQL URLs are accepted; anything else is a startup error."""
     if ok:
-        resolved = config_module.parse(tree(store=store, feed={"token": "t" * 16}), env={})
+        resolved = binding.parse(tree(store=store, feed={"token": "t" * 16}), env={})
         assert resolved.destinations[0].settings.store == store
     else:
         with pytest.raises(ConfigError, match="store"):
-            config_module.parse(tree(store=store, feed={"token": "t" * 16}), env={})
+            binding.parse(tree(store=store, feed={"token": "t" * 16}), env={})
 
 
 def test_sqlite_paths_resolve() -> None:
     """Three slashes: a relative path; four: an absolute one."""
-    relative = config_module.parse(tree(store="sqlite:///data/i.db", feed={"token": "t" * 16}), env={})
-    absolute = config_module.parse(tree(store="sqlite:////data/i.db", feed={"token": "t" * 16}), env={})
+    relative = binding.parse(tree(store="sqlite:///data/i.db", feed={"token": "t" * 16}), env={})
+    absolute = binding.parse(tree(store="sqlite:////data/i.db", feed={"token": "t" * 16}), env={})
     assert str(relative.destinations[0].settings.sqlite_path) == "data/i.db"
     assert str(absolute.destinations[0].settings.sqlite_path) == "/data/i.db"
 
 
 def test_retention_names_known_feeds() -> None:
     """Retention is per feed; an unknown feed name is a startup error."""
-    resolved = config_module.parse(tree(feed={"token": "t" * 16}, retention={"logins": 30}), env={})
+    resolved = binding.parse(tree(feed={"token": "t" * 16}, retention={"logins": 30}), env={})
     assert resolved.destinations[0].settings.retention == {"logins": 30}
     with pytest.raises(ConfigError, match="unknown feed"):
-        config_module.parse(tree(feed={"token": "t" * 16}, retention={"gamblers": 30}), env={})
+        binding.parse(tree(feed={"token": "t" * 16}, retention={"gamblers": 30}), env={})
 
 
 def test_every_brand_is_one_tenant() -> None:
     """InTarget needs no credentials: the destination takes every brand as one tenant."""
-    resolved = config_module.parse(tree(feed={"token": "t" * 16}), env={})
+    resolved = binding.parse(tree(feed={"token": "t" * 16}), env={})
     assert list(resolved.destinations[0].credentials) == [ANY_BRAND]
 
 
 def test_feed_secrets_are_masked_and_scrubbed() -> None:
     """The feed password and token never show in describe() or repr, and are registered for the log scrubber."""
-    resolved = config_module.parse(
-        tree(feed={"username": "intarget", "password": SECRET, "token": SECRET + "-t"}), env={}
-    )
+    resolved = binding.parse(tree(feed={"username": "intarget", "password": SECRET, "token": SECRET + "-t"}), env={})
     destination = resolved.destinations[0]
     assert SECRET not in str(destination.describe()) and SECRET not in repr(destination.settings)
     assert SECRET not in repr(destination.config)
@@ -111,7 +109,7 @@ def test_feed_secrets_are_masked_and_scrubbed() -> None:
 
 def test_a_password_in_the_postgres_url_is_moved_out_and_masked() -> None:
     """`postgresql://user:secret@host/db` keeps the URL without the password; the password is masked and scrubbed."""
-    resolved = config_module.parse(
+    resolved = binding.parse(
         tree(store=f"postgresql://gw:{SECRET}@db.internal:5432/gw?schema=intarget", feed={"token": "t" * 16}), env={}
     )
     destination = resolved.destinations[0]
@@ -123,7 +121,7 @@ def test_a_password_in_the_postgres_url_is_moved_out_and_masked() -> None:
 
 def test_a_password_in_the_postgres_url_query_is_moved_out_too() -> None:
     """`?password=` (which libpq also reads) leaves the URL the same way, so check-config never prints it."""
-    resolved = config_module.parse(
+    resolved = binding.parse(
         tree(store=f"postgresql://gw@db.internal/gw?password={SECRET}&schema=intarget", feed={"token": "t" * 16}),
         env={},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,10 +14,11 @@ from connectors.intarget.config import IntargetCredentials
 from connectors.intarget.store import FeedStore
 from connectors.intarget.store_postgres import PostgresStore
 from connectors.intarget.store_sqlite import SqliteStore
+from devkit.testbed.contract import ConnectorContract, ScriptedTransport
 from gateway import config as config_module
 from gateway.connector import ClientContext, Connector, VendorRecord
 from gateway.outcomes import Outcome
-from gateway.testbed.contract import ConnectorContract, ScriptedTransport
+from tests.example_config import EXAMPLE_CONFIG, EXAMPLE_ENV
 
 
 def store_client(store: FeedStore) -> IntargetClient:
@@ -37,6 +39,8 @@ class TestIntargetContract(ConnectorContract):
 
     connector: ClassVar[Connector] = connector
     golden_dir: ClassVar[Path] = Path(__file__).parent / "golden"
+    example_config: ClassVar[Path | None] = EXAMPLE_CONFIG
+    example_env: ClassVar[Mapping[str, str]] = EXAMPLE_ENV
     credentials: ClassVar[dict[str, Any]] = {}
     secrets: ClassVar[tuple[str, ...]] = ()
 

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.intarget.extension import FeedExtension
 from connectors.intarget.tests.clock import ManualClock
-from gateway import config as config_module
+from gateway import binding
 from gateway.extensions import ExtensionContext
 from gateway.metrics import Metrics
 from tests.integration.harness import free_port, http_get
@@ -18,7 +18,7 @@ from tests.integration.harness import free_port, http_get
 
 def context(store: str, port: int, stopping: asyncio.Event) -> ExtensionContext:
     """An extension context for one InTarget destination."""
-    resolved = config_module.parse(
+    resolved = binding.parse(
         {
             "kafka": {"bootstrap_servers": "127.0.0.1:9", "topics": ["t"], "dlq_topic": "t.dlq"},
             "destinations": [

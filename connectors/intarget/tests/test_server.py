@@ -269,8 +269,8 @@ async def test_feed_metrics_count_requests_rows_and_latency(served: Served) -> N
 
 async def test_the_poller_reads_closed_windows_only(served: Served, clock: ManualClock) -> None:
     """The InTarget-like poller reads each closed window once, keeps rows by id, and stops at the open one."""
-    from connectors.intarget.poller import IntargetPoller  # noqa: PLC0415
     from connectors.intarget.tests.clock import START  # noqa: PLC0415
+    from devkit.sandbox.intarget.poller import IntargetPoller  # noqa: PLC0415
 
     poller = IntargetPoller(served.url.removesuffix("/intarget"), START - 60, token=TOKEN, window=60)
     async with aiohttp.ClientSession() as session:

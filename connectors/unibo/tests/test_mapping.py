@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from connectors.unibo import connector
 from connectors.unibo.client import batch_body
 from connectors.unibo.config import UniboOptions
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.unibo.sandbox import UniboSandbox
 from gateway.errors import UnsupportedCurrency
 from gateway.events import decode
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from connectors.userwise import connector
+from devkit.testbed.contract import ConnectorContract
 from gateway.connector import Connector
-from gateway.testbed.contract import ConnectorContract
+from tests.example_config import EXAMPLE_CONFIG, EXAMPLE_ENV
 
 
 class TestUserWiseContract(ConnectorContract):
@@ -15,6 +17,8 @@ class TestUserWiseContract(ConnectorContract):
 
     connector: ClassVar[Connector] = connector
     golden_dir: ClassVar[Path] = Path(__file__).parent / "golden"
+    example_config: ClassVar[Path | None] = EXAMPLE_CONFIG
+    example_env: ClassVar[Mapping[str, str]] = EXAMPLE_ENV
     credentials: ClassVar[dict[str, Any]] = {
         "api_key": "userwise-contract-key-123",
         "secret_key": "userwise-contract-secret-456",

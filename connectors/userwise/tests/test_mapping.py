@@ -13,9 +13,9 @@ from pydantic import ValidationError
 
 from connectors.userwise.config import UserWiseOptions
 from connectors.userwise.mapping import map_event
+from devkit.testbed.traffic import Traffic
 from gateway.errors import MappingError
 from gateway.events import decode
-from gateway.testbed.traffic import Traffic
 
 PII = ("email", "phone", "first_name", "last_name", "username", "birthday", "city", "ip", "user_agent", "push_token")
 

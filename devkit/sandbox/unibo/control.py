@@ -10,17 +10,32 @@ Every answer is the JSON report of GET /_sandbox/unibo/received (without ids); i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from gateway.sandbox.control import add_vendor_control_routes, bad_request, read_field, read_strings, wants_ids
+from devkit.sandbox.control import (
+    ControlledSandbox,
+    add_vendor_control_routes,
+    bad_request,
+    read_field,
+    read_strings,
+    wants_ids,
+)
 
-if TYPE_CHECKING:
-    from gateway.sandbox.unibo import UniboSandbox
+
+class UniboControls(ControlledSandbox, Protocol):
+    """What these routes drive of the Unibo sandbox (UniboSandbox), which installs them: no import back."""
+
+    def report(self, *, include_ids: bool = False, tenant: str | None = None) -> dict[str, Any]: ...
+
+    def set_fail_items(self, unique_ids: Iterable[str]) -> None: ...
+
+    def set_partial_store(self, batches: int) -> None: ...
 
 
-def add_control_routes(app: web.Application, sandbox: UniboSandbox) -> None:
+def add_control_routes(app: web.Application, sandbox: UniboControls) -> None:
     """Register the `/_sandbox/unibo/*` routes operating on `sandbox`."""
 
     async def fail_items(request: web.Request) -> None:

@@ -10,17 +10,32 @@ Every answer is the JSON report of GET /_sandbox/userwise/received (without ids)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from gateway.sandbox.control import add_vendor_control_routes, bad_request, read_field, read_strings, wants_ids
+from devkit.sandbox.control import (
+    ControlledSandbox,
+    add_vendor_control_routes,
+    bad_request,
+    read_field,
+    read_strings,
+    wants_ids,
+)
 
-if TYPE_CHECKING:
-    from gateway.sandbox.userwise import UserWiseSandbox
+
+class UserWiseControls(ControlledSandbox, Protocol):
+    """What these routes drive of the UserWise sandbox (UserWiseSandbox), which installs them: no import back."""
+
+    def report(self, *, include_ids: bool = False, player: str | None = None) -> dict[str, Any]: ...
+
+    def set_fail_uids(self, uids: Iterable[str]) -> None: ...
+
+    def set_secret(self, secret: str) -> None: ...
 
 
-def add_control_routes(app: web.Application, sandbox: UserWiseSandbox) -> None:
+def add_control_routes(app: web.Application, sandbox: UserWiseControls) -> None:
     """Register the `/_sandbox/userwise/*` routes operating on `sandbox`."""
 
     async def secret(request: web.Request) -> None:

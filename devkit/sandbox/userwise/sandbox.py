@@ -23,10 +23,10 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from gateway.sandbox.control import json_response
-from gateway.sandbox.faults import FaultInjector
-from gateway.sandbox.userwise_control import add_control_routes
-from gateway.sandbox.userwise_validation import validate
+from devkit.sandbox.control import json_response
+from devkit.sandbox.faults import FaultInjector
+from devkit.sandbox.userwise.control import add_control_routes
+from devkit.sandbox.userwise.validation import validate
 
 APPUSER_PREFIX = "/api/v1/appuser/"
 ENDPOINTS = ("events", "revenue_events", "attributes")

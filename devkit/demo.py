@@ -20,30 +20,22 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
-from connectors.intarget.feeds import FEEDS
-from connectors.intarget.poller import IntargetPoller
-from gateway import config as config_module
+from devkit.sandbox.faults import FaultInjector, FaultPlan
+from devkit.sandbox.kind import FeedReader, SandboxKind
+from devkit.sandbox.registry import READERS, SANDBOXES
+from devkit.sandbox.server import SandboxServer
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.stats import percentile
+from devkit.testbed.traffic import Traffic, message
+from gateway import binding
 from gateway.app import Gateway
-from gateway.config import Destination
 from gateway.connector import VendorRecord
+from gateway.destination import Destination
 from gateway.errors import EventError
 from gateway.events import decode
 from gateway.logs import configure
-from gateway.sandbox.enable3 import Enable3Sandbox
-from gateway.sandbox.faults import FaultPlan
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.unibo import UniboSandbox
-from gateway.sandbox.userwise import UserWiseSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.stats import percentile
-from gateway.testbed.traffic import Traffic, message
 
 TOPIC = "player-events"
-UNIBO_KEY = "demo-unibo-key"
-ENABLE3_KEY = "demo-enable3-key"
-USERWISE_KEY = "demo-userwise-key"
-USERWISE_SECRET = "demo-userwise-secret"  # noqa: S105 - a sandbox secret, printed nowhere
-FEED_TOKEN = "demo-intarget-feed-token"  # noqa: S105 - the demo's own feed token
 # What a real stream also contains: bytes that are not JSON, an event that breaks the contract, an unknown brand.
 POISON: tuple[bytes, ...] = (
     b"\x00\x01 not json",
@@ -176,83 +168,48 @@ def _dead_letters_by_reason(registry: CollectorRegistry, destination: str) -> Co
     return reasons
 
 
-def _intarget(poller: IntargetPoller) -> Vendor:
-    """InTarget pulls: what it "received" is what an InTarget-like poller read from closed feed windows."""
+def _burst(faults: FaultInjector) -> Callable[[], None]:
+    def inject() -> None:
+        faults.add(FaultPlan(kind="status", status=503, count=3))
+        faults.add(FaultPlan(kind="rate_limit", retry_after=1, count=2))
 
-    def expected_id(record: VendorRecord) -> str | None:
-        feed = "casino_sessions" if record.route == "casino_actions" else record.route
-        if feed not in FEEDS:
-            return None  # e.g. the game catalog: it names sessions but is not a feed of its own
-        return f"{feed}:{orjson.loads(record.body)[FEEDS[feed].key]}"
+    return inject
 
+
+async def _sandbox(stack: AsyncExitStack, kind: SandboxKind[Any], seed: int) -> tuple[Vendor, dict[str, Any]]:
+    """A push vendor: its sandbox served on a free port, and a destination delivering to it."""
+    key, settings = f"demo-{kind.name}-key", kind.defaults()
+    sandbox = kind.build({key: "default"}, settings, seed)
+    url = (await stack.enter_async_context(SandboxServer(sandbox.app()))).url
+    vendor = Vendor(
+        name=kind.name,
+        received=lambda: kind.received(sandbox, "default"),
+        expected_id=kind.expected_id,
+        inject_faults=_burst(sandbox.faults),
+        refuse=lambda ids: kind.refuse(sandbox, ids),
+        injected=lambda: sandbox.faults.total_injected,
+        arrivals=lambda: kind.arrivals(sandbox, "default"),
+    )
+    credentials = {"default": kind.credentials(key, settings)}
+    retry = {"initial": 0.1, "max": 2.0}
+    return vendor, {"base_url": url, "credentials": credentials, "retry": retry, **kind.destination}
+
+
+def _reader(reader: FeedReader, name: str) -> Vendor:
+    """A pull vendor: what it "received" is what its reader read back from the gateway's feeds."""
     return Vendor(
-        name="intarget",
-        received=lambda: {f"{feed}:{key}" for feed, rows in poller.rows.items() for key in rows},
-        expected_id=expected_id,
+        name=name,
+        received=reader.received,
+        expected_id=reader.expected_id,
         inject_faults=lambda: None,
         refuse=None,
         injected=lambda: 0,
         arrivals=dict,
-        how="  (read back by an InTarget-like poller from closed 1 s feed windows)",
+        how=reader.how,
     )
 
 
-def _vendors(unibo: UniboSandbox, enable3: Enable3Sandbox, userwise: UserWiseSandbox) -> list[Vendor]:
-    def body(record: VendorRecord) -> Any:
-        return orjson.loads(record.body)
-
-    def enable3_id(record: VendorRecord) -> str | None:
-        item = body(record)
-        return item.get("id") or item.get("requestId") if isinstance(item, dict) else None  # segments: by count
-
-    def enable3_received() -> set[str]:
-        log = enable3.tenant("default")
-        return set(log.events) | set(log.revenue)
-
-    def userwise_received() -> set[str]:
-        log = userwise.app_log("default")
-        return set(log.event_uids) | set(log.revenue)
-
-    def burst(faults: Any) -> Callable[[], None]:
-        def inject() -> None:
-            faults.add(FaultPlan(kind="status", status=503, count=3))
-            faults.add(FaultPlan(kind="rate_limit", retry_after=1, count=2))
-
-        return inject
-
-    return [
-        Vendor(
-            name="unibo",
-            received=lambda: set(unibo.unique_ids("default")),
-            expected_id=lambda record: record.record_id,
-            inject_faults=burst(unibo.faults),
-            refuse=unibo.set_fail_items,
-            injected=lambda: unibo.faults.total_injected,
-            arrivals=lambda: dict(unibo.tenant("default").received),
-        ),
-        Vendor(
-            name="enable3",
-            received=enable3_received,
-            expected_id=enable3_id,
-            inject_faults=burst(enable3.faults),
-            refuse=enable3.set_fail_ids,
-            injected=lambda: enable3.faults.total_injected,
-            arrivals=lambda: dict(enable3.tenant("default").events),
-        ),
-        Vendor(
-            name="userwise",
-            received=userwise_received,
-            expected_id=lambda record: record.record_id if record.route != "attributes" else None,
-            inject_faults=burst(userwise.faults),
-            refuse=userwise.set_fail_uids,
-            injected=lambda: userwise.faults.total_injected,
-            arrivals=lambda: dict(userwise.app_log("default").first_seen),
-        ),
-    ]
-
-
-def _config(broker: str, urls: dict[str, str], store: str, feed_port: int) -> dict[str, Any]:
-    retry = {"initial": 0.1, "max": 2.0}
+def _config(broker: str, destinations: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "kafka": {
             "bootstrap_servers": broker,
@@ -263,36 +220,7 @@ def _config(broker: str, urls: dict[str, str], store: str, feed_port: int) -> di
         },
         "http": {"listen": "127.0.0.1:0"},
         "logging": {"level": "warning", "format": "console"},
-        "destinations": [
-            {
-                "name": "unibo",
-                "connector": "unibo",
-                "base_url": urls["unibo"],
-                "credentials": {"default": {"api_key": UNIBO_KEY}},
-                "retry": retry,
-            },
-            {
-                "name": "enable3",
-                "connector": "enable3",
-                "base_url": urls["enable3"],
-                "credentials": {"default": {"api_key": ENABLE3_KEY}},
-                "retry": retry,
-            },
-            {
-                "name": "userwise",
-                "connector": "userwise",
-                "base_url": urls["userwise"],
-                "credentials": {"default": {"api_key": USERWISE_KEY, "secret_key": USERWISE_SECRET}},
-                "concurrency": 32,
-                "retry": retry,
-            },
-            {
-                "name": "intarget",
-                "connector": "intarget",
-                "store": f"sqlite:///{store}",
-                "feed": {"listen": f"127.0.0.1:{feed_port}", "token": FEED_TOKEN},
-            },
-        ],
+        "destinations": destinations,
     }
 
 
@@ -303,19 +231,24 @@ async def _demo(events: int, rate: float, faults: bool) -> int:
         broker = await stack.enter_async_context(EmbeddedBroker())
         await broker.create_topic(TOPIC, partitions=6)
         await broker.create_topic(f"{TOPIC}.dlq", partitions=1)
-        unibo = UniboSandbox({UNIBO_KEY: "default"}, fault_seed=5)
-        enable3 = Enable3Sandbox({ENABLE3_KEY: "default"}, fault_seed=6)
-        userwise = UserWiseSandbox({USERWISE_KEY: "default"}, USERWISE_SECRET, fault_seed=7)
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-demo-")))
+        run = DemoRun()
         urls: dict[str, str] = {}
-        for name, app in (("unibo", unibo.app()), ("enable3", enable3.app()), ("userwise", userwise.app())):
-            urls[name] = (await stack.enter_async_context(SandboxServer(app))).url
-        store = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-demo-"))) / "intarget.db"
-        feed_port = _free_port()
-        urls["intarget feed"] = f"http://127.0.0.1:{feed_port}/intarget/<feed>"
-        config = _config(broker.bootstrap_servers, urls, str(store), feed_port)
-        gateway = Gateway(config_module.parse(config, env={}))
-        poller = IntargetPoller(f"http://127.0.0.1:{feed_port}", start=int(time.time()) - 1, token=FEED_TOKEN, window=1)
-        run = DemoRun(vendors=[*_vendors(unibo, enable3, userwise), _intarget(poller)])
+        destinations: list[dict[str, Any]] = []
+        for seed, kind in enumerate(SANDBOXES.values(), start=5):
+            vendor, keys = await _sandbox(stack, kind, seed)
+            run.vendors.append(vendor)
+            urls[kind.name] = keys["base_url"]
+            destinations.append({"name": kind.name, "connector": kind.name, **keys})
+        readers: list[FeedReader] = []
+        for reader_kind in READERS.values():
+            feed_port = _free_port()
+            readers.append(reader_kind.reader(feed_port))
+            run.vendors.append(_reader(readers[-1], reader_kind.name))
+            urls[f"{reader_kind.name} feed"] = f"http://127.0.0.1:{feed_port}/{reader_kind.name}/<feed>"
+            keys = reader_kind.destination(workdir, feed_port)
+            destinations.append({"name": reader_kind.name, "connector": reader_kind.name, **keys})
+        gateway = Gateway(binding.parse(_config(broker.bootstrap_servers, destinations), env={}))
         for vendor in run.vendors:
             vendor.destination = gateway.config.destination(vendor.name)
         gateway_task = asyncio.create_task(gateway.run(install_signals=False))
@@ -331,18 +264,17 @@ async def _demo(events: int, rate: float, faults: bool) -> int:
         print(f"producing {events} events" + (f" at {rate:.0f}/s" if rate else " as fast as possible"), file=out)
         started = time.monotonic()
         producer = asyncio.create_task(_produce(broker.bootstrap_servers, run, events, rate, faults))
-        polling = asyncio.Event()
-        poller.cursor = int(time.time()) - 1  # InTarget reads from when the traffic starts, not from start-up
-        poll_task = asyncio.create_task(poller.run(polling, interval=0.5))
+        for reader in readers:
+            reader.start()  # pull vendors read from when the traffic starts, not from start-up
         deadline = time.monotonic() + max(180.0, events / 300)
         try:
             await _watch(gateway, gateway_task, producer, run, started, deadline)
-        finally:  # also when the gateway failed: stop the producer and the poller, then drain the gateway
+        finally:  # also when the gateway failed: stop the producer and the readers, then drain the gateway
             producer.cancel()
-            polling.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
-            await poll_task
+            for reader in readers:
+                await reader.stop()
             gateway.stop()
             await gateway_task
         print("", file=out)

@@ -29,7 +29,7 @@ def _free_port(host: str) -> int:
 class LocalS3:
     """`moto_server` on a free loopback port with one bucket; `tansu_env()` is what Tansu's s3:// engine needs.
 
-    Needs the dev extra's `moto[server]`. The data lives in the server's memory: it outlives Tansu restarts, not this
+    Needs the demo extra's `moto[server]`. The data lives in the server's memory: it outlives Tansu restarts, not this
     object. `popen` starts the child (the test bed passes its own, which makes the child die with this process).
     """
 
@@ -50,7 +50,7 @@ class LocalS3:
         try:
             import moto.server  # noqa: F401, PLC0415 - only to name the missing extra in the error
         except ImportError as exc:
-            raise S3Error("the persistent test broker needs moto[server] (the project's dev extra)") from exc
+            raise S3Error("the persistent test broker needs moto[server] (the project's demo extra)") from exc
         self.port = _free_port(self.host)
         args = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
         with self._log_path.open("ab") as log:

@@ -10,18 +10,33 @@ Every answer is the report of GET /_sandbox/enable3/received (without ids); inva
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-from gateway.sandbox.control import add_vendor_control_routes, bad_request, read_field, read_strings, wants_ids
+from devkit.sandbox.control import (
+    ControlledSandbox,
+    add_vendor_control_routes,
+    bad_request,
+    read_field,
+    read_strings,
+    wants_ids,
+)
 
-if TYPE_CHECKING:
-    from gateway.sandbox.enable3 import Enable3Sandbox
+
+class Enable3Controls(ControlledSandbox, Protocol):
+    """What these routes drive of the Enable3 sandbox (Enable3Sandbox), which installs them: no import back."""
+
+    conflict_on_duplicate: bool
+
+    def report(self, *, include_ids: bool = False, tenant: str | None = None) -> dict[str, Any]: ...
+
+    def set_fail_ids(self, ids: Iterable[str], status: int = 400) -> None: ...
 
 
-def add_control_routes(app: web.Application, sandbox: Enable3Sandbox) -> None:
+def add_control_routes(app: web.Application, sandbox: Enable3Controls) -> None:
     """Register the `/_sandbox/enable3/*` routes operating on `sandbox`."""
 
     async def fail_ids(request: web.Request) -> None:

@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.sandbox.control import json_response
-from gateway.sandbox.enable3_control import add_control_routes
-from gateway.sandbox.enable3_validation import validate_event, validate_revenue, validate_segments
-from gateway.sandbox.faults import FaultInjector
+from devkit.sandbox.control import json_response
+from devkit.sandbox.enable3.control import add_control_routes
+from devkit.sandbox.enable3.validation import validate_event, validate_revenue, validate_segments
+from devkit.sandbox.faults import FaultInjector
 
 EVENT_PATH = "/api/v1/event"
 REVENUE_PATH = "/api/v1/revenue"

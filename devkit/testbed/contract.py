@@ -1,8 +1,12 @@
-"""The connector contract suite: every connector's tests subclass it (golden fixtures, purity, outcomes, secrets)."""
+"""The connector contract suite: every connector's tests subclass it (golden fixtures, purity, outcomes, secrets).
+
+It reads only what the subclass names (its golden folder, an example configuration if any), never a file of this
+repository, so a connector package of its own runs it too: `from devkit.testbed.contract import ConnectorContract`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -11,26 +15,14 @@ import orjson
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from devkit.testbed.traffic import Traffic
+from gateway import binding
 from gateway import config as config_module
 from gateway.connector import ClientContext, Connector, VendorRecord
 from gateway.errors import EventError
 from gateway.events import EVENT_TYPES, decode
 from gateway.http_client import HttpResponse
 from gateway.outcomes import Outcome
-from gateway.testbed.traffic import Traffic
-
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "gateway.example.yaml"
-EXAMPLE_ENV = {
-    name: f"example-{name.lower().replace('_', '-')}-0123456789"
-    for name in (
-        "UNIBO_API_KEY",
-        "ENABLE3_API_KEY",
-        "USERWISE_API_KEY",
-        "USERWISE_SECRET_KEY",
-        "INTARGET_FEED_PASSWORD",
-    )
-}
-"""The example's secrets set to real-looking values: its `change-me` placeholders are refused, as they should be."""
 
 
 class ScriptedTransport:
@@ -55,8 +47,9 @@ class ScriptedTransport:
 class ConnectorContract:
     """Subclass with the connector, its golden folder, and credentials whose secret values must never leak.
 
-    Golden files are JSON: {"event": <normalized event>, "options": {...} (optional),
-    "items": [<expected record body>, ...], "routes": [<route per item>] (optional)}.
+    Golden files sit beside the connector's tests (e.g. `golden_dir = Path(__file__).parent / "golden"`) and are JSON:
+    {"event": <normalized event>, "options": {...} (optional), "items": [<expected record body>, ...],
+    "routes": [<route per item>] (optional)}.
     """
 
     connector: ClassVar[Connector]
@@ -64,6 +57,10 @@ class ConnectorContract:
     credentials: ClassVar[dict[str, Any]]
     secrets: ClassVar[tuple[str, ...]]
     base_url: ClassVar[str] = "https://vendor.invalid"
+    example_config: ClassVar[Path | None] = None
+    """A configuration file documenting a destination of this connector (checked when given)."""
+    example_env: ClassVar[Mapping[str, str]] = {}
+    """The environment the example configuration is read with."""
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
@@ -136,8 +133,10 @@ class ConnectorContract:
         assert defaults.concurrency > 0
 
     def test_example_config_has_this_connector(self) -> None:
-        """config/gateway.example.yaml documents a destination of this connector, and it parses."""
-        resolved = config_module.load(EXAMPLE_CONFIG, env=EXAMPLE_ENV)
+        """The example configuration documents a destination of this connector, and it parses."""
+        if self.example_config is None:
+            pytest.skip("no example configuration given (example_config)")
+        resolved = binding.load(self.example_config, env=self.example_env)
         assert any(d.connector.name == self.connector.name for d in resolved.destinations)
 
     def test_credentials_never_show_their_secrets(self) -> None:

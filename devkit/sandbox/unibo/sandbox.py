@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.sandbox.control import json_response
-from gateway.sandbox.faults import FaultInjector
-from gateway.sandbox.unibo_control import add_control_routes
-from gateway.sandbox.unibo_validation import ErrorDetail, error_detail, validate_items
+from devkit.sandbox.control import json_response
+from devkit.sandbox.faults import FaultInjector
+from devkit.sandbox.unibo.control import add_control_routes
+from devkit.sandbox.unibo.validation import ErrorDetail, error_detail, validate_items
 
 EVENTS_PATH = "/api/v1/events"
 # Unibo publishes no byte limit and recommends 10k-item batches (a few MB); aiohttp's own default is 1 MiB.
