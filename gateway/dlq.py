@@ -11,14 +11,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from gateway.backoff import FullJitterBackoff
+from gateway.errors import DeadLetterReason
 from gateway.logs import scrubber
 
 log = structlog.get_logger("gateway.dlq")
 
 MAX_ERROR_BYTES = 1024
-REASONS = frozenset(
-    {"invalid_json", "invalid_event", "unknown_brand", "mapping_error", "unsupported_currency", "rejected"}
-)
 
 
 def truncate_utf8(text: str, limit: int = MAX_ERROR_BYTES) -> bytes:
@@ -101,8 +99,10 @@ class DeadLetterWriter:
     ) -> bool:
         """Write one dead letter for `message` (for its vendor record `record_id` when the vendor refused only that
         one); the caller settles the source offset after this returns. True when it was written reduced."""
-        if reason not in REASONS:
-            raise ValueError(f"unknown dead-letter reason {reason!r}")
+        try:
+            reason = DeadLetterReason(reason)
+        except ValueError:
+            raise ValueError(f"unknown dead-letter reason {reason!r}") from None
         headers = dead_letter_headers(message, destination, reason, error, status, record_id=record_id)
         return await self._send(message, headers, destination)
 
