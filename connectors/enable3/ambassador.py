@@ -18,7 +18,7 @@ from connectors.enable3.config import AmbassadorSettings, Enable3Credentials
 from gateway.destination import Destination
 from gateway.http_client import HttpResponse, HttpTransport, path_segment, safe_location
 from gateway.metrics import DestinationMetrics, Metrics
-from gateway.outcomes import TRANSPORT_FAILURE, is_redirect, status_class
+from gateway.outcomes import TRANSPORT_FAILURE, FailureKind, is_redirect, status_class
 
 log = structlog.get_logger("connectors.enable3.ambassador")
 
@@ -135,8 +135,8 @@ def _answer(response: HttpResponse) -> web.Response:
             status=status, body=response.body, content_type=content_type, headers={"Cache-Control": "no-store"}
         )
     if status == TRANSPORT_FAILURE:
-        reason = response.error.split(":", 1)[0]
-        return _error(504 if reason == "timeout" else 502, "Enable3 did not answer", reason=reason)
+        kind = response.failure.kind if response.failure is not None else ""
+        return _error(504 if kind == FailureKind.TIMEOUT else 502, "Enable3 did not answer", reason=kind)
     retry_after = response.headers.get("Retry-After")
     headers = {"Retry-After": retry_after} if retry_after is not None else None
     return _error(status, f"Enable3 answered {status}", headers)

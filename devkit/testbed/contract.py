@@ -22,7 +22,9 @@ from gateway.connector import ClientContext, Connector, VendorRecord
 from gateway.errors import EventError
 from gateway.events import EVENT_TYPES, decode
 from gateway.http_client import HttpResponse
-from gateway.outcomes import Outcome
+from gateway.outcomes import FailureKind, Outcome, TransportFailure
+
+TIMEOUT = TransportFailure(FailureKind.TIMEOUT)
 
 
 class ScriptedTransport:
@@ -30,7 +32,7 @@ class ScriptedTransport:
 
     def __init__(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.response = HttpResponse(
-            status, body, CIMultiDictProxy(CIMultiDict(headers or {})), "timeout" if status == 0 else ""
+            status, body, CIMultiDictProxy(CIMultiDict(headers or {})), TIMEOUT if status == 0 else None
         )
         self.requests: list[dict[str, Any]] = []
 
