@@ -9,6 +9,7 @@ from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodec
 
 from gateway.backoff import FullJitterBackoff
 from gateway.metrics import DestinationMetrics
+from gateway.retries import Attempts
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -42,15 +43,13 @@ class ReadFailures:
     def __init__(self, destination: str, metrics: DestinationMetrics, backoff: FullJitterBackoff | None = None) -> None:
         self._destination = destination
         self._metrics = metrics
-        self._backoff = backoff or FullJitterBackoff(initial=0.5, maximum=10.0)
-        self._attempts = 0
+        self._attempts = Attempts(backoff or FullJitterBackoff(initial=0.5, maximum=10.0))
         self._retry_at = 0.0
         self.error: str | None = None
 
     def failed(self, error: KafkaError) -> float:
         """Count and log a failed read; returns the seconds to wait before reading again."""
-        delay = max(0.1, self._backoff.delay(self._attempts))
-        self._attempts += 1
+        delay = max(0.1, self._attempts.failed())
         self._retry_at = time.monotonic() + delay
         self.error = f"{type(error).__name__}: {error}"
         self._metrics.consumer_error(type(error).__name__).inc()
@@ -59,7 +58,7 @@ class ReadFailures:
             destination=self._destination,
             error=self.error,
             hint=hint(error),
-            attempt=self._attempts,
+            attempt=self._attempts.count,
             delay_s=round(delay, 2),
         )
         return delay
@@ -67,9 +66,9 @@ class ReadFailures:
     def succeeded(self) -> None:
         """A read returned without error: once reads stayed quiet past the last retry, the failure is over."""
         if self.error is not None and time.monotonic() - self._retry_at > QUIET_AFTER_RETRY:
-            log.info("reading from Kafka again", destination=self._destination, failed_attempts=self._attempts)
+            log.info("reading from Kafka again", destination=self._destination, failed_attempts=self._attempts.count)
             self.error = None
-            self._attempts = 0
+            self._attempts.reset()
 
 
 class BrokerContact:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from gateway.backoff import FullJitterBackoff
 from gateway.errors import DeadLetterReason
 from gateway.logs import scrubber
+from gateway.retries import retry
 
 log = structlog.get_logger("gateway.dlq")
 
@@ -143,22 +143,12 @@ class DeadLetterWriter:
     async def _send_until_acked(
         self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], destination: str
     ) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._producer.send_and_wait(self.topic, value, key=key, headers=headers)
-                return
-            except TOO_LARGE:
-                raise
-            except KafkaError as failure:
-                delay = self._backoff.delay(attempt)
-                attempt += 1
-                log.warning(
-                    "dead-letter write failed, retrying",
-                    topic=self.topic,
-                    destination=destination,
-                    error=type(failure).__name__,
-                    attempt=attempt,
-                    delay_s=round(delay, 3),
-                )
-                await asyncio.sleep(delay)
+        await retry(
+            lambda: self._producer.send_and_wait(self.topic, value, key=key, headers=headers),
+            retry_on=KafkaError,
+            give_up_on=TOO_LARGE,  # the same bytes are refused again: the caller writes them reduced
+            backoff=self._backoff,
+            log=log,
+            message="dead-letter write failed, retrying",
+            fields={"topic": self.topic, "destination": destination},
+        )
