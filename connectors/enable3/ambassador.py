@@ -17,6 +17,7 @@ from connectors.enable3.client import DEFAULT_BASE_URL
 from connectors.enable3.config import AmbassadorSettings, Enable3Credentials
 from gateway.destination import Destination
 from gateway.http_client import HttpResponse, HttpTransport, path_segment, safe_location
+from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.outcomes import TRANSPORT_FAILURE, FailureKind, is_redirect, status_class
 
@@ -43,6 +44,7 @@ class Ambassador:
 
     def __init__(self, destination: Destination, settings: AmbassadorSettings, metrics: Metrics) -> None:
         self._destination = destination
+        self._log = destination_logger("connectors.enable3.ambassador", destination.name)
         self._settings = settings
         self._metrics = metrics
         self._credentials: Mapping[str, Enable3Credentials] = destination.credentials
@@ -112,7 +114,7 @@ class Ambassador:
         elapsed = time.perf_counter() - started
         self._metrics.ambassador_request_duration.labels(self._destination.name, endpoint).observe(elapsed)
         self._count(endpoint, status_class(response.status))
-        log.debug("ambassador", destination=self._destination.name, endpoint=endpoint, status=response.status)
+        self._log.debug("ambassador", endpoint=endpoint, status=response.status)
         return _answer(response)
 
     def _count(self, endpoint: str, label: str) -> None:
