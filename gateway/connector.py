@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -42,11 +42,36 @@ def record_body(value: Any) -> bytes:
     return b"%b" % orjson.dumps(value, option=orjson.OPT_UTC_Z)
 
 
+OptionsT = TypeVar("OptionsT")
+
+
+class MapDispatch(Generic[OptionsT]):
+    """A connector's pure mapping: one mapper per event type it takes, and nothing for any other type.
+
+    The types it dispatches are the connector's default `events` (`ConnectorDefaults.events`), so a mapper added here
+    is taken and sent without a second list to keep in step.
+    """
+
+    __slots__ = ("_mappers",)
+
+    def __init__(self, mappers: Mapping[str, Callable[[Event, OptionsT], Sequence[VendorRecord]]]) -> None:
+        self._mappers = dict(mappers)
+
+    @property
+    def events(self) -> frozenset[str]:
+        """The event types this mapping takes."""
+        return frozenset(self._mappers)
+
+    def __call__(self, event: Event, options: OptionsT) -> Sequence[VendorRecord]:
+        """The vendor records for one event; empty when the vendor does not take its type (or this event)."""
+        mapper = self._mappers.get(event.type)
+        return mapper(event, options) if mapper is not None else ()
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectorDefaults:
     """A connector's defaults for the per-destination options the operator leaves out."""
 
-    events: frozenset[str]
     max_events: int
     max_bytes: int
     linger_ms: int
@@ -55,6 +80,9 @@ class ConnectorDefaults:
     """The path the client appends to `base_url` (e.g. /api/v1): check-config refuses a base_url that holds it."""
     base_url: str = ""
     """The vendor's production URL: the destination's `base_url` when it sets none (check-config shows it)."""
+    events: frozenset[str] = frozenset()
+    """The event types the connector takes, all sent unless a destination lists `events`: its MapDispatch's types,
+    set where the connector joins the two (`replace(DEFAULTS, events=map_event.events)`)."""
 
 
 class NoSettings(BaseModel):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 
-import structlog
 from aiokafka.errors import CorruptRecordException, KafkaError, UnsupportedCodecError
 
 from gateway.backoff import FullJitterBackoff
+from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics
+from gateway.retries import Attempts
 
-log = structlog.get_logger("gateway.pipeline")
+LOGGER = "gateway.pipeline"
+"""Its lines are the pipeline's: it reports on the pipeline's reads and calls to Kafka."""
 
 QUIET_AFTER_RETRY = 5.0
 """A failure counts as over once reads have gone this long past the retry without failing again."""
@@ -40,26 +42,23 @@ class ReadFailures:
     with a growing backoff (never a hot loop), and reported to readiness until reads have been quiet for a while."""
 
     def __init__(self, destination: str, metrics: DestinationMetrics, backoff: FullJitterBackoff | None = None) -> None:
-        self._destination = destination
+        self._log = destination_logger(LOGGER, destination)
         self._metrics = metrics
-        self._backoff = backoff or FullJitterBackoff(initial=0.5, maximum=10.0)
-        self._attempts = 0
+        self._attempts = Attempts(backoff or FullJitterBackoff(initial=0.5, maximum=10.0))
         self._retry_at = 0.0
         self.error: str | None = None
 
     def failed(self, error: KafkaError) -> float:
         """Count and log a failed read; returns the seconds to wait before reading again."""
-        delay = max(0.1, self._backoff.delay(self._attempts))
-        self._attempts += 1
+        delay = max(0.1, self._attempts.failed())
         self._retry_at = time.monotonic() + delay
         self.error = f"{type(error).__name__}: {error}"
         self._metrics.consumer_error(type(error).__name__).inc()
-        log.error(
+        self._log.error(
             "cannot read from Kafka; retrying",
-            destination=self._destination,
             error=self.error,
             hint=hint(error),
-            attempt=self._attempts,
+            attempt=self._attempts.count,
             delay_s=round(delay, 2),
         )
         return delay
@@ -67,9 +66,9 @@ class ReadFailures:
     def succeeded(self) -> None:
         """A read returned without error: once reads stayed quiet past the last retry, the failure is over."""
         if self.error is not None and time.monotonic() - self._retry_at > QUIET_AFTER_RETRY:
-            log.info("reading from Kafka again", destination=self._destination, failed_attempts=self._attempts)
+            self._log.info("reading from Kafka again", failed_attempts=self._attempts.count)
             self.error = None
-            self._attempts = 0
+            self._attempts.reset()
 
 
 class BrokerContact:
@@ -77,7 +76,7 @@ class BrokerContact:
     they are not, and the loss and the recovery are each logged once."""
 
     def __init__(self, destination: str, metrics: DestinationMetrics) -> None:
-        self._destination = destination
+        self._log = destination_logger(LOGGER, destination)
         self._metrics = metrics
         self._lost_at: float | None = None
 
@@ -91,9 +90,8 @@ class BrokerContact:
         self._metrics.consumer_error(type(error).__name__).inc()
         if self._lost_at is None:
             self._lost_at = time.monotonic()
-            log.error(
+            self._log.error(
                 "lost contact with Kafka; consuming and committing resume when it answers",
-                destination=self._destination,
                 call=call,
                 error=f"{type(error).__name__}: {error}",
                 hint=READ_HINT,
@@ -102,9 +100,8 @@ class BrokerContact:
     def answered(self) -> None:
         """A call to Kafka was answered."""
         if self._lost_at is not None:
-            log.info(
+            self._log.info(
                 "Kafka answers again",
-                destination=self._destination,
                 lost_for_s=round(time.monotonic() - self._lost_at, 1),
             )
             self._lost_at = None

@@ -24,6 +24,7 @@ from gateway.batcher import Item
 from gateway.config import ANY_BRAND
 from gateway.connector import VendorClient, VendorRecord, sends_per_key
 from gateway.key_chains import KeyChains
+from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics, observe_many
 from gateway.outcomes import Outcome, SendResult, is_redirect, retry_reason
 from gateway.ownership import REVOKED, ownership
@@ -114,6 +115,7 @@ class DeliveryEngine:
         """`request_slots` bounds the concurrent sends of per-key delivery: the transport's connection pool, so a
         request never waits for a connection inside its timeout."""
         self.destination = destination
+        self._log = destination_logger("gateway.delivery", destination)
         self._client = client
         self._backoff = backoff
         self._halt_probe = halt_probe
@@ -156,9 +158,8 @@ class DeliveryEngine:
 
     def _log_batch(self, tenant: Tenant, records: int, stats: Counter[str], started: float) -> None:
         if stats["sends"]:
-            log.info(
+            self._log.info(
                 "batch",
-                destination=self.destination,
                 tenant=tenant.name,
                 records=records,
                 delivered=stats["delivered"],
@@ -225,9 +226,8 @@ class DeliveryEngine:
                 stats["retries"] += 1
                 self._set_failing(sender, True)
                 delay = self._backoff.delay(attempt, result.retry_after)
-                log.warning(
+                self._log.warning(
                     "retrying",
-                    destination=self.destination,
                     tenant=tenant.name,
                     status=result.status,
                     reason=reason,
@@ -271,7 +271,7 @@ class DeliveryEngine:
                         return None
                     return await self._client.send(tenant.credentials, [item.record for item in segment])
         except Exception as error:
-            log.exception("connector client failed; retrying", destination=self.destination, tenant=tenant.name)
+            self._log.exception("connector client failed; retrying", tenant=tenant.name)
             return SendResult(Outcome.RETRY, 0, reason="client_error", detail=f"{type(error).__name__} in the client")
         finally:
             del self._sending[token]
@@ -285,9 +285,8 @@ class DeliveryEngine:
         if tenant.halt(sender):
             self._metrics.tenant_halted(tenant.name, True)
             self._on_state_change()
-            log.error(
+            self._log.error(
                 _halt_message(result.status),
-                destination=self.destination,
                 tenant=tenant.name,
                 status=result.status,
                 detail=result.detail[:400],
@@ -300,9 +299,8 @@ class DeliveryEngine:
         if tenant.resume():
             self._metrics.tenant_halted(tenant.name, False)
             self._on_state_change()
-            log.info(
+            self._log.info(
                 "tenant resumed: the vendor accepts the credentials again",
-                destination=self.destination,
                 tenant=tenant.name,
             )
 

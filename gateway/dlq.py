@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,22 +10,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from gateway.backoff import FullJitterBackoff
+from gateway.errors import DeadLetterReason
 from gateway.logs import scrubber
+from gateway.retries import retry
 
 log = structlog.get_logger("gateway.dlq")
 
 MAX_ERROR_BYTES = 1024
-REASONS = frozenset(
-    {
-        "invalid_json",
-        "invalid_event",
-        "unknown_brand",
-        "mapping_error",
-        "unsupported_currency",
-        "rejected",
-        "parking_refused",
-    }
-)
 
 
 def truncate_utf8(text: str, limit: int = MAX_ERROR_BYTES) -> bytes:
@@ -109,8 +99,10 @@ class DeadLetterWriter:
     ) -> bool:
         """Write one dead letter for `message` (for its vendor record `record_id` when the vendor refused only that
         one); the caller settles the source offset after this returns. True when it was written reduced."""
-        if reason not in REASONS:
-            raise ValueError(f"unknown dead-letter reason {reason!r}")
+        try:
+            reason = DeadLetterReason(reason)
+        except ValueError:
+            raise ValueError(f"unknown dead-letter reason {reason!r}") from None
         headers = dead_letter_headers(message, destination, reason, error, status, record_id=record_id)
         return await self._send(message, headers, destination)
 
@@ -151,22 +143,12 @@ class DeadLetterWriter:
     async def _send_until_acked(
         self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], destination: str
     ) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._producer.send_and_wait(self.topic, value, key=key, headers=headers)
-                return
-            except TOO_LARGE:
-                raise
-            except KafkaError as failure:
-                delay = self._backoff.delay(attempt)
-                attempt += 1
-                log.warning(
-                    "dead-letter write failed, retrying",
-                    topic=self.topic,
-                    destination=destination,
-                    error=type(failure).__name__,
-                    attempt=attempt,
-                    delay_s=round(delay, 3),
-                )
-                await asyncio.sleep(delay)
+        await retry(
+            lambda: self._producer.send_and_wait(self.topic, value, key=key, headers=headers),
+            retry_on=KafkaError,
+            give_up_on=TOO_LARGE,  # the same bytes are refused again: the caller writes them reduced
+            backoff=self._backoff,
+            log=log,
+            message="dead-letter write failed, retrying",
+            fields={"topic": self.topic, "destination": destination},
+        )

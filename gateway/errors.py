@@ -9,12 +9,26 @@
         ├── MappingError            reason mapping_error: the connector cannot express the event for its vendor
         └── UnsupportedCurrency     reason unsupported_currency: the vendor only accepts other currencies
 
-Vendor responses are not exceptions: they are classified into the closed `Outcome` set (gateway.outcomes).
+Vendor responses are not exceptions: they are classified into the closed `Outcome` set (gateway.outcomes); a record
+the vendor refuses is dead-lettered as `rejected`. `DeadLetterReason` is the one list of reasons (docs/dead-letters.md).
 """
 
 from __future__ import annotations
 
+import enum
 from typing import ClassVar
+
+
+class DeadLetterReason(enum.StrEnum):
+    """Why a message went to the dead-letter topic: its `gateway-reason` header, a contract of docs/dead-letters.md."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_EVENT = "invalid_event"
+    UNKNOWN_BRAND = "unknown_brand"
+    MAPPING_ERROR = "mapping_error"
+    UNSUPPORTED_CURRENCY = "unsupported_currency"
+    REJECTED = "rejected"  # the vendor refused the record (gateway.outcomes.Outcome.REJECT)
+    PARKING_REFUSED = "parking_refused"  # the parking topic refused the record (too large): gateway.parking
 
 
 class GatewayError(Exception):
@@ -28,7 +42,7 @@ class ConfigError(GatewayError):
 class EventError(GatewayError):
     """One message cannot be delivered; it goes to the dead-letter topic with `reason`."""
 
-    reason: ClassVar[str] = "invalid_event"
+    reason: ClassVar[DeadLetterReason] = DeadLetterReason.INVALID_EVENT
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -38,28 +52,28 @@ class EventError(GatewayError):
 class InvalidJson(EventError):
     """The message value is not a UTF-8 JSON object."""
 
-    reason = "invalid_json"
+    reason = DeadLetterReason.INVALID_JSON
 
 
 class InvalidEvent(EventError):
     """The message is JSON but fails the normalized event contract."""
 
-    reason = "invalid_event"
+    reason = DeadLetterReason.INVALID_EVENT
 
 
 class UnknownBrand(EventError):
     """The event's brand has no credentials at this destination; it never falls back to another tenant."""
 
-    reason = "unknown_brand"
+    reason = DeadLetterReason.UNKNOWN_BRAND
 
 
 class MappingError(EventError):
     """The connector cannot express this event in its vendor's schema."""
 
-    reason = "mapping_error"
+    reason = DeadLetterReason.MAPPING_ERROR
 
 
 class UnsupportedCurrency(EventError):
     """The vendor accepts only specific currencies and the gateway never converts silently."""
 
-    reason = "unsupported_currency"
+    reason = DeadLetterReason.UNSUPPORTED_CURRENCY

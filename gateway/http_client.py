@@ -17,7 +17,15 @@ from pydantic import SecretStr
 from gateway.backoff import parse_retry_after
 from gateway.config import DestinationConfig, ProxyConfig
 from gateway.metrics import DestinationMetrics
-from gateway.outcomes import TRANSPORT_FAILURE, Outcome, SendResult, is_redirect, status_class
+from gateway.outcomes import (
+    TRANSPORT_FAILURE,
+    FailureKind,
+    Outcome,
+    SendResult,
+    TransportFailure,
+    is_redirect,
+    status_class,
+)
 from gateway.request_deadline import RequestDeadline
 
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -41,18 +49,28 @@ _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
-    """A vendor's answer; status 0 with `error` set when no answer came (timeout, reset, TLS, DNS)."""
+    """A vendor's answer; status 0 with `failure` set when no answer came (timeout, reset, TLS, DNS)."""
 
     status: int
     body: bytes = b""
     headers: CIMultiDictProxy[str] = field(default_factory=lambda: _NO_HEADERS)
-    error: str = ""
+    failure: TransportFailure | None = None
     truncated: bool = False  # the body was longer than MAX_RESPONSE_BYTES and holds only its start
 
     @property
     def text(self) -> str:
         """The body as text, for error details (truncated by the caller)."""
         return self.body.decode("utf-8", "replace")
+
+    @classmethod
+    def failed(cls, kind: FailureKind, cause: str = "") -> HttpResponse:
+        """No answer came: status 0 and why."""
+        return cls(TRANSPORT_FAILURE, failure=TransportFailure(kind, cause))
+
+    @property
+    def error(self) -> str:
+        """The transport failure as text (`timeout`, `tls: SSLError`), or empty when an answer came."""
+        return str(self.failure) if self.failure is not None else ""
 
 
 class RateLimiter:
@@ -166,14 +184,14 @@ class HttpTransport:
                 payload, truncated = await _read_capped(response.content, MAX_RESPONSE_BYTES)
                 result = HttpResponse(response.status, payload, response.headers, truncated=truncated)
         except TimeoutError:
-            result = HttpResponse(TRANSPORT_FAILURE, error="timeout")
+            result = HttpResponse.failed(FailureKind.TIMEOUT)
             self._timed_out(deadline)
         except aiohttp.ClientSSLError as error:
-            result = HttpResponse(TRANSPORT_FAILURE, error=f"tls: {type(error).__name__}")
+            result = HttpResponse.failed(FailureKind.TLS, type(error).__name__)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
-            result = HttpResponse(TRANSPORT_FAILURE, error=f"connection: {type(error).__name__}")
+            result = HttpResponse.failed(FailureKind.CONNECTION, type(error).__name__)
         except aiohttp.ClientError as error:
-            result = HttpResponse(TRANSPORT_FAILURE, error=f"client: {type(error).__name__}")
+            result = HttpResponse.failed(FailureKind.CLIENT, type(error).__name__)
         elapsed = time.perf_counter() - started
         if 200 <= result.status < 300:
             self.deadline.answered(elapsed)
@@ -240,8 +258,8 @@ def unsettled_result(
     reason, the Retry-After hint, and for a redirect a detail naming where it pointed."""
     status = response.status
     if outcome is Outcome.RETRY:
-        if status == TRANSPORT_FAILURE:
-            reason = response.error.split(":", 1)[0]
+        if response.failure is not None:
+            reason = response.failure.kind.value
         return SendResult(
             Outcome.RETRY,
             status,

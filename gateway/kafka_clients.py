@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -14,6 +13,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from gateway.backoff import FullJitterBackoff
 from gateway.config import KafkaConfig
 from gateway.kafka_security import client_security_kwargs
+from gateway.retries import retry
 
 log = structlog.get_logger("gateway.kafka")
 
@@ -64,18 +64,15 @@ def dead_letter_producer(kafka: KafkaConfig) -> AIOKafkaProducer:
 async def start_with_retry(what: str, start: Callable[[], Awaitable[None]], stopping: asyncio.Event) -> bool:
     """Start a Kafka client, retrying while the cluster is unreachable; False if asked to stop first."""
     backoff = FullJitterBackoff(initial=0.5, maximum=15.0)
-    attempt = 0
-    while not stopping.is_set():
-        try:
-            await start()
-            return True
-        except KafkaError as error:
-            delay = backoff.delay(attempt)
-            attempt += 1
-            log.warning("kafka unreachable, retrying", client=what, error=type(error).__name__, delay_s=round(delay, 2))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-    return False
+    return await retry(
+        start,
+        retry_on=KafkaError,
+        backoff=backoff,
+        log=log,
+        message="kafka unreachable, retrying",
+        fields={"client": what},
+        stopping=stopping,
+    )
 
 
 async def within(seconds: float, call: Awaitable[T]) -> T:

@@ -90,3 +90,12 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root.setLevel(numeric)
     # aiokafka logs every reconnect at ERROR; our own lines say what matters.
     logging.getLogger("aiokafka").setLevel(max(numeric, logging.WARNING))
+
+
+def destination_logger(name: str, destination: str) -> Any:
+    """The logger `name` with `destination` on every line, for the objects that serve one destination.
+
+    Resolved at each call like a module's logger, so a later `configure` (or a test capturing logs) still applies;
+    `log.bind(destination=...)` would freeze the configuration of the moment it was bound.
+    """
+    return structlog.get_logger(name, destination=destination)

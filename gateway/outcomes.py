@@ -19,6 +19,28 @@ class Outcome(enum.Enum):
 # Transport failures are reported with status 0, so one table covers the network and HTTP.
 TRANSPORT_FAILURE = 0
 
+
+class FailureKind(enum.StrEnum):
+    """Why no answer came (status 0): the bounded `reason` a transport failure is retried with."""
+
+    TIMEOUT = "timeout"
+    TLS = "tls"
+    CONNECTION = "connection"  # refused, reset, or cut short mid-body
+    CLIENT = "client"  # any other failure of the HTTP client
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFailure:
+    """A request that got no answer: its kind, and the exception class behind it (never its message: it may hold a
+    URL with a secret)."""
+
+    kind: FailureKind
+    cause: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.cause}" if self.cause else str(self.kind)
+
+
 DEFAULT_OUTCOMES: Mapping[int, Outcome] = {
     TRANSPORT_FAILURE: Outcome.RETRY,
     401: Outcome.HALT,

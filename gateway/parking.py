@@ -23,6 +23,7 @@ from gateway.dlq import TOO_LARGE
 from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, start_with_retry, stop_within, within
 from gateway.kafka_security import client_security_kwargs
 from gateway.load import Bound, Load
+from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics
 from gateway.offsets import PartitionOffsets
 from gateway.parked_records import ParkedMessage, parked_headers
@@ -88,6 +89,7 @@ class Parking:
         self.topic = destination.parking_topic(kafka.group_prefix)
         self._group = f"{destination.group_id(kafka.group_prefix)}.parked"
         self._destination = destination.name
+        self._log = destination_logger("gateway.parking", destination.name)
         self._kafka = kafka
         self._after = destination.config.parking.after
         self._tenants = tenants
@@ -133,7 +135,9 @@ class Parking:
                 await self._prepare()
                 return True
             except KafkaError as error:
-                log.warning("cannot prepare the parking topic; retrying", topic=self.topic, error=type(error).__name__)
+                self._log.warning(
+                    "cannot prepare the parking topic; retrying", topic=self.topic, error=type(error).__name__
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), 2.0)
         return False
@@ -194,7 +198,7 @@ class Parking:
         state.hold_again_at = 0.0
         self.parking.add(state.name)
         self._metrics.parking(state.name, True, state.backlog)
-        log.warning(
+        self._log.warning(
             "brand parked: its further events go to the parking topic until it can take them again",
             destination=self._destination,
             brand=state.name,
@@ -248,7 +252,9 @@ class Parking:
             else:
                 # The producer's own retries are exhausted (a long broker outage): written again, at the back of the
                 # queue; a later event of the same player may then be parked before it (docs/parking.md).
-                log.warning("parking write failed; writing it again", topic=self.topic, error=type(error).__name__)
+                self._log.warning(
+                    "parking write failed; writing it again", topic=self.topic, error=type(error).__name__
+                )
                 self._queue.append(write)
                 self._queued.set()
             return
@@ -267,7 +273,7 @@ class Parking:
         self._dead_letter(write.offsets, write.offset, write.message, "parking_refused", detail)
 
     async def _retry(self, write: _Write, error: KafkaError) -> None:
-        log.warning("parking write failed; retrying", topic=self.topic, error=type(error).__name__)
+        self._log.warning("parking write failed; retrying", topic=self.topic, error=type(error).__name__)
         self._queue.appendleft(write)
         await asyncio.sleep(self._backoff.delay(1))
 
@@ -354,7 +360,7 @@ class Parking:
         self.parking.discard(state.name)
         self.holding.discard(state.name)
         self._metrics.parking(state.name, False, 0)
-        log.info("brand unparked: its parked events are delivered, it delivers directly again", brand=state.name)
+        self._log.info("brand unparked: its parked events are delivered, it delivers directly again", brand=state.name)
 
     def reader_failure(self) -> BaseException | None:
         """A reader that ended with an error (a bug or a Kafka failure at start): the pipeline fails on it."""

@@ -9,7 +9,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -34,13 +33,12 @@ from gateway.kafka_clients import (
     within,
 )
 from gateway.load import Bound, Load, message_bytes, records_bytes
+from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offset_metadata import SettledAbove
 from gateway.offsets import PartitionOffsets
 from gateway.parking import Parking
 from gateway.start_position import StartFilter, reset_policy, seek_new_partitions, start_time
-
-log = structlog.get_logger("gateway.pipeline")
 
 MAX_POLL_RECORDS = 5000
 REVOKE_SETTLE_TIMEOUT = 10.0
@@ -76,6 +74,7 @@ class Pipeline:
         """`shared` is the destination's connector extension's shared part, handed to its client."""
         self.destination = destination
         self.name = destination.name
+        self._log = destination_logger("gateway.pipeline", self.name)
         self._kafka = kafka
         self._dead_letters = dead_letters
         self.metrics = DestinationMetrics(metrics, destination.name)
@@ -220,7 +219,7 @@ class Pipeline:
         """A background task failed with a bug: logged with its trace and counted; a fatal one (its records could
         never settle, or commits would stop) fails the pipeline, and so the process, without committing past it."""
         self.metrics.task_failure(task).inc()
-        log.error("background task failed", destination=self.name, task=task, fatal=fatal, exc_info=error)
+        self._log.error("background task failed", task=task, fatal=fatal, exc_info=error)
         if fatal and self._fatal is None:
             self._fatal = error
 
@@ -273,7 +272,7 @@ class Pipeline:
             return
         except Exception as error:  # a connector bug must cost one message, never the pipeline
             source = f"{message.topic}/{message.partition}/{message.offset}"
-            log.exception("mapping failed", destination=self.name, source=source)
+            self._log.exception("mapping failed", source=source)
             offsets.track(offset, 1, self._unrouted, size)
             failure = MappingError(f"{type(error).__name__} in connector {self.destination.connector.name}")
             self._spawn_dead_letter(offsets, offset, message, failure.reason, failure.detail, None)
@@ -312,9 +311,8 @@ class Pipeline:
                 self.metrics.dead_letters_reduced.inc()
             self.metrics.dead_lettered(reason).inc()
             offsets.settle(offset)
-            log.warning(
+            self._log.warning(
                 "dead-lettered",
-                destination=self.name,
                 reason=reason,
                 status=status,
                 source=f"{message.topic}/{message.partition}/{message.offset}",
@@ -376,15 +374,13 @@ class Pipeline:
             self._settled_before.update(settled)
             for tp, reason in ignored.items():
                 self.metrics.metadata_ignored(reason)
-                log.warning(
+                self._log.warning(
                     "commit metadata ignored; records above the committed offset will be sent again",
-                    destination=self.name,
                     partition=f"{tp.topic}/{tp.partition}",
                     reason=reason,
                 )
-        log.info(
+        self._log.info(
             "partitions assigned",
-            destination=self.name,
             partitions=sorted(f"{t.topic}/{t.partition}" for t in assigned),
         )
 
@@ -410,9 +406,8 @@ class Pipeline:
         deadline = time.monotonic() + self.destination.config.timeout + 1.0
         while self._engine.sending_revoked() and time.monotonic() < deadline:  # noqa: ASYNC110 - rare; see above
             await asyncio.sleep(0.02)
-        log.info(
+        self._log.info(
             "partitions revoked",
-            destination=self.name,
             partitions=sorted(f"{t.topic}/{t.partition}" for t in owned),
             abandoned_uncommitted=abandoned,
         )
@@ -446,9 +441,8 @@ class Pipeline:
                 self._contact.failed("commit", failure)
                 self._commit_failures += 1
                 if self._commit_failures % 50 == 1:  # commits run every 0.2 s: one line per streak, then every 50th
-                    log.warning(
+                    self._log.warning(
                         "offset commit failed; will retry",
-                        destination=self.name,
                         error=type(failure).__name__,
                         failures=self._commit_failures,
                     )
@@ -554,7 +548,7 @@ class Pipeline:
                 await parking.stop()
             return
         self._consumer = consumer
-        log.info("pipeline started", destination=self.name, group=self.destination.group_id(self._kafka.group_prefix))
+        self._log.info("pipeline started", group=self.destination.group_id(self._kafka.group_prefix))
         side = [asyncio.create_task(self._commit_forever()), asyncio.create_task(self._lag_forever())]
         if parking is not None:
             side += [
@@ -579,7 +573,7 @@ class Pipeline:
                 await stop_within(f"consumer:{self.name}", consumer.stop)
                 await self._client.close()
                 await self._transport.close()
-                log.info("pipeline stopped", destination=self.name, unsettled=self.in_flight)
+                self._log.info("pipeline stopped", unsettled=self.in_flight)
 
     async def _consume(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> None:
         partitions = self._partitions
@@ -623,7 +617,7 @@ class Pipeline:
         for lane in self._lanes():
             lane.flush()
         if self._unsettled():
-            log.info("draining", destination=self.name, in_flight=self.in_flight, grace_s=grace)
+            self._log.info("draining", in_flight=self.in_flight, grace_s=grace)
             deadline = time.monotonic() + grace
             # Polled rather than signalled, which keeps every settle on the hot path free of callbacks.
             while self._unsettled() and self._fatal is None and time.monotonic() < deadline:  # noqa: ASYNC110

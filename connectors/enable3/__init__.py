@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from connectors.enable3.client import Enable3Client
 from connectors.enable3.config import DEFAULTS, Enable3Credentials, Enable3Options, Enable3Settings
 from connectors.enable3.extension import Enable3Extension, build_extension
@@ -17,7 +19,7 @@ class Enable3Connector:
     credentials_model = Enable3Credentials
     options_model = Enable3Options
     settings_model = Enable3Settings
-    defaults: ConnectorDefaults = DEFAULTS
+    defaults: ConnectorDefaults = replace(DEFAULTS, events=map_event.events)  # the types map_event takes
     map = staticmethod(map_event)
 
     def client(self, context: ClientContext) -> Enable3Client:

@@ -17,8 +17,9 @@ from connectors.enable3.client import DEFAULT_BASE_URL
 from connectors.enable3.config import AmbassadorSettings, Enable3Credentials
 from gateway.destination import Destination
 from gateway.http_client import HttpResponse, HttpTransport, path_segment, safe_location
+from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics, Metrics
-from gateway.outcomes import TRANSPORT_FAILURE, is_redirect, status_class
+from gateway.outcomes import TRANSPORT_FAILURE, FailureKind, is_redirect, status_class
 
 log = structlog.get_logger("connectors.enable3.ambassador")
 
@@ -43,6 +44,7 @@ class Ambassador:
 
     def __init__(self, destination: Destination, settings: AmbassadorSettings, metrics: Metrics) -> None:
         self._destination = destination
+        self._log = destination_logger("connectors.enable3.ambassador", destination.name)
         self._settings = settings
         self._metrics = metrics
         self._credentials: Mapping[str, Enable3Credentials] = destination.credentials
@@ -112,7 +114,7 @@ class Ambassador:
         elapsed = time.perf_counter() - started
         self._metrics.ambassador_request_duration.labels(self._destination.name, endpoint).observe(elapsed)
         self._count(endpoint, status_class(response.status))
-        log.debug("ambassador", destination=self._destination.name, endpoint=endpoint, status=response.status)
+        self._log.debug("ambassador", endpoint=endpoint, status=response.status)
         return _answer(response)
 
     def _count(self, endpoint: str, label: str) -> None:
@@ -135,8 +137,8 @@ def _answer(response: HttpResponse) -> web.Response:
             status=status, body=response.body, content_type=content_type, headers={"Cache-Control": "no-store"}
         )
     if status == TRANSPORT_FAILURE:
-        reason = response.error.split(":", 1)[0]
-        return _error(504 if reason == "timeout" else 502, "Enable3 did not answer", reason=reason)
+        kind = response.failure.kind if response.failure is not None else ""
+        return _error(504 if kind == FailureKind.TIMEOUT else 502, "Enable3 did not answer", reason=kind)
     retry_after = response.headers.get("Retry-After")
     headers = {"Retry-After": retry_after} if retry_after is not None else None
     return _error(status, f"Enable3 answered {status}", headers)

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 
 import orjson
-import structlog
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -17,9 +16,8 @@ from connectors.enable3.config import WithdrawalCallbackSettings
 from gateway.config import KafkaConfig
 from gateway.kafka_clients import start_with_retry
 from gateway.kafka_security import client_security_kwargs
+from gateway.logs import destination_logger
 from gateway.metrics import Metrics
-
-log = structlog.get_logger("connectors.enable3.callback")
 
 SIGNATURE_HEADER = "X-REQUEST-SIGNATURE"
 CALLBACK = "withdrawal"
@@ -61,6 +59,7 @@ class WithdrawalCallback:
         stopping: asyncio.Event,
     ) -> None:
         self._destination = destination
+        self._log = destination_logger("connectors.enable3.callback", destination)
         self.settings = settings
         self._settings = settings
         self._secret = settings.secret.get_secret_value().encode()
@@ -112,7 +111,7 @@ class WithdrawalCallback:
         presented = request.headers.get(SIGNATURE_HEADER, "").strip().encode("utf-8", "replace")
         if not hmac.compare_digest(presented, signature(self._secret, body)):
             self._count("bad_signature")
-            log.warning("callback refused: bad or missing signature", destination=self._destination)
+            self._log.warning("callback refused: bad or missing signature")
             return _json(401, {"error": f"bad or missing {SIGNATURE_HEADER}"})
         transaction_id = _transaction_id(body)
         if transaction_id is None:
@@ -125,13 +124,12 @@ class WithdrawalCallback:
             )
         except (KafkaError, TimeoutError) as error:
             self._count("unavailable")
-            log.warning(
+            self._log.warning(
                 "callback not stored: Kafka did not acknowledge; answering 503 so Enable3 retries",
-                destination=self._destination,
                 transaction_id=transaction_id,
                 error=type(error).__name__,
             )
             return _json(503, {"error": "not stored, retry later"})
         self._count("accepted")
-        log.info("callback stored", destination=self._destination, transaction_id=transaction_id)
+        self._log.info("callback stored", transaction_id=transaction_id)
         return _json(200, {"status": "stored", "transactionId": transaction_id})

@@ -8,9 +8,10 @@ from connectors.enable3.config import Enable3Credentials, Enable3Options
 from connectors.enable3.mapping import EVENT, REVENUE, SEGMENT_ADD, SEGMENT_REMOVE
 from connectors.enable3.not_found import NOT_FOUND, NotFoundRuns
 from gateway.connector import ClientContext, VendorRecord
-from gateway.http_client import HttpResponse, unsettled_result
+from gateway.http_client import HttpResponse
 from gateway.outcomes import Outcome, SendResult, classify
 from gateway.ownership import revoked, still_owned
+from gateway.vendor_results import send_result
 
 DEFAULT_BASE_URL = "https://integration.enable3.io"
 # route -> (method, path). The paths are Enable3's, trailing slash included where its documents show one.
@@ -77,16 +78,11 @@ class Enable3Client:
 
 def failure(response: HttpResponse, outcome: Outcome, index: int, duplicates: int) -> SendResult:
     """The result of a send that stopped at record `index`: the records before it are delivered."""
-    status = response.status
     delivered = frozenset(range(index)) if index else None
     if outcome is Outcome.REJECT:
-        detail = response.text[:MAX_DETAIL] or f"Enable3 answered {status}"
-        return SendResult(
-            Outcome.REJECT,
-            status,
-            detail=detail,
-            rejected=frozenset({index}),
-            delivered=delivered,
-            duplicates=duplicates,
+        detail = response.text[:MAX_DETAIL] or f"Enable3 answered {response.status}"
+        rejected = frozenset({index})
+        return send_result(
+            response, outcome, detail=detail, rejected=rejected, delivered=delivered, duplicates=duplicates
         )
-    return unsettled_result(response, outcome, delivered=delivered, duplicates=duplicates)
+    return send_result(response, outcome, delivered=delivered, duplicates=duplicates)

@@ -12,7 +12,6 @@ from gateway.listener import ListenerLimits, ListenerTls
 from gateway.secret_rules import long_enough
 
 DEFAULTS = ConnectorDefaults(
-    events=frozenset({"deposit", "withdrawal", "gameround", "login", "custom", "revenue", "segment"}),
     # One request per event: a lane's batch is sent record by record, so a batch only amortises the lane's
     # bookkeeping. Small batches and a short linger keep latency low; throughput comes from the lanes.
     max_events=50,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,7 +21,7 @@ from connectors.enable3.config import (
 from connectors.enable3.config import (
     REVENUE as REVENUE_AMOUNT,
 )
-from gateway.connector import VendorRecord, record_body
+from gateway.connector import MapDispatch, VendorRecord, record_body
 from gateway.errors import MappingError, UnsupportedCurrency
 from gateway.events import (
     CustomEvent,
@@ -168,20 +168,15 @@ def _segment(event: Event, options: Enable3Options) -> Sequence[VendorRecord]:
     return (VendorRecord(route=route, body=record_body(body), key=event.player_id, record_id=event.event_id),)
 
 
-MAPPERS: dict[str, Callable[[Event, Enable3Options], Sequence[VendorRecord]]] = {
-    "deposit": _payment,
-    "withdrawal": _payment,
-    "gameround": _gameround,
-    "login": _login,
-    "custom": _custom,
-    "revenue": _revenue,
-    "segment": _segment,
-}
-
-
-def map_event(event: Event, options: Enable3Options) -> Sequence[VendorRecord]:
-    """The Enable3 requests for one event (at most one); empty when Enable3 does not take it."""
-    mapper = MAPPERS.get(event.type)
-    if mapper is None:
-        return ()
-    return mapper(event, options)
+# The Enable3 requests for one event (at most one); empty when Enable3 does not take it.
+map_event: MapDispatch[Enable3Options] = MapDispatch(
+    {
+        "deposit": _payment,
+        "withdrawal": _payment,
+        "gameround": _gameround,
+        "login": _login,
+        "custom": _custom,
+        "revenue": _revenue,
+        "segment": _segment,
+    }
+)

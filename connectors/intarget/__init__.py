@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from connectors.intarget.client import IntargetClient
 from connectors.intarget.config import DEFAULTS, IntargetCredentials, IntargetOptions, IntargetSettings
 from connectors.intarget.extension import FeedExtension
@@ -18,7 +20,7 @@ class IntargetConnector:
     credentials_model = IntargetCredentials
     options_model = IntargetOptions
     settings_model = IntargetSettings
-    defaults: ConnectorDefaults = DEFAULTS
+    defaults: ConnectorDefaults = replace(DEFAULTS, events=map_event.events)  # the types map_event takes
     map = staticmethod(map_event)
     clock: Clock | None = None  # the store clock; None = the host's (SQLite) or the database's (PostgreSQL)
 

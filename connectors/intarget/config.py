@@ -16,9 +16,6 @@ from gateway.listener import ListenerLimits, ListenerTls
 from gateway.secret_rules import long_enough
 
 DEFAULTS = ConnectorDefaults(
-    events=frozenset(
-        {"deposit", "withdrawal", "gameround", "login", "player", "game", "wallet", "bonus", "sports_bet"}
-    ),
     max_events=2_000,  # one store transaction per batch: large enough to amortize the commit, small enough to be brief
     max_bytes=4 * 1024 * 1024,
     linger_ms=200,

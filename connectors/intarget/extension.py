@@ -14,6 +14,7 @@ from connectors.intarget.store_postgres import PostgresStore
 from connectors.intarget.store_sqlite import SqliteStore
 from gateway.backoff import FullJitterBackoff
 from gateway.extensions import Extension, ExtensionContext
+from gateway.retries import retry
 
 log = structlog.get_logger("connectors.intarget.extension")
 
@@ -43,19 +44,15 @@ class FeedExtension(Extension):
 
     async def _open_store(self) -> bool:
         """Open the store, retrying while it is unreachable (e.g. PostgreSQL restarting); False if asked to stop."""
-        backoff = FullJitterBackoff(initial=0.5, maximum=15.0)
-        attempt = 0
-        while not self.stopping.is_set():
-            try:
-                await self.store.open()
-                return True
-            except StoreUnavailable as error:
-                delay = backoff.delay(attempt)
-                attempt += 1
-                log.warning("feed store unreachable, retrying", error=str(error)[:200], delay_s=round(delay, 2))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), delay)
-        return False
+        return await retry(
+            self.store.open,
+            retry_on=StoreUnavailable,
+            backoff=FullJitterBackoff(initial=0.5, maximum=15.0),
+            log=log,
+            message="feed store unreachable, retrying",
+            describe=lambda error: str(error)[:200],
+            stopping=self.stopping,
+        )
 
     async def start(self) -> None:
         """Open the store, then listen; the purge runs in the background (only the store when not serving)."""

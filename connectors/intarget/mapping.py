@@ -7,13 +7,13 @@ Partial `player` rows carry only the fields the event carried (an explicit null 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from connectors.intarget.config import IntargetOptions
-from gateway.connector import VendorRecord, record_body
+from gateway.connector import MapDispatch, VendorRecord, record_body
 from gateway.events import (
     BonusEvent,
     DepositEvent,
@@ -274,6 +274,7 @@ def _sports_bet(event: SportsBetEvent, options: IntargetOptions) -> list[VendorR
     return records
 
 
+# Each mapper takes its own event class (the dispatch is by `type`, so a mapper sees only its class).
 _MAPPERS: Final[dict[str, Callable[[Any, IntargetOptions], list[VendorRecord]]]] = {
     "player": _player,
     "deposit": _money,
@@ -286,8 +287,5 @@ _MAPPERS: Final[dict[str, Callable[[Any, IntargetOptions], list[VendorRecord]]]]
     "sports_bet": _sports_bet,
 }
 
-
-def map_event(event: Event, options: IntargetOptions) -> Sequence[VendorRecord]:
-    """The store changes one event makes; empty for types no feed takes (custom, revenue, segment)."""
-    mapper = _MAPPERS.get(event.type)
-    return mapper(event, options) if mapper is not None else []
+# The store changes one event makes; empty for types no feed takes (custom, revenue, segment).
+map_event: MapDispatch[IntargetOptions] = MapDispatch(_MAPPERS)

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qs
 
-import structlog
 from aiohttp import web
 
 from connectors.intarget.auth import FeedAuth
@@ -18,12 +17,12 @@ from connectors.intarget.feeds import FEEDS
 from connectors.intarget.formats import FeedEncoder
 from connectors.intarget.store import FeedStore, StoreUnavailable
 from gateway.listener import Listener
+from gateway.logs import destination_logger
 
 if TYPE_CHECKING:
     from connectors.intarget.config import FeedSettings
     from gateway.metrics import Metrics
 
-log = structlog.get_logger("connectors.intarget.server")
 
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 CONTENT_TYPES: Final = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8"}
@@ -53,6 +52,7 @@ class FeedServer:
 
     def __init__(self, destination: str, store: FeedStore, settings: FeedSettings, metrics: Metrics) -> None:
         self.destination = destination
+        self._log = destination_logger("connectors.intarget.server", destination)
         self.store = store
         self.settings = settings
         self.metrics = metrics
@@ -74,7 +74,7 @@ class FeedServer:
         await listener.start()
         self._listener = listener
         self.port = listener.port
-        log.info("feed server listening", destination=self.destination, url=listener.url)
+        self._log.info("feed server listening", url=listener.url)
 
     async def stop(self) -> None:
         """Stop listening (idempotent)."""

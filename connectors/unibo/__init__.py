@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from connectors.unibo.client import UniboClient
 from connectors.unibo.config import DEFAULTS, UniboCredentials, UniboOptions
 from connectors.unibo.mapping import map_event
@@ -15,7 +17,7 @@ class UniboConnector:
     credentials_model = UniboCredentials
     options_model = UniboOptions
     settings_model = NoSettings
-    defaults: ConnectorDefaults = DEFAULTS
+    defaults: ConnectorDefaults = replace(DEFAULTS, events=map_event.events)  # the types map_event takes
     map = staticmethod(map_event)
 
     def client(self, context: ClientContext) -> UniboClient:

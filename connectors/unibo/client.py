@@ -9,8 +9,9 @@ import orjson
 
 from connectors.unibo.config import UniboCredentials
 from gateway.connector import ClientContext, VendorRecord
-from gateway.http_client import HttpResponse, unsettled_result
+from gateway.http_client import HttpResponse
 from gateway.outcomes import Outcome, SendResult, classify
+from gateway.vendor_results import send_result
 
 PATH = "/api/v1/events"
 # Unibo's own statuses on top of the core table: 422 names bad items (nothing stored), 510 stored only part.
@@ -85,11 +86,7 @@ def classify_response(response: HttpResponse, size: int) -> SendResult:
     """Map Unibo's answer onto the outcome table."""
     status = response.status
     outcome = classify(status, OVERRIDES)
-    if outcome is Outcome.DELIVERED:
-        return SendResult(Outcome.DELIVERED, status)
-    if outcome is Outcome.REJECT:
-        if status == 422:
-            rejected, detail = rejected_items(response.body, size)
-            return SendResult(Outcome.REJECT, status, detail=detail, rejected=rejected)
-        return SendResult(Outcome.REJECT, status, detail=response.text[:MAX_DETAIL])
-    return unsettled_result(response, outcome, reason="partial_store" if status == 510 else "")
+    if status == 422:  # nothing stored; the body may name the bad items
+        rejected, detail = rejected_items(response.body, size)
+        return send_result(response, outcome, detail=detail, rejected=rejected)
+    return send_result(response, outcome, reason="partial_store" if status == 510 else "")

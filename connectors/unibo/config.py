@@ -8,7 +8,6 @@ from gateway.connector import ConnectorDefaults
 from gateway.iso4217 import is_iso4217
 
 DEFAULTS = ConnectorDefaults(
-    events=frozenset({"deposit", "withdrawal", "gameround", "login", "player", "game"}),
     max_events=10_000,  # Unibo's guidance: flush every 500 ms or 10,000 events
     max_bytes=8 * 1024 * 1024,  # Unibo publishes no byte limit; this keeps one request's memory bounded
     linger_ms=500,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from connectors.unibo.config import UniboOptions
-from gateway.connector import VendorRecord, record_body
+from gateway.connector import MapDispatch, VendorRecord, record_body
 from gateway.errors import MappingError, UnsupportedCurrency
 from gateway.events import (
     DepositEvent,
@@ -181,19 +181,14 @@ def _game(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
     return (_record("game", data, event.game_id),)
 
 
-MAPPERS: dict[str, Callable[[Event, UniboOptions], Sequence[VendorRecord]]] = {
-    "deposit": _deposit,
-    "withdrawal": _withdrawal,
-    "gameround": _gameround,
-    "login": _login,
-    "player": _player,
-    "game": _game,
-}
-
-
-def map_event(event: Event, options: UniboOptions) -> Sequence[VendorRecord]:
-    """The Unibo items for one event; empty when Unibo does not take it (other types, unsuccessful payments)."""
-    mapper = MAPPERS.get(event.type)
-    if mapper is None:
-        return ()
-    return mapper(event, options)
+# The Unibo items for one event; empty when Unibo does not take it (other types, unsuccessful payments).
+map_event: MapDispatch[UniboOptions] = MapDispatch(
+    {
+        "deposit": _deposit,
+        "withdrawal": _withdrawal,
+        "gameround": _gameround,
+        "login": _login,
+        "player": _player,
+        "game": _game,
+    }
+)

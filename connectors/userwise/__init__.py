@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from connectors.userwise.client import UserWiseClient
 from connectors.userwise.config import DEFAULTS, UserWiseCredentials, UserWiseOptions
 from connectors.userwise.mapping import map_event
@@ -15,7 +17,7 @@ class UserWiseConnector:
     credentials_model = UserWiseCredentials
     options_model = UserWiseOptions
     settings_model = NoSettings
-    defaults: ConnectorDefaults = DEFAULTS
+    defaults: ConnectorDefaults = replace(DEFAULTS, events=map_event.events)  # the types map_event takes
     map = staticmethod(map_event)
 
     def client(self, context: ClientContext) -> UserWiseClient:

@@ -22,10 +22,11 @@ from connectors.userwise.config import DEFAULTS, UserWiseCredentials, UserWiseOp
 from connectors.userwise.requests import PlannedRequest, plan
 from connectors.userwise.signing import api_key_header, appuser_url, signed_url
 from gateway.connector import ClientContext, VendorRecord
-from gateway.http_client import HttpResponse, unsettled_result
+from gateway.http_client import HttpResponse
 from gateway.logs import scrubber
 from gateway.outcomes import Outcome, SendResult, classify
 from gateway.ownership import revoked, still_owned
+from gateway.vendor_results import send_result
 
 log = structlog.get_logger("connectors.userwise.client")
 
@@ -44,13 +45,7 @@ class RequestFailure:
 
 def classify_response(response: HttpResponse) -> SendResult:
     """One request's answer on the core outcome table (400/422 and other 4xx reject, 401/403 halt, 429/5xx retry)."""
-    status = response.status
-    outcome = classify(status)
-    if outcome is Outcome.DELIVERED:
-        return SendResult(Outcome.DELIVERED, status)
-    if outcome is Outcome.REJECT:
-        return SendResult(outcome, status, detail=response.text[:MAX_DETAIL])
-    return unsettled_result(response, outcome)
+    return send_result(response, classify(response.status))
 
 
 def combine(delivered: set[int], failures: Sequence[RequestFailure]) -> SendResult:

@@ -10,7 +10,6 @@ from gateway.connector import ConnectorDefaults
 from gateway.events import PlayerEvent
 
 DEFAULTS = ConnectorDefaults(
-    events=frozenset({"deposit", "withdrawal", "gameround", "login", "player", "custom", "revenue"}),
     max_events=1000,  # one batch fans out into one request per player and endpoint run, so batches stay moderate
     max_bytes=4 * 1024 * 1024,
     linger_ms=200,

@@ -7,12 +7,12 @@ Record bodies: an `events[]` item, a `revenue_events[]` item, or a JSON array of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from connectors.userwise.attributes import FIELD_TYPES, Attribute, attribute, number
 from connectors.userwise.config import CUSTOM_PREFIX, UserWiseOptions
-from gateway.connector import VendorRecord, record_body
+from gateway.connector import MapDispatch, VendorRecord, record_body
 from gateway.errors import MappingError
 from gateway.events import (
     CustomEvent,
@@ -200,20 +200,15 @@ def _revenue(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     return (VendorRecord(route=REVENUE_EVENTS, body=record_body(item), key=_player(event), record_id=key),)
 
 
-MAPPERS: dict[str, Callable[[Event, UserWiseOptions], Sequence[VendorRecord]]] = {
-    "deposit": _deposit,
-    "withdrawal": _withdrawal,
-    "gameround": _gameround,
-    "login": _login,
-    "player": _profile,
-    "custom": _custom,
-    "revenue": _revenue,
-}
-
-
-def map_event(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
-    """The UserWise records for one event; empty when UserWise does not take it."""
-    mapper = MAPPERS.get(event.type)
-    if mapper is None:
-        return ()
-    return mapper(event, options)
+# The UserWise records for one event; empty when UserWise does not take it.
+map_event: MapDispatch[UserWiseOptions] = MapDispatch(
+    {
+        "deposit": _deposit,
+        "withdrawal": _withdrawal,
+        "gameround": _gameround,
+        "login": _login,
+        "player": _profile,
+        "custom": _custom,
+        "revenue": _revenue,
+    }
+)

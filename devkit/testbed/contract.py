@@ -22,7 +22,9 @@ from gateway.connector import ClientContext, Connector, VendorRecord
 from gateway.errors import EventError
 from gateway.events import EVENT_TYPES, decode
 from gateway.http_client import HttpResponse
-from gateway.outcomes import Outcome
+from gateway.outcomes import FailureKind, Outcome, TransportFailure
+
+TIMEOUT = TransportFailure(FailureKind.TIMEOUT)
 
 
 class ScriptedTransport:
@@ -30,7 +32,7 @@ class ScriptedTransport:
 
     def __init__(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.response = HttpResponse(
-            status, body, CIMultiDictProxy(CIMultiDict(headers or {})), "timeout" if status == 0 else ""
+            status, body, CIMultiDictProxy(CIMultiDict(headers or {})), TIMEOUT if status == 0 else None
         )
         self.requests: list[dict[str, Any]] = []
 
@@ -125,10 +127,25 @@ class ConnectorContract:
             for record in records:
                 assert isinstance(record.body, bytes) and record.key and record.record_id
 
+    def test_default_events_are_the_types_the_mapping_takes(self) -> None:
+        """Across a stream of every type, only events of the default types map to records: a type the mapping takes
+        but the defaults leave out would be filtered before it is ever mapped (a MapDispatch's types are the
+        defaults)."""
+        taken: set[str] = set()
+        for event in Traffic(seed=5, players=100, prefix="contract").stream(3000):
+            try:
+                records = self.records_for(event)
+            except EventError:
+                continue
+            if records:
+                taken.add(event["type"])
+        assert taken, "no event of the stream maps to a record"
+        assert sorted(taken - self.connector.defaults.events) == []
+
     def test_defaults_are_sane(self) -> None:
-        """Default event types are contract types; batch bounds and concurrency are positive."""
+        """Default event types are contract types, at least one; batch bounds and concurrency are positive."""
         defaults = self.connector.defaults
-        assert defaults.events <= set(EVENT_TYPES)
+        assert defaults.events and defaults.events <= set(EVENT_TYPES)
         assert defaults.max_events > 0 and defaults.max_bytes > 0 and defaults.linger_ms >= 0
         assert defaults.concurrency > 0
 

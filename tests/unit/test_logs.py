@@ -8,7 +8,7 @@ import logging
 import orjson
 import structlog
 
-from gateway.logs import MASK, SecretScrubber, configure, scrubber
+from gateway.logs import MASK, SecretScrubber, configure, destination_logger, scrubber
 
 
 def test_json_lines_with_secrets_masked() -> None:
@@ -55,3 +55,19 @@ def test_short_values_are_not_registered() -> None:
     local = SecretScrubber()
     local.register(["ab", "long-secret"])
     assert local.clean("ab long-secret") == f"ab {MASK}"
+
+
+def test_a_destination_logger_names_its_destination_on_every_line_under_the_latest_configuration() -> None:
+    """Made before `configure` (as a pipeline is), its lines still follow the configuration of when they are written:
+    level, format and destination, under the module's logger name."""
+    configure("error", "json", stream=io.StringIO())
+    log = destination_logger("gateway.pipeline", "unibo-eu")  # a bound logger would keep filtering below error
+    stream = io.StringIO()
+    configure("info", "json", stream=stream)
+    log.debug("hidden")
+    log.info("pipeline started", group="g")
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["event"], line["destination"], line["logger"], line["group"]) for line in lines] == [
+        ("pipeline started", "unibo-eu", "gateway.pipeline", "g")
+    ]
+    configure("info", "json", stream=io.StringIO())

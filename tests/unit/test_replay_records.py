@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import DEAD_LETTER_REASONS, _parser, main
-from gateway.dlq import REASONS
+from gateway.cli import _parser, main
+from gateway.errors import DeadLetterReason
 from gateway.logs import scrubber
 from gateway.replay_records import (
     ATTEMPT_HEADER,
@@ -132,7 +132,9 @@ def test_progress_bar_fills_with_records_read() -> None:
 
 def test_cli_replay_options() -> None:
     """`gateway replay` parses its filters; bad times and limits are refused; reasons are the DLQ's."""
-    assert set(DEAD_LETTER_REASONS) == REASONS
+    for reason in DeadLetterReason:
+        chosen = _parser().parse_args(["replay", "--config", "c.yaml", "--destination", "unibo", "--reason", reason])
+        assert chosen.reason == [reason.value]
     filters = ["--reason", "rejected", "--reason", "unknown_brand", "--since", "2026-03-01T00:00:00Z", "--limit", "5"]
     args = _parser().parse_args(["replay", "--config", "c.yaml", "--destination", "unibo", *filters, "--dry-run"])
     assert (args.destination, args.reason, args.limit, args.dry_run) == (

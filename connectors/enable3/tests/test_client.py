@@ -13,7 +13,9 @@ from connectors.enable3.config import Enable3Credentials
 from gateway.config import DestinationConfig
 from gateway.connector import ClientContext, VendorRecord
 from gateway.http_client import HttpResponse
-from gateway.outcomes import Outcome
+from gateway.outcomes import FailureKind, Outcome, TransportFailure
+
+TIMEOUT = TransportFailure(FailureKind.TIMEOUT)
 
 KEY = "enable3-unit-key"
 
@@ -30,7 +32,7 @@ class SequenceTransport:
     ) -> HttpResponse:
         self.requests.append({"method": method, "url": url, "body": body, "headers": dict(headers or {})})
         status, payload, extra = self.answers.pop(0)
-        return HttpResponse(status, payload, CIMultiDictProxy(CIMultiDict(extra)), "timeout" if status == 0 else "")
+        return HttpResponse(status, payload, CIMultiDictProxy(CIMultiDict(extra)), TIMEOUT if status == 0 else None)
 
 
 def _client(transport: SequenceTransport) -> Any:

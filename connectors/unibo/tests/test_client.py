@@ -7,10 +7,14 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors.unibo.client import classify_response, rejected_items
 from gateway.http_client import HttpResponse
-from gateway.outcomes import Outcome
+from gateway.outcomes import FailureKind, Outcome, TransportFailure
+
+TIMEOUT = TransportFailure(FailureKind.TIMEOUT)
 
 
-def _response(status: int, body: bytes = b"", headers: dict[str, str] | None = None, error: str = "") -> HttpResponse:
+def _response(
+    status: int, body: bytes = b"", headers: dict[str, str] | None = None, error: TransportFailure | None = None
+) -> HttpResponse:
     return HttpResponse(status, body, CIMultiDictProxy(CIMultiDict(headers or {})), error)
 
 
@@ -37,7 +41,7 @@ def _response(status: int, body: bytes = b"", headers: dict[str, str] | None = N
 )
 def test_outcome_table(status: int, outcome: Outcome) -> None:
     """Each Unibo status maps to the documented action."""
-    assert classify_response(_response(status, error="timeout" if status == 0 else ""), 3).outcome is outcome
+    assert classify_response(_response(status, error=TIMEOUT if status == 0 else None), 3).outcome is outcome
 
 
 def test_422_names_the_bad_items_in_fastapi_shape() -> None:
@@ -81,5 +85,10 @@ def test_510_resends_the_batch_with_its_own_reason() -> None:
 def test_retry_after_and_transport_reasons() -> None:
     """429 carries Retry-After; a transport failure carries its bounded reason."""
     assert classify_response(_response(429, headers={"Retry-After": "7"}), 1).retry_after == 7.0
-    assert classify_response(_response(0, error="connection: ServerDisconnectedError"), 1).reason == "connection"
-    assert classify_response(_response(0, error="timeout"), 1).reason == "timeout"
+    assert (
+        classify_response(
+            _response(0, error=TransportFailure(FailureKind.CONNECTION, "ServerDisconnectedError")), 1
+        ).reason
+        == "connection"
+    )
+    assert classify_response(_response(0, error=TIMEOUT), 1).reason == "timeout"

@@ -18,7 +18,7 @@ from connectors.userwise.signing import request_hash
 from gateway import config as config_module
 from gateway.connector import ClientContext, VendorRecord
 from gateway.http_client import HttpResponse
-from gateway.outcomes import Outcome
+from gateway.outcomes import FailureKind, Outcome, TransportFailure
 
 CREDENTIALS = UserWiseCredentials.model_validate({"api_key": "app-key", "secret_key": "company-secret"})
 Answer = Callable[[str, bytes], tuple[int, dict[str, str]]]
@@ -45,7 +45,7 @@ class AnsweringTransport:
         finally:
             self.in_flight -= 1
         status, response_headers = self.answer(url, body or b"")
-        error = "connection: ServerDisconnectedError" if status == 0 else ""
+        error = TransportFailure(FailureKind.CONNECTION, "ServerDisconnectedError") if status == 0 else None
         return HttpResponse(status, b'{"error":"x"}', CIMultiDictProxy(CIMultiDict(response_headers)), error)
 
 
