@@ -112,24 +112,28 @@ class Metrics:
             "Messages not yet settled: log end offset minus the committable offset.",
             ["destination", "topic", "partition"],
             registry=registry,
+            multiprocess_mode="livesum",  # with --workers: each partition's lag comes from the worker owning it
         )
         self.in_flight = Gauge(
             "gateway_in_flight_events",
             "Consumed messages not yet settled.",
             ["destination"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.destination_up = Gauge(
             "gateway_destination_up",
             "1 when the destination delivers; 0 while halted on credentials or failing.",
             ["destination"],
             registry=registry,
+            multiprocess_mode="livemin",  # with --workers: 0 while any worker's pipeline is down
         )
         self.tenant_halted = Gauge(
             "gateway_tenant_halted",
             "1 while a tenant (brand) is halted on a credentials or allow-list answer.",
             ["destination", "tenant"],
             registry=registry,
+            multiprocess_mode="livemax",  # with --workers: 1 while any worker holds the tenant halted
         )
         self.offset_commits = Counter(
             "gateway_offset_commits",
@@ -190,8 +194,16 @@ class Metrics:
             registry=registry,
         )
         # Set through set_function by the gateway: /readyz's verdict at scrape time (alerts on readiness flapping).
-        self.ready = Gauge("gateway_ready", "1 while /readyz answers 200, 0 while it answers 503.", registry=registry)
-        self.build_info = Gauge("gateway_build_info", "Build information.", ["version"], registry=registry)
+        # With --workers, set_function is not available: each process sets its own verdict, and the minimum is shown.
+        self.ready = Gauge(
+            "gateway_ready",
+            "1 while /readyz answers 200, 0 while it answers 503.",
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.build_info = Gauge(
+            "gateway_build_info", "Build information.", ["version"], registry=registry, multiprocess_mode="livemax"
+        )
         self.build_info.labels(version=__version__).set(1)
 
 
@@ -237,6 +249,7 @@ class DestinationMetrics:
         self._dead_lettered: dict[str, Counter] = {}
         self._retries: dict[str, Counter] = {}
         self._http: dict[str, Counter] = {}
+        self._lagged: set[tuple[str, int]] = set()  # partitions with a lag series
 
     def delivered(self, event_type: str) -> Counter:
         """Delivered counter child for a normalized event type."""
@@ -269,9 +282,17 @@ class DestinationMetrics:
     def lag(self, topic: str, partition: int, value: int) -> None:
         """Set one partition's consumer lag."""
         self.metrics.consumer_lag.labels(self.destination, topic, str(partition)).set(value)
+        self._lagged.add((topic, partition))
 
     def forget_partition(self, topic: str, partition: int) -> None:
-        """Drop a revoked partition's lag series so a scaled-out replica does not report stale lag."""
+        """Drop a revoked partition's lag series so a scaled-out replica does not report stale lag.
+
+        Zeroed first: with --workers the value stays in this process's file after `remove`, and would be added to
+        the lag the partition's new owner (another worker) reports."""
+        if (topic, partition) not in self._lagged:
+            return
+        self._lagged.discard((topic, partition))
+        self.metrics.consumer_lag.labels(self.destination, topic, str(partition)).set(0)
         with contextlib.suppress(KeyError):
             self.metrics.consumer_lag.remove(self.destination, topic, str(partition))
 
