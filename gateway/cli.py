@@ -35,8 +35,8 @@ class CliEnvironment(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
     config: str | None = None
-    workers: int | None = None
-    """GATEWAY_WORKERS stands in for `gateway run --workers`."""
+    workers: str | None = None
+    """GATEWAY_WORKERS stands in for `gateway run --workers` (checked like the option)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=_positive,
-        default=environment.workers or 1,
+        default=environment.workers or "1",  # a string default goes through `type`, so a bad value is a usage error
         metavar="N",
         help="consumer processes sharing the destinations' groups, one per core (default 1: one process; "
         "$GATEWAY_WORKERS; docs/scaling.md)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -197,3 +198,38 @@ async def test_a_connector_extension_runs_once_in_the_supervisor(
         (line["destination"], line["worker"]) for line in logs if line.get("event") == "pipeline started"
     )
     assert pipelines == [("intarget", 0), ("unibo", 1), ("unibo", 2)]
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for a parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox, tmp_path: Path
+) -> None:
+    """SIGKILL the supervisor (nothing forwards a stop): each worker sees its report pipe break and drains and exits
+    by itself, rather than go on consuming as an orphan outside the pod's accounting."""
+    port = free_port()
+    tree = gateway_config(broker.bootstrap_servers, topic, [unibo_destination(unibo.url)], http_port=port, grace=GRACE)
+    process = _process(tmp_path, tree)
+    workers: list[int] = []
+    try:
+        process.start()
+        await _ready(port)
+        started = next(line for line in json_lines(process.output()) if line.get("event") == "workers started")
+        workers += [int(pid) for pid in started["workers"].values()]
+        assert all(_running(pid) for pid in workers)
+        process.signal(signal.SIGKILL)
+        await wait_for(lambda: not any(_running(pid) for pid in workers), GRACE + STOP_MARGIN, "the workers to exit")
+    finally:
+        process.stop()
+        for pid in workers:  # only if the test failed: no orphan outlives it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    gone = [line.get("worker") for line in json_lines(process.output()) if line.get("event", "").startswith("the sup")]
+    assert sorted(gone) == [1, 2]
