@@ -231,5 +231,7 @@ async def test_workers_stop_when_the_supervisor_is_killed(
         for pid in workers:  # only if the test failed: no orphan outlives it
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    gone = [line.get("worker") for line in json_lines(process.output()) if line.get("event", "").startswith("the sup")]
-    assert sorted(gone) == [1, 2]
+    logs = json_lines(process.output())
+    assert sorted(
+        line["worker"] for line in logs if line.get("event") == "the supervisor is gone; stopping this worker"
+    ) == [1, 2]
