@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway import __version__
+from gateway import __version__, multiprocess_metrics
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -287,12 +287,14 @@ class DestinationMetrics:
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop a revoked partition's lag series so a scaled-out replica does not report stale lag.
 
-        Zeroed first: with --workers the value stays in this process's file after `remove`, and would be added to
-        the lag the partition's new owner (another worker) reports."""
+        With --workers a series cannot be removed (it stays in this process's file): it is zeroed instead, so that
+        the lag the partition's new owner (another worker) reports is not added to a stale value."""
         if (topic, partition) not in self._lagged:
             return
         self._lagged.discard((topic, partition))
-        self.metrics.consumer_lag.labels(self.destination, topic, str(partition)).set(0)
+        if multiprocess_metrics.enabled():
+            self.metrics.consumer_lag.labels(self.destination, topic, str(partition)).set(0)
+            return
         with contextlib.suppress(KeyError):
             self.metrics.consumer_lag.remove(self.destination, topic, str(partition))
 

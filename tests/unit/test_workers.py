@@ -73,7 +73,7 @@ else:
 def _merged(directory: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     for role in ("a", "b"):
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
-        subprocess.run([sys.executable, "-c", WORKER, role], env=env, check=True, timeout=60)
+        subprocess.run([sys.executable, "-W", "error", "-c", WORKER, role], env=env, check=True, timeout=60)
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in MultiProcessCollector(None, str(directory)).collect()  # type: ignore[no-untyped-call]
