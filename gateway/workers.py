@@ -72,6 +72,11 @@ def rate_share(destination: Destination, workers: int) -> Destination:
     return dataclasses.replace(destination, config=destination.config.model_copy(update={"rate_limit": rate / workers}))
 
 
+def worker_config(resolved: ResolvedConfig, workers: int) -> ResolvedConfig:
+    """What one of `workers` workers runs from: every destination's `rate_limit` its share."""
+    return dataclasses.replace(resolved, destinations=tuple(rate_share(d, workers) for d in resolved.destinations))
+
+
 def spread_destinations(gateway: Gateway) -> list[str]:
     """The names of the gateway's destinations that can run in the workers (those without a connector extension),
     taken out of the gateway itself, which keeps the others beside their extensions."""
@@ -303,6 +308,6 @@ def run_supervisor(
 
 def run_worker(resolved: ResolvedConfig, selected: Sequence[str], index: int, count: int, status_fd: int) -> int:
     """Run one worker process: the named destinations' pipelines, each `rate_limit` its share; no listener."""
-    resolved = dataclasses.replace(resolved, destinations=tuple(rate_share(d, count) for d in resolved.destinations))
-    asyncio.run(Gateway(resolved, selected, companion=WorkerReport(status_fd), serve=False).run())
+    gateway = Gateway(worker_config(resolved, count), selected, companion=WorkerReport(status_fd), serve=False)
+    asyncio.run(gateway.run())
     return 0

@@ -16,7 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from gateway.app import Gateway
 from gateway.config import parse
 from gateway.http_server import readiness
-from gateway.workers import SILENT_AFTER, Supervisor, WorkerProcess, WorkerReport, rate_share
+from gateway.workers import SILENT_AFTER, Supervisor, WorkerProcess, WorkerReport, rate_share, worker_config
 from tests.unit.test_readiness import FakePipeline
 
 
@@ -37,8 +37,9 @@ def _tree(**unibo: Any) -> dict[str, Any]:
 
 def test_each_worker_gets_an_even_share_of_the_rate_limit() -> None:
     """N workers at rate_limit/N each send at most rate_limit together; no limit and one worker stay as they are."""
-    limited = parse(_tree(rate_limit=90, timeout=3), env={}).destinations[0]
-    shared = rate_share(limited, 3)
+    resolved = parse(_tree(rate_limit=90, timeout=3), env={})
+    limited = resolved.destinations[0]
+    shared = worker_config(resolved, 3).destinations[0]
     assert shared.config.rate_limit == 30
     assert (shared.config.timeout, shared.name, shared.batch) == (3, "unibo", limited.batch)
     assert limited.config.rate_limit == 90  # the original is untouched
