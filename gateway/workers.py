@@ -157,15 +157,15 @@ class Supervisor:
         if not self.destinations:
             return
         grace = gateway.config.gateway.shutdown.grace_period
+        watched: list[asyncio.Task[object]] = []
         try:
             for index in range(1, self._count + 1):
                 self.workers.append(await self._spawn(index))
             pids = {str(w.index): w.pid for w in self.workers}
             log.info("workers started", workers=pids, destinations=self.destinations)
-            exits = {asyncio.create_task(w.process.wait()): w for w in self.workers}
-            stopping = asyncio.create_task(gateway.stopping.wait())
-            await asyncio.wait([stopping, *exits], return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
+            watched = [asyncio.create_task(w.process.wait()) for w in self.workers]
+            watched.append(asyncio.create_task(gateway.stopping.wait()))
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             if not gateway.stopping.is_set():
                 for worker in self.workers:
                     if worker.process.returncode is not None:
@@ -178,6 +178,8 @@ class Supervisor:
                 self.failed = True
                 gateway.stop()
         finally:
+            for task in watched:
+                task.cancel()
             await self._stop_workers(grace + STOP_MARGIN)
 
     async def _spawn(self, index: int) -> WorkerProcess:
