@@ -51,8 +51,12 @@ class Companion(Protocol):
         """The registry /metrics serves."""
         ...
 
+    def unresponsive(self) -> str | None:
+        """What fails /healthz beside this process (a worker stuck or gone), or None."""
+        ...
+
     async def run(self, gateway: Gateway) -> None:
-        """Run until the gateway stops (may call `gateway.stop()`)."""
+        """Run from start-up until the gateway has drained (`gateway.drained`); may call `gateway.stop()`."""
         ...
 
 
@@ -76,6 +80,7 @@ class Gateway:
         self.metrics = Metrics(self.registry)
         self.pipelines: list[Pipeline] = []
         self.stopping = asyncio.Event()
+        self.drained = asyncio.Event()  # under a companion: the pipelines are done (or never started)
         self.http: HttpServer | None = None
         self.companion = companion
         self.serve = serve
@@ -117,6 +122,8 @@ class Gateway:
     async def _run(self, gateway: GatewayConfig) -> None:
         async with AsyncExitStack() as stack:
             extensions = await self._serve(stack, gateway) if self.serve else {}
+            if self.companion is not None:
+                self._start_companion(stack, self.companion)
             producer = dead_letter_producer(gateway.kafka)
             if not await start_with_retry("dlq-producer", producer.start, self.stopping):
                 await producer.stop()
@@ -132,16 +139,15 @@ class Gateway:
                 for d in self.destinations
             ]
             async with asyncio.TaskGroup() as group:
-                if self.companion is not None:
-                    group.create_task(self.companion.run(self))
                 for pipeline in self.pipelines:
                     group.create_task(pipeline.run(self.stopping, gateway.shutdown.grace_period))
 
     async def _serve(self, stack: AsyncExitStack, gateway: GatewayConfig) -> dict[str, Extension]:
         """Start the HTTP listener with the extensions' routes; the extensions, not yet started."""
         # The probes come up first: liveness holds and readiness says "not ready" while Kafka is unreachable.
-        registry = self.companion.exposition(self) if self.companion is not None else self.registry
-        app = build_app(registry, self.states)
+        companion = self.companion
+        registry = companion.exposition(self) if companion is not None else self.registry
+        app = build_app(registry, self.states, companion.unresponsive if companion is not None else lambda: None)
         contexts = [ExtensionContext(d, gateway.kafka, self.metrics, self.stopping) for d in self.destinations]
         extensions = extensions_of(contexts)
         for extension in extensions.values():
@@ -151,3 +157,21 @@ class Gateway:
         )
         log.info("http listening", url=self.http.url)
         return extensions
+
+    def _start_companion(self, stack: AsyncExitStack, companion: Companion) -> None:
+        """Run the companion from now on; on the way out it is awaited last (the supervisor's wait for its workers
+        is part of the drain), after `drained` tells it the pipelines are done. If it fails, the gateway stops."""
+        task = asyncio.create_task(companion.run(self), name="companion")
+
+        def ended(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("the worker companion failed; stopping", exc_info=task.exception())
+                self.stop()
+
+        task.add_done_callback(ended)
+
+        async def finish() -> None:
+            await task
+
+        stack.push_async_callback(finish)
+        stack.callback(self.drained.set)

@@ -37,7 +37,7 @@ pod's terminationGracePeriodSeconds must cover grace_period plus this)."""
 REPORT_INTERVAL = 0.5
 """A worker reports its readiness to the supervisor this often."""
 SILENT_AFTER = 30.0
-"""A worker that has not reported for this long counts as not ready (its event loop is stuck)."""
+"""A worker that has not reported for this long (or since it started) is stuck: not ready, and /healthz fails."""
 
 READY = "ready"
 
@@ -98,6 +98,7 @@ class WorkerProcess:
     process: asyncio.subprocess.Process
     states: dict[str, str] = field(default_factory=dict)
     reported_at: float | None = None
+    started_at: float = field(default_factory=time.monotonic)
     reports: asyncio.Task[None] | None = None  # reads the worker's pipe until it closes
 
     @property
@@ -105,15 +106,17 @@ class WorkerProcess:
         """The worker's process id."""
         return self.process.pid
 
-    def state_of(self, destination: str, now: float) -> str:
-        """The worker's readiness for one destination."""
+    def problem(self, now: float) -> str | None:
+        """Why the worker cannot be counted on (it exited, or has been silent too long), or None."""
         if self.process.returncode is not None:
             return "worker_exited"
-        if self.reported_at is None:
-            return "worker_starting"
-        if now - self.reported_at > SILENT_AFTER:
+        if now - (self.reported_at if self.reported_at is not None else self.started_at) > SILENT_AFTER:
             return "worker_silent"
-        return self.states.get(destination, "worker_starting")
+        return None
+
+    def state_of(self, destination: str, now: float) -> str:
+        """The worker's readiness for one destination."""
+        return self.problem(now) or self.states.get(destination, "worker_starting")
 
 
 class Supervisor:
@@ -150,10 +153,16 @@ class Supervisor:
 
         return exposition_registry(self._metrics_dir, update_ready)
 
+    def unresponsive(self) -> str | None:
+        """The first worker's problem (stuck or gone): /healthz fails, as it would for one stuck process."""
+        now = time.monotonic()
+        return next((p for p in (w.problem(now) for w in self.workers) if p is not None), None)
+
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
     async def run(self, gateway: Gateway) -> None:
-        """Start the workers; when the gateway stops (or a worker dies, which stops it), stop them and wait."""
+        """Start the workers; when the gateway stops (or a worker dies, which stops it), stop them and wait for
+        their drain, which runs beside the supervisor's own."""
         if not self.destinations:
             return
         grace = gateway.config.gateway.shutdown.grace_period
@@ -255,6 +264,10 @@ class WorkerReport:
         """Unused: a worker serves no /metrics (the supervisor merges the files)."""
         return gateway.registry
 
+    def unresponsive(self) -> str | None:
+        """Unused: a worker serves no /healthz (its reports are its liveness)."""
+        return None
+
     def report(self, gateway: Gateway) -> bool:
         """Send one report; False when the supervisor is gone."""
         ready, states = readiness(gateway.pipelines)
@@ -268,15 +281,15 @@ class WorkerReport:
         return True
 
     async def run(self, gateway: Gateway) -> None:
-        """Report until the gateway stops; stop it if the supervisor is gone."""
-        while not gateway.stopping.is_set():
+        """Report from start-up (also while Kafka is unreachable) until the drain is over; if the supervisor is gone,
+        stop the gateway."""
+        while not gateway.drained.is_set():
             if not self.report(gateway):
                 log.error("the supervisor is gone; stopping this worker")
                 gateway.stop()
-                break
+                return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gateway.stopping.wait(), REPORT_INTERVAL)
-        self.report(gateway)  # the last word: draining
+                await asyncio.wait_for(gateway.drained.wait(), REPORT_INTERVAL)
 
 
 def run_supervisor(

@@ -95,6 +95,7 @@ async def test_two_workers_share_the_partitions_deliver_each_event_once_and_drai
         status, body = await _readyz(port)
         assert (status, body["destinations"]) == (200, {"unibo": "ready"})
         assert metric_value(await _metrics(port), "gateway_ready") == 1.0
+        assert (await http_get(f"http://127.0.0.1:{port}/healthz"))[0] == 200
         await produce(broker.bootstrap_servers, topic, events)
         await wait_for(lambda: unibo.sandbox.total_unique >= len(expected), 120, "every event at Unibo")
 

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import orjson
+from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.app import Gateway
 from gateway.config import parse
-from gateway.http_server import readiness
+from gateway.http_server import HttpServer, build_app, readiness
 from gateway.workers import SILENT_AFTER, Supervisor, WorkerProcess, WorkerReport, rate_share, worker_config
 from tests.unit.test_readiness import FakePipeline
 
@@ -149,6 +151,33 @@ def test_readiness_is_ready_only_while_every_worker_reports_every_destination_re
         {**everything, "unibo": "worker_exited", "userwise": "worker_exited"},
     )
     assert _verdict(_worker(1, ready), _worker(2, ready, age=SILENT_AFTER + 1))[1]["unibo"] == "worker_silent"
+
+
+def test_liveness_fails_when_a_worker_is_stuck_or_gone() -> None:
+    """/healthz's verdict beside the supervisor's own loop: a worker that never reported within SILENT_AFTER of its
+    start, or stopped reporting, is stuck; one that exited is gone; a worker still starting up is fine."""
+    supervisor = Supervisor("gateway.yaml", 2, Path("/nonexistent"), ["unibo"])
+    starting = _worker(1, None)
+    supervisor.workers = [starting, _worker(2, {"unibo": "joining"})]
+    assert supervisor.unresponsive() is None
+    starting.started_at -= SILENT_AFTER + 1
+    assert supervisor.unresponsive() == "worker_silent"
+    supervisor.workers = [_worker(1, {}), _worker(2, {}, age=SILENT_AFTER + 1)]
+    assert supervisor.unresponsive() == "worker_silent"
+    supervisor.workers = [_worker(1, {}), _worker(2, {}, returncode=1)]
+    assert supervisor.unresponsive() == "worker_exited"
+
+
+async def test_healthz_answers_503_naming_the_problem() -> None:
+    """The listener's /healthz follows `unresponsive`: 200 while it names nothing, 503 with its name otherwise."""
+    problem: list[str | None] = [None]
+    app = build_app(CollectorRegistry(), list, lambda: problem[0])
+    async with HttpServer(app, "127.0.0.1", 0) as server, aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/healthz") as response:
+            assert (response.status, await response.json()) == (200, {"status": "ok"})
+        problem[0] = "worker_silent"
+        async with session.get(f"{server.url}/healthz") as response:
+            assert (response.status, await response.json()) == (503, {"status": "worker_silent"})
 
 
 # ---- a worker's reports ---------------------------------------------------------------------------------------------
