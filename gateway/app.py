@@ -141,6 +141,7 @@ class Gateway:
             async with asyncio.TaskGroup() as group:
                 for pipeline in self.pipelines:
                     group.create_task(pipeline.run(self.stopping, gateway.shutdown.grace_period))
+            await self.stopping.wait()  # a supervisor whose pipelines all run in its workers runs until stopped
 
     async def _serve(self, stack: AsyncExitStack, gateway: GatewayConfig) -> dict[str, Extension]:
         """Start the HTTP listener with the extensions' routes; the extensions, not yet started."""

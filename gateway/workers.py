@@ -174,8 +174,9 @@ class Supervisor:
             log.info("workers started", workers=pids, destinations=self.destinations)
             watched = [asyncio.create_task(w.process.wait()) for w in self.workers]
             watched.append(asyncio.create_task(gateway.stopping.wait()))
+            watched.append(asyncio.create_task(gateway.drained.wait()))  # the supervisor's own run failed
             await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-            if not gateway.stopping.is_set():
+            if not gateway.stopping.is_set() and not gateway.drained.is_set():
                 for worker in self.workers:
                     if worker.process.returncode is not None:
                         log.error(
@@ -226,9 +227,11 @@ class Supervisor:
     async def _stop_workers(self, limit: float) -> None:
         """SIGTERM every live worker, wait up to `limit` for all of them, kill the rest; any failure is recorded."""
         live = [w for w in self.workers if w.process.returncode is None]
+        signalled: list[WorkerProcess] = []
         for worker in live:
             with contextlib.suppress(ProcessLookupError):
                 worker.process.send_signal(signal.SIGTERM)
+                signalled.append(worker)
         if live:
             log.info("waiting for the workers to drain", workers=[w.index for w in live], limit_s=limit)
             await asyncio.wait([asyncio.create_task(w.process.wait()) for w in live], timeout=limit)
@@ -239,7 +242,8 @@ class Supervisor:
                     worker.process.kill()
                 await worker.process.wait()
             code = worker.process.returncode
-            if code != 0:
+            # Ended by our SIGTERM: it came before the worker installed its handler, so it had consumed nothing.
+            if code != 0 and not (code == -signal.SIGTERM and worker in signalled):
                 self.failed = True
                 log.error("worker failed", failed_worker=worker.index, exit_code=code)
             forget_process(worker.pid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,37 @@ async def test_workers_stop_when_the_supervisor_is_killed(
     assert sorted(
         line["worker"] for line in logs if line.get("event") == "the supervisor is gone; stopping this worker"
     ) == [1, 2]
+
+
+async def test_a_supervisor_that_fails_to_start_stops_its_workers(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox, tmp_path: Path
+) -> None:
+    """Enable3's withdrawal callback cannot bind its port (taken): the supervisor fails while its workers start, and
+    it stops them before exiting non-zero, instead of waiting for a stop that never comes."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        callback = {
+            "secret": "callback-secret-123",
+            "topic": f"{topic}.withdrawals",
+            "listen": f"127.0.0.1:{taken.getsockname()[1]}",
+        }
+        enable3 = {
+            "name": "enable3",
+            "connector": "enable3",
+            "base_url": unibo.url,
+            "credentials": {"default": {"api_key": "enable3-key"}},
+            "withdrawal_callback": callback,
+        }
+        tree = gateway_config(broker.bootstrap_servers, topic, [unibo_destination(unibo.url), enable3], grace=GRACE)
+        process = _process(tmp_path, tree)
+        try:
+            process.start()
+            code = await process.wait(GRACE + STOP_MARGIN + 30)
+        finally:
+            process.stop()
+    assert code not in (0, None)
+    logs = json_lines(process.output())
+    started = next(line for line in logs if line.get("event") == "workers started")
+    assert not any(_running(int(pid)) for pid in started["workers"].values())
+    assert {line["failed_worker"] for line in logs if line.get("event") == "worker failed"} <= {1, 2}
