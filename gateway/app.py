@@ -7,6 +7,7 @@ import gc
 import signal
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from typing import Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -16,7 +17,7 @@ from gateway.config import GatewayConfig
 from gateway.destination import ResolvedConfig
 from gateway.dlq import DeadLetterWriter
 from gateway.extensions import Extension, ExtensionContext, extensions_of
-from gateway.http_server import HttpServer, build_app, readiness
+from gateway.http_server import HttpServer, PipelineState, build_app, readiness
 from gateway.kafka_clients import dead_letter_producer, start_with_retry, stop_within
 from gateway.logs import scrubber
 from gateway.metrics import Metrics
@@ -39,12 +40,40 @@ def _shared(extensions: dict[str, Extension], name: str) -> object | None:
     return extension.shared if extension is not None else None
 
 
+class Companion(Protocol):
+    """Runs beside the pipelines of a `gateway run --workers N` process (gateway/workers.py): the supervisor of the
+    worker processes, or a worker's reports to its supervisor. It owns the gateway_ready gauge in that mode."""
+
+    def states(self) -> Sequence[PipelineState]:
+        """Readiness of the pipelines that run elsewhere (the workers'), beside this process's own."""
+        ...
+
+    def exposition(self, gateway: Gateway) -> CollectorRegistry:
+        """The registry /metrics serves."""
+        ...
+
+    def unresponsive(self) -> str | None:
+        """What fails /healthz beside this process (a worker stuck or gone), or None."""
+        ...
+
+    async def run(self, gateway: Gateway) -> None:
+        """Run from start-up until the gateway has drained (`gateway.drained`); may call `gateway.stop()`."""
+        ...
+
+
 class Gateway:
     """Everything one `gateway run` owns."""
 
     def __init__(
-        self, config: ResolvedConfig, destinations: Sequence[str] = (), registry: CollectorRegistry | None = None
+        self,
+        config: ResolvedConfig,
+        destinations: Sequence[str] = (),
+        registry: CollectorRegistry | None = None,
+        *,
+        companion: Companion | None = None,
+        serve: bool = True,
     ):
+        """`serve` False (a worker process) runs neither the HTTP listener nor the connector extensions."""
         self.config = config
         selected = set(destinations)
         self.destinations = [d for d in config.destinations if not selected or d.name in selected]
@@ -52,9 +81,21 @@ class Gateway:
         self.metrics = Metrics(self.registry)
         self.pipelines: list[Pipeline] = []
         self.stopping = asyncio.Event()
+        self.drained = asyncio.Event()  # under a companion: the pipelines are done (or never started)
         self.http: HttpServer | None = None
-        self.metrics.ready.set_function(lambda: 1.0 if readiness(self.pipelines)[0] else 0.0)
+        self.companion = companion
+        self.serve = serve
+        if companion is None:
+            self.metrics.ready.set_function(lambda: 1.0 if self.ready() else 0.0)
         scrubber.register(config.secrets())
+
+    def states(self) -> list[PipelineState]:
+        """What readiness looks at: this process's pipelines and, under a supervisor, its workers'."""
+        return [*self.pipelines, *(self.companion.states() if self.companion is not None else ())]
+
+    def ready(self) -> bool:
+        """/readyz's verdict."""
+        return readiness(self.states())[0]
 
     def stop(self) -> None:
         """Begin a graceful shutdown (signal handlers call this)."""
@@ -81,16 +122,9 @@ class Gateway:
 
     async def _run(self, gateway: GatewayConfig) -> None:
         async with AsyncExitStack() as stack:
-            # The probes come up first: liveness holds and readiness says "not ready" while Kafka is unreachable.
-            app = build_app(self.registry, lambda: self.pipelines)
-            contexts = [ExtensionContext(d, gateway.kafka, self.metrics, self.stopping) for d in self.destinations]
-            extensions = extensions_of(contexts)
-            for extension in extensions.values():
-                app.router.add_routes(extension.routes)
-            self.http = await stack.enter_async_context(
-                HttpServer(app, gateway.http.host, gateway.http.port, gateway.http.limits, gateway.http.tls)
-            )
-            log.info("http listening", url=self.http.url)
+            extensions = await self._serve(stack, gateway) if self.serve else {}
+            if self.companion is not None:
+                self._start_companion(stack, self.companion)
             producer = dead_letter_producer(gateway.kafka)
             if not await start_with_retry("dlq-producer", producer.start, self.stopping):
                 await producer.stop()
@@ -108,3 +142,38 @@ class Gateway:
             async with asyncio.TaskGroup() as group:
                 for pipeline in self.pipelines:
                     group.create_task(pipeline.run(self.stopping, gateway.shutdown.grace_period))
+            await self.stopping.wait()  # a supervisor whose pipelines all run in its workers runs until stopped
+
+    async def _serve(self, stack: AsyncExitStack, gateway: GatewayConfig) -> dict[str, Extension]:
+        """Start the HTTP listener with the extensions' routes; the extensions, not yet started."""
+        # The probes come up first: liveness holds and readiness says "not ready" while Kafka is unreachable.
+        companion = self.companion
+        registry = companion.exposition(self) if companion is not None else self.registry
+        app = build_app(registry, self.states, companion.unresponsive if companion is not None else lambda: None)
+        contexts = [ExtensionContext(d, gateway.kafka, self.metrics, self.stopping) for d in self.destinations]
+        extensions = extensions_of(contexts)
+        for extension in extensions.values():
+            app.router.add_routes(extension.routes)
+        self.http = await stack.enter_async_context(
+            HttpServer(app, gateway.http.host, gateway.http.port, gateway.http.limits, gateway.http.tls)
+        )
+        log.info("http listening", url=self.http.url)
+        return extensions
+
+    def _start_companion(self, stack: AsyncExitStack, companion: Companion) -> None:
+        """Run the companion from now on; on the way out it is awaited last (the supervisor's wait for its workers
+        is part of the drain), after `drained` tells it the pipelines are done. If it fails, the gateway stops."""
+        task = asyncio.create_task(companion.run(self), name="companion")
+
+        def ended(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("the worker companion failed; stopping", exc_info=task.exception())
+                self.stop()
+
+        task.add_done_callback(ended)
+
+        async def finish() -> None:
+            await task
+
+        stack.push_async_callback(finish)
+        stack.callback(self.drained.set)

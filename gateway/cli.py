@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -29,10 +30,13 @@ class CliEnvironment(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
     config: str | None = None
+    workers: str | None = None
+    """GATEWAY_WORKERS stands in for `gateway run --workers` (checked like the option)."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    config_default = CliEnvironment().config
+    environment = CliEnvironment()
+    config_default = environment.config
     config_help = "YAML configuration file (default: $GATEWAY_CONFIG)"
     parser = argparse.ArgumentParser(
         prog="gateway", description="Deliver normalized player events from Kafka to vendors."
@@ -43,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the pipelines; SIGTERM/SIGINT drain and exit 0")
     run.add_argument("--config", required=config_default is None, default=config_default, help=config_help)
     run.add_argument("--destination", action="append", default=[], metavar="NAME", help="run only this destination")
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=environment.workers or "1",  # a string default goes through `type`, so a bad value is a usage error
+        metavar="N",
+        help="consumer processes sharing the destinations' groups, one per core (default 1: one process; "
+        "$GATEWAY_WORKERS; docs/scaling.md)",
+    )
+    # A worker process started by the supervisor of `--workers N` (gateway/workers.py); not for operators.
+    run.add_argument("--worker", type=_positive, help=argparse.SUPPRESS)
+    run.add_argument("--status-fd", type=int, help=argparse.SUPPRESS)
 
     check = commands.add_parser("check-config", help="validate a configuration and print it with secrets masked")
     check.add_argument("--config", required=config_default is None, default=config_default, help=config_help)
@@ -210,10 +225,20 @@ def _exit_quietly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _run(path: str, destinations: Sequence[str]) -> int:
+def _run(
+    path: str, destinations: Sequence[str], workers: int = 1, worker: int | None = None, status_fd: int | None = None
+) -> int:
     # Until the gateway installs its draining handlers nothing has been consumed: a stop request just exits 0.
     signal.signal(signal.SIGTERM, _exit_quietly)
     signal.signal(signal.SIGINT, _exit_quietly)
+    if worker is not None and (status_fd is None or "PROMETHEUS_MULTIPROC_DIR" not in os.environ):
+        print("--worker is started by `gateway run --workers N`, not by hand", file=sys.stderr)
+        return 2
+    metrics_dir = None
+    if workers > 1 and worker is None:
+        from gateway.multiprocess_metrics import private_directory  # noqa: PLC0415 - before prometheus_client
+
+        metrics_dir = private_directory()
     from gateway import binding  # noqa: PLC0415
     from gateway.app import Gateway  # noqa: PLC0415
     from gateway.logs import configure  # noqa: PLC0415
@@ -226,8 +251,18 @@ def _run(path: str, destinations: Sequence[str]) -> int:
         print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
         return 1
     configure(resolved.gateway.logging.level, resolved.gateway.logging.format)
-    for warning in resolved.warnings:  # what check-config warns about (e.g. a loopback listener in a container)
+    if workers > 1:  # every line says which process wrote it: 0 the supervisor, 1..N the workers
+        structlog.contextvars.bind_contextvars(worker=worker or 0)
+    for warning in resolved.warnings if worker is None else ():  # what check-config warns about, said once
         structlog.get_logger("gateway.config").warning("configuration warning", detail=warning)
+    if worker is not None and status_fd is not None:
+        from gateway.workers import run_worker  # noqa: PLC0415
+
+        return run_worker(resolved, destinations, worker, workers, status_fd)
+    if metrics_dir is not None:
+        from gateway.workers import run_supervisor  # noqa: PLC0415
+
+        return run_supervisor(resolved, path, destinations, workers, metrics_dir)
     asyncio.run(Gateway(resolved, destinations).run())
     return 0
 
@@ -301,7 +336,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate-event": lambda args: _validate_events(),
     "map": lambda args: _map(args.config, args.destination),
     "check-config": lambda args: _check_config(args.config, args.connect, args.timeout),
-    "run": lambda args: _run(args.config, args.destination),
+    "run": lambda args: _run(args.config, args.destination, args.workers, args.worker, args.status_fd),
     "replay": _replay,
     "sandbox": _sandbox,
     "demo": _demo,

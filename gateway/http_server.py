@@ -44,15 +44,21 @@ def _state(pipeline: PipelineState) -> str:
     return "ready" if pipeline.joined else "joining"
 
 
-def build_app(registry: CollectorRegistry, pipelines: Callable[[], Sequence[PipelineState]]) -> web.Application:
-    """The application; `pipelines` is called per request so readiness reflects the current state."""
+def build_app(
+    registry: CollectorRegistry,
+    pipelines: Callable[[], Sequence[PipelineState]],
+    unresponsive: Callable[[], str | None] = lambda: None,
+) -> web.Application:
+    """The application; `pipelines` is called per request so readiness reflects the current state. `unresponsive`
+    names what fails liveness beside this process's own event loop (a worker of `--workers N`), or None."""
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        return _json({"status": "ok"})
+        problem = unresponsive()
+        return _json({"status": "ok"}) if problem is None else _json({"status": problem}, 503)
 
     async def readyz(_: web.Request) -> web.Response:
         ready, states = readiness(pipelines())

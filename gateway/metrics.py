@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway import __version__
+from gateway import __version__, multiprocess_metrics
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -97,6 +97,7 @@ class Metrics:
             "The timeout of the destination's next vendor request (adaptive_timeout within the configured timeout).",
             ["destination"],
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.batch_events = Histogram(
             "gateway_batch_events",
@@ -124,18 +125,21 @@ class Metrics:
             "Messages not yet settled: log end offset minus the committable offset.",
             ["destination", "topic", "partition"],
             registry=registry,
+            multiprocess_mode="livesum",  # with --workers: each partition's lag comes from the worker owning it
         )
         self.in_flight = Gauge(
             "gateway_in_flight_events",
             "Consumed messages not yet settled.",
             ["destination"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.in_flight_bytes = Gauge(
             "gateway_in_flight_bytes",
             "Bytes held by consumed messages not yet settled (values, keys, headers, vendor records, overhead).",
             ["destination"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.parked_events = Counter(
             "gateway_parked_events",
@@ -154,24 +158,28 @@ class Metrics:
             "Parked messages of a brand not yet read back (by this replica's account); 0 once it delivers directly.",
             ["destination", "brand"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.brand_parking = Gauge(
             "gateway_brand_parking",
             "1 while a brand's events go to the parking topic (blocked, or its parked backlog not yet drained).",
             ["destination", "brand"],
             registry=registry,
+            multiprocess_mode="livemax",  # with --workers: 1 while any worker parks the brand
         )
         self.destination_up = Gauge(
             "gateway_destination_up",
             "1 when the destination delivers; 0 while halted on credentials or failing.",
             ["destination"],
             registry=registry,
+            multiprocess_mode="livemin",  # with --workers: 0 while any worker's pipeline is down
         )
         self.tenant_halted = Gauge(
             "gateway_tenant_halted",
             "1 while a tenant (brand) is halted on a credentials or allow-list answer.",
             ["destination", "tenant"],
             registry=registry,
+            multiprocess_mode="livemax",  # with --workers: 1 while any worker holds the tenant halted
         )
         self.offset_commits = Counter(
             "gateway_offset_commits",
@@ -232,8 +240,16 @@ class Metrics:
             registry=registry,
         )
         # Set through set_function by the gateway: /readyz's verdict at scrape time (alerts on readiness flapping).
-        self.ready = Gauge("gateway_ready", "1 while /readyz answers 200, 0 while it answers 503.", registry=registry)
-        self.build_info = Gauge("gateway_build_info", "Build information.", ["version"], registry=registry)
+        # With --workers, set_function is not available: each process sets its own verdict, and the minimum is shown.
+        self.ready = Gauge(
+            "gateway_ready",
+            "1 while /readyz answers 200, 0 while it answers 503.",
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.build_info = Gauge(
+            "gateway_build_info", "Build information.", ["version"], registry=registry, multiprocess_mode="livemax"
+        )
         self.build_info.labels(version=__version__).set(1)
 
 
@@ -283,6 +299,7 @@ class DestinationMetrics:
         self.request_timeout = metrics.http_request_timeout.labels(destination=destination)
         self.timeouts_adaptive = metrics.http_timeouts.labels(destination, "adaptive")
         self.timeouts_cap = metrics.http_timeouts.labels(destination, "cap")
+        self._lagged: set[tuple[str, int]] = set()  # partitions with a lag series
 
     def delivered(self, event_type: str) -> Counter:
         """Delivered counter child for a normalized event type."""
@@ -315,9 +332,19 @@ class DestinationMetrics:
     def lag(self, topic: str, partition: int, value: int) -> None:
         """Set one partition's consumer lag."""
         self.metrics.consumer_lag.labels(self.destination, topic, str(partition)).set(value)
+        self._lagged.add((topic, partition))
 
     def forget_partition(self, topic: str, partition: int) -> None:
-        """Drop a revoked partition's lag series so a scaled-out replica does not report stale lag."""
+        """Drop a revoked partition's lag series so a scaled-out replica does not report stale lag.
+
+        With --workers a series cannot be removed (it stays in this process's file): it is zeroed instead, so that
+        the lag the partition's new owner (another worker) reports is not added to a stale value."""
+        if (topic, partition) not in self._lagged:
+            return
+        self._lagged.discard((topic, partition))
+        if multiprocess_metrics.enabled():
+            self.metrics.consumer_lag.labels(self.destination, topic, str(partition)).set(0)
+            return
         with contextlib.suppress(KeyError):
             self.metrics.consumer_lag.remove(self.destination, topic, str(partition))
 

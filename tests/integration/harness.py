@@ -210,6 +210,7 @@ class GatewayProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
+    arguments: list[str] = field(default_factory=list)  # more `gateway run` options, e.g. ["--workers", "2"]
 
     def start(self) -> None:
         """Start a new process; each run logs to its own file."""
@@ -218,7 +219,7 @@ class GatewayProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with log_file.open("wb") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "run", "--config", str(self.config_path)],
+                [sys.executable, "-m", "gateway", "run", "--config", str(self.config_path), *self.arguments],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 
+from gateway.cli import _parser
 from tests.example_config import EXAMPLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,3 +199,20 @@ def test_run_logs_the_configuration_warnings(tmp_path: Path) -> None:
     warning = orjson.loads(next(line for line in lines if "configuration warning" in line))
     assert warning["detail"].startswith("http.listen: 127.0.0.1:0 is a loopback address")
     assert warning["level"] == "warning"
+
+
+def test_workers_from_the_option_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--workers N` and GATEWAY_WORKERS take a positive count (default 1: one process); anything else is a usage
+    error before any configuration is read, and a worker cannot be started by hand."""
+    assert _parser().parse_args(["run", "--config", "c.yaml"]).workers == 1
+    assert _parser().parse_args(["run", "--config", "c.yaml", "--workers", "3"]).workers == 3
+    for bad in ("0", "-2", "many"):
+        result = _run("run", "--config", "missing.yaml", "--workers", bad)
+        assert result.returncode == 2
+        assert "--workers" in result.stderr
+        assert _run("run", "--config", "missing.yaml", env={"GATEWAY_WORKERS": bad}).returncode == 2
+    monkeypatch.setenv("GATEWAY_WORKERS", "4")
+    assert _parser().parse_args(["run", "--config", "c.yaml"]).workers == 4
+    result = _run("run", "--config", "missing.yaml", "--worker", "1", "--status-fd", "1")
+    assert result.returncode == 2
+    assert "not by hand" in result.stderr

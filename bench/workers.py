@@ -1,0 +1,130 @@
+"""Benchmark: `gateway run --workers N` against one process, on the same Unibo backlog, broker and sandbox.
+
+Each run is a real `gateway run` process (with its workers) in a consumer group of its own, reading the whole backlog
+from the start into the Unibo sandbox (its own process), until every event is delivered and every offset committed.
+Prints, per worker count: events/s from the first delivery and from the process start (start-up, group joins and the
+workers' rebalance included), and the CPU seconds of the gateway's processes (supervisor plus workers): up to the first
+delivery (start-up, paid once per process), then per event. The machine is
+shared (the broker and the sandbox run on it too, and other jobs may): read the CPU seconds beside the rates.
+Run: .venv/bin/python bench/workers.py [--events 1000000] [--workers 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+import yaml
+from harness import (
+    PARTITIONS,
+    SandboxProcess,
+    committed_total,
+    create_topics,
+    gateway_tree,
+    in_child,
+    messages,
+    produce,
+)
+
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import unibo_takes
+
+if TYPE_CHECKING:
+    from devkit.sandbox.unibo.sandbox import UniboSandbox
+
+KEY = "bench-unibo-key"
+TOPIC = "bench-workers"
+
+
+def _sandbox() -> UniboSandbox:
+    """The Unibo sandbox, built in the sandbox process."""
+    from devkit.sandbox.unibo.sandbox import UniboSandbox  # noqa: PLC0415 - child process only
+
+    return UniboSandbox({KEY: "default"})
+
+
+def _answer(sandbox: UniboSandbox, request: str) -> Any:
+    """'count': unique ids stored."""
+    return sandbox.total_unique
+
+
+def _produce_backlog(bootstrap: str, count: int) -> None:
+    asyncio.run(produce(bootstrap, TOPIC, messages(count, "wk", unibo_takes)))
+
+
+def _cpu_seconds(root: psutil.Process) -> float:
+    """User plus system CPU of a process and its live children."""
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def run(broker: EmbeddedBroker, sandbox: SandboxProcess, workers: int, count: int, directory: Path) -> None:
+    """One timed run of `gateway run --workers N` over the whole backlog."""
+    await sandbox.ask("reset")
+    destination = {
+        "name": "unibo",
+        "connector": "unibo",
+        "base_url": sandbox.url,
+        "credentials": {"default": {"api_key": KEY}},
+    }
+    tree = gateway_tree(broker.bootstrap_servers, TOPIC, destination, group_prefix=f"bench-w{workers}-{time.time_ns()}")
+    config = directory / f"workers-{workers}.yaml"
+    config.write_text(yaml.safe_dump(tree))
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "--config", str(config), "--workers", str(workers)
+    )
+    gateway = psutil.Process(process.pid)
+    cpu = 0.0
+    try:
+        while await sandbox.ask("count") == 0:
+            await asyncio.sleep(0.05)
+        first = time.perf_counter()
+        startup_cpu = _cpu_seconds(gateway)  # imports, config, group joins: paid once per process
+        while await sandbox.ask("count") < count or await committed_total(tree) < count:
+            cpu = max(cpu, _cpu_seconds(gateway))  # sampled while the workers live
+            await asyncio.sleep(0.2)
+        done = time.perf_counter()
+        cpu = max(cpu, _cpu_seconds(gateway))
+    finally:
+        process.terminate()
+        code = await asyncio.wait_for(process.wait(), 60)
+    print(
+        f"--workers {workers}: {count / (done - first):,.0f} events/s from the first delivery "
+        f"({done - first:.1f} s), {count / (done - started):,.0f} events/s from the process start "
+        f"({done - started:.1f} s); gateway CPU {cpu:.1f} s: {startup_cpu:.1f} s to the first delivery, then "
+        f"{(cpu - startup_cpu) / count * 1e6:.1f} us/event; exit {code}",
+        flush=True,
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    with SandboxProcess(_sandbox, _answer) as sandbox, tempfile.TemporaryDirectory() as directory:
+        async with EmbeddedBroker() as broker:
+            await create_topics(broker, TOPIC)
+            print(f"producing a backlog of {args.events} Unibo events over {PARTITIONS} partitions ...", flush=True)
+            await asyncio.to_thread(in_child, _produce_backlog, broker.bootstrap_servers, args.events)
+            print(f"cores: {os.cpu_count()}, load average before the runs: {os.getloadavg()[0]:.1f}", flush=True)
+            for workers in args.workers:
+                await run(broker, sandbox, workers, args.events, Path(directory))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
