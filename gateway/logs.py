@@ -118,7 +118,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     )
     # No line renders the caller's file and line, thread or process: the standard library need not look them up for
     # every record (the logging HOWTO's "Optimization"; the caller lookup walks the stack).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
