@@ -18,6 +18,7 @@ from gateway.commits import Committer, settled_above_committed
 from gateway.config import Destination, KafkaConfig
 from gateway.connector import ClientContext
 from gateway.consumer_health import BrokerContact, ReadFailures
+from gateway.dead_letter_log import DeadLetterLog
 from gateway.delivery import DeliveryEngine, Tenant, tenant_for
 from gateway.dlq import DeadLetterWriter
 from gateway.errors import EventError, MappingError, UnknownBrand
@@ -120,6 +121,7 @@ class Pipeline:
         self.start_filter = StartFilter(start_time(config.start_from))
         self._fatal: BaseException | None = None
         self._reads = ReadFailures(destination.name, self.metrics)
+        self._dead_letter_log = DeadLetterLog(destination.name)
         self._contact = BrokerContact(destination.name, self.metrics)
         self.joined = False
         self.metrics.up.set(1)
@@ -242,14 +244,7 @@ class Pipeline:
                 self.metrics.dead_letters_reduced.inc()
             self.metrics.dead_lettered(reason).inc()
             offsets.settle(message.offset)
-            log.warning(
-                "dead-lettered",
-                destination=self.name,
-                reason=reason,
-                status=status,
-                source=f"{message.topic}/{message.partition}/{message.offset}",
-                error=detail[:300],
-            )
+            self._dead_letter_log.add(reason, status, message, detail)
 
         task = asyncio.create_task(write())
         self._side_tasks.add(task)
@@ -452,6 +447,7 @@ class Pipeline:
                 await stop_within(f"consumer:{self.name}", consumer.stop)
                 await self._client.close()
                 await self._transport.close()
+                self._dead_letter_log.flush()
                 log.info("pipeline stopped", destination=self.name, unsettled=self.in_flight)
 
     async def _consume(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> None:
