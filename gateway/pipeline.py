@@ -124,6 +124,7 @@ class Pipeline:
         self._dead_letter_log = DeadLetterLog(destination.name)
         self._contact = BrokerContact(destination.name, self.metrics)
         self.joined = False
+        self.filtered_pending = 0  # events filtered since the last poll, added to the counter once per poll
         self.metrics.up.set(1)
 
     # ---- state -------------------------------------------------------------------------------------------------
@@ -201,7 +202,7 @@ class Pipeline:
             event = decode(message.value)
             if event.type not in self._events:
                 offsets.track(message.offset, 0)
-                self.metrics.filtered.inc()
+                self.filtered_pending += 1  # counted once per poll (_consume): a counter's lock per event adds up
                 return
             tenant = tenant_for(self._tenants, event.brand)
             if tenant is None:
@@ -219,7 +220,7 @@ class Pipeline:
             return
         if not records:
             offsets.track(message.offset, 0)
-            self.metrics.filtered.inc()
+            self.filtered_pending += 1
             return
         offsets.track(message.offset, len(records))
         occurred_at = event.occurred_at.timestamp()
@@ -482,6 +483,9 @@ class Pipeline:
                     self._skip_older(offsets, messages[:skipped])
                 for message in messages[skipped:] if skipped else messages:
                     self.ingest(tp, offsets, message, now, monotonic)
+            if self.filtered_pending:
+                self.metrics.filtered.inc(self.filtered_pending)
+                self.filtered_pending = 0
 
     def _skip_older(self, offsets: PartitionOffsets, messages: Sequence[Any]) -> None:
         """Records older than start_from at the head of a fresh partition: settled as filtered, never delivered."""
