@@ -5,7 +5,8 @@ show what a hot-path change saves. The script re-runs itself under callgrind; ea
 two calls of a marker (zlib.crc32, which nothing else calls) on which callgrind dumps its counters, so a stage's count
 holds only its own work. Stages: decode, map, ingest (decode + route + map + batching, per Unibo-bound event),
 filtered (ingest of events Unibo does not take), poison (ingest of invalid JSON, dead-lettered, per message),
-batch_body (the Unibo request body, per record), log_batch (the per-batch INFO line, per batch).
+batch_body (the Unibo request body, per record), log_batch (the per-batch INFO line, per batch), enable3_request
+(the Enable3 client and the HTTP transport sending one event, per request, to a server in another process).
 Run: .venv/bin/python bench/instructions.py [--events 5000] [--stages decode ingest ...]  (about 2 minutes)
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import re
 import subprocess
@@ -31,6 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway import config as config_module
 from gateway.app import tune_garbage_collector
+from gateway.connector import ClientContext
 from gateway.delivery import Tenant
 from gateway.events import decode
 from gateway.logs import configure
@@ -39,7 +42,7 @@ from gateway.offsets import PartitionOffsets
 from gateway.pipeline import Pipeline
 from gateway.testbed.traffic import Traffic, message, unibo_takes
 
-STAGES = ("decode", "map", "ingest", "filtered", "poison", "batch_body", "log_batch")
+STAGES = ("decode", "map", "ingest", "filtered", "poison", "batch_body", "log_batch", "enable3_request")
 TREE: dict[str, Any] = {
     "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": ["t"], "dlq_topic": "t.dlq"},
     "destinations": [
@@ -141,6 +144,17 @@ def _stage(name: str, count: int) -> int:
             batch_body(batch)
         mark()
         return len(records)
+    elif name == "enable3_request":
+        port = 18000 + os.getpid() % 1000
+        context = multiprocessing.get_context("spawn")
+        ready = context.Event()
+        server = context.Process(target=_serve, args=(port, ready), daemon=True)
+        server.start()
+        ready.wait(60)
+        try:
+            asyncio.run(_enable3_requests(count, f"http://127.0.0.1:{port}"))
+        finally:
+            server.terminate()
     elif name == "log_batch":
         engine = _pipeline()._engine
         tenant = Tenant("default", None)
@@ -151,6 +165,50 @@ def _stage(name: str, count: int) -> int:
             engine._log_batch(tenant, 1000, stats, started)
         mark()
     return count
+
+
+def _serve(port: int, ready: Any) -> None:
+    """A bare aiohttp server answering every POST with 200 (runs in another process, outside callgrind)."""
+    from aiohttp import web  # noqa: PLC0415
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"status": "ok"})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/event", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def _enable3_requests(count: int, url: str) -> None:
+    """`count` Enable3 requests through the gateway's client and transport, one at a time, between two marks."""
+    from connectors.enable3.config import Enable3Credentials  # noqa: PLC0415
+    from gateway.http_client import HttpTransport  # noqa: PLC0415
+    from gateway.metrics import DestinationMetrics  # noqa: PLC0415
+
+    tree = {**TREE, "destinations": [{**TREE["destinations"][0], "connector": "enable3", "base_url": url}]}
+    destination = config_module.parse(tree, env={}).destinations[0]
+    transport = HttpTransport(destination.config, DestinationMetrics(Metrics(CollectorRegistry()), "e"), pool_size=4)
+    client = destination.connector.client(
+        ClientContext(destination.config, destination.options, destination.settings, transport)
+    )
+    credentials = Enable3Credentials(api_key="bench-enable3-api-key")
+    event = next(decode(m.value) for m in _messages(1, lambda e: e["type"] == "deposit"))
+    records = destination.connector.map(event, destination.options)
+    for _ in range(50):  # a warm pool and warm code
+        await client.send(credentials, records)
+    mark()
+    for _ in range(count):
+        await client.send(credentials, records)
+    mark()
+    await transport.close()
 
 
 def _inside(stages: list[str], count: int) -> None:
@@ -196,7 +254,7 @@ def main() -> None:
     if len(totals) != 2 * len(args.stages):
         raise SystemExit(f"expected {2 * len(args.stages)} dumps, got {len(totals)}: something else calls crc32")
     for index, (name, unit) in enumerate(zip(args.stages, units, strict=True)):
-        per = "batch" if name == "log_batch" else "record" if name == "batch_body" else "event"
+        per = {"log_batch": "batch", "batch_body": "record", "enable3_request": "request"}.get(name, "event")
         plural = "batches" if per == "batch" else per + "s"
         print(f"{name:10} {totals[2 * index + 1] / unit:12,.0f} instructions per {per}  ({unit} {plural})")
 
