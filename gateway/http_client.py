@@ -141,11 +141,7 @@ class HttpTransport:
                 proxy_headers=self._proxy_headers,
                 allow_redirects=False,  # a 3xx is the vendor's answer: see outcomes.is_redirect
             ) as response:
-                length = response.content_length
-                if length is not None and length <= MAX_RESPONSE_BYTES:  # the usual short answer: read it at once
-                    payload, truncated = await response.read(), False
-                else:
-                    payload, truncated = await _read_capped(response.content, MAX_RESPONSE_BYTES)
+                payload, truncated = await _read_capped(response.content, MAX_RESPONSE_BYTES)
                 result = HttpResponse(response.status, payload, response.headers, truncated=truncated)
         except TimeoutError:
             result = HttpResponse(TRANSPORT_FAILURE, error="timeout")

@@ -44,14 +44,10 @@ class Enable3Client:
         self._http = context.http
         options = context.options if isinstance(context.options, Enable3Options) else Enable3Options()
         self._not_found = NotFoundRuns(options.halt_after_not_found)
-        self._headers: dict[Enable3Credentials, dict[str, str]] = {}
 
     async def send(self, credentials: Enable3Credentials, records: Sequence[VendorRecord]) -> SendResult:
         """Send each record in order; DELIVERED when all are stored, else the first failure with what went before."""
-        headers = self._headers.get(credentials)
-        if headers is None:  # built once per tenant: no per-request objects that can be made once
-            key = credentials.api_key.get_secret_value()
-            headers = self._headers[credentials] = {"X-API-KEY": key, "content-type": "application/json"}
+        headers = {"X-API-KEY": credentials.api_key.get_secret_value(), "content-type": "application/json"}
         duplicates = 0
         for index, record in enumerate(records):
             if not still_owned(record):  # revoked mid-batch: another replica sends it now
