@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import aiohttp
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -20,6 +24,8 @@ from devkit.testbed.stats import percentile
 from devkit.testbed.traffic import Traffic, message
 from gateway import binding
 from gateway.app import Gateway
+
+ROOT = Path(__file__).resolve().parents[1]
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -109,6 +115,41 @@ class SandboxProcess:
     def url(self) -> str:
         """The sandbox's base URL."""
         return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+SANDBOX_KEYS = {"unibo": "sandbox-unibo-key", "enable3": "sandbox-enable3-key", "userwise": "sandbox-userwise-key"}
+"""The keys `gateway sandbox` accepts by default (UserWise's secret is `sandbox-userwise-secret`)."""
+
+
+def spawn_sandboxes() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """`gateway sandbox` (Unibo, Enable3, UserWise) in its own process, and the sandboxes' base URLs by vendor."""
+    ports = {vendor: free_port() for vendor in SANDBOX_KEYS}
+    command = [sys.executable, "-m", "gateway", "sandbox", *[f"--{v}-port={p}" for v, p in ports.items()]]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return process, {vendor: f"http://127.0.0.1:{port}" for vendor, port in ports.items()}
+
+
+async def wait_for_sandboxes(urls: Mapping[str, str]) -> None:
+    """Return once every sandbox answers its control endpoint."""
+    async with aiohttp.ClientSession() as session:
+        for url in urls.values():
+            for _ in range(400):
+                try:
+                    async with session.get(f"{url}/_sandbox/faults") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError(f"the sandbox at {url} did not come up")
 
 
 class RssSampler:

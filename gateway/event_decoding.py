@@ -19,18 +19,21 @@ _MAX_LISTED_ERRORS: Final = 8
 
 # pydantic-core reads a fractional JSON number as an f64 before making a Decimal of it. That is exact for literals of
 # up to 15 significant digits in the normal range; a literal with more digits, or with an extreme exponent (1e-400
-# would become 0), needs its text. The cheap test maps bytes to classes (digit, value start, sign, "e", quote),
-# drops whitespace, and looks for a value that starts with 16+ digits: `in` on bytes is much faster than a regex scan.
+# would become 0), needs its text. The cheap test maps bytes to classes: digits and "." to "0", what may come before a
+# number's digits (":", ",", "[", whitespace, and a sign) to ":", "e" to "e", anything else to " "; then a value that
+# starts with 16+ digits is one `in` (a sign or whitespace before it is a ":" too), and an exponent of 3+ digits with
+# a sign is "e:000". `in` on bytes is much faster than a regex scan. A hit inside a string only costs time: the
+# rewrite looks at real number literals alone.
 _BYTE_CLASSES: Final = bytes(
     ord("0") if byte in b"0123456789."
-    else ord(":") if byte in b":,["
-    else byte if byte in b'-+"'
+    else ord(":") if byte in b':,[-+ \t\r\n'
     else ord("e") if byte in b"eE"
     else ord(" ")
     for byte in range(256)
 )  # fmt: skip
-_LONG_MANTISSAS: Final = (b":" + b"0" * 16, b":-" + b"0" * 16)
-_EXTREME_EXPONENT: Final = re.compile(rb":-?0+e[-+]?000")
+_LONG_MANTISSA: Final = b":" + b"0" * 16
+_SIGNED_LONG_EXPONENT: Final = b"e:000"
+_EXTREME_EXPONENT: Final = re.compile(rb":0+e:000")
 _JSON_STRING_OR_NUMBER: Final = re.compile(
     rb'"(?:[^"\\]|\\.)*"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?', re.DOTALL
 )
@@ -46,10 +49,10 @@ _PATTERN_MESSAGES: Final = {
 
 def may_hold_inexact_numbers(raw: bytes) -> bool:
     """Cheap test: False means every JSON number in `raw` survives the parser's f64 exactly."""
-    classes = raw.translate(_BYTE_CLASSES, b" \t\r\n")
-    if _LONG_MANTISSAS[0] in classes or _LONG_MANTISSAS[1] in classes:
+    classes = raw.translate(_BYTE_CLASSES)
+    if _LONG_MANTISSA in classes:
         return True
-    return b"e-000" in classes and _EXTREME_EXPONENT.search(classes) is not None
+    return _SIGNED_LONG_EXPONENT in classes and _EXTREME_EXPONENT.search(classes) is not None
 
 
 def quote_inexact_numbers(raw: bytes) -> tuple[bytes, frozenset[str]]:

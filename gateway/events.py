@@ -355,6 +355,20 @@ Event: TypeAlias = Annotated[
 _EVENT_ADAPTER: Final[TypeAdapter[Event]] = TypeAdapter(Event)
 
 
+def _holds_decimals(annotation: Any) -> bool:
+    """Whether a field of this type can hold a Decimal read from a JSON number (directly, in a union, list, map or
+    nested model): only then can the parser's f64 have altered a number the event keeps."""
+    if annotation is Decimal:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return any(_holds_decimals(field.annotation) for field in annotation.model_fields.values())
+    return any(_holds_decimals(argument) for argument in get_args(annotation))
+
+
+_EXACT_NUMBER_MODELS: Final = frozenset(model for model in get_args(get_args(Event)[0]) if _holds_decimals(model))
+"""The event models with a Decimal somewhere: decode checks their messages for numbers f64 would alter, no others."""
+
+
 def decode(raw: bytes | None) -> Event:
     """Parse and validate one Kafka message value.
 
@@ -365,7 +379,7 @@ def decode(raw: bytes | None) -> Event:
         raise InvalidJson("empty message (tombstone); expected a JSON object")
     try:
         event = _EVENT_ADAPTER.validate_json(raw)
-        if may_hold_inexact_numbers(raw):
+        if type(event) in _EXACT_NUMBER_MODELS and may_hold_inexact_numbers(raw):
             event = _revalidate_exactly(raw, event)
     except ValidationError as exc:
         raise describe_failure(exc, EVENT_TYPES) from None

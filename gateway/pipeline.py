@@ -18,6 +18,7 @@ from gateway.commits import Committer, settled_above_committed
 from gateway.config import KafkaConfig
 from gateway.connector import ClientContext
 from gateway.consumer_health import BrokerContact, ReadFailures
+from gateway.dead_letter_log import DeadLetterLog
 from gateway.delivery import DeliveryEngine, Tenant, tenant_for
 from gateway.destination import Destination
 from gateway.dlq import DeadLetterWriter
@@ -136,8 +137,10 @@ class Pipeline:
         self.start_filter = StartFilter(start_time(config.start_from))
         self._fatal: BaseException | None = None
         self._reads = ReadFailures(destination.name, self.metrics)
+        self._dead_letter_log = DeadLetterLog(destination.name)
         self._contact = BrokerContact(destination.name, self.metrics)
         self.joined = False
+        self.filtered_pending = 0  # events filtered since the last poll, added to the counter once per poll
         self.metrics.up.set(1)
         self._parking = (
             Parking(
@@ -260,7 +263,7 @@ class Pipeline:
             event = decode(message.value)
             if event.type not in self._events:
                 offsets.track(offset, 0)
-                self.metrics.filtered.inc()
+                self.filtered_pending += 1  # counted once per poll (_consume): a counter's lock per event adds up
                 return
             tenant = tenant_for(self._tenants, event.brand)
             if tenant is None:
@@ -279,7 +282,7 @@ class Pipeline:
             return
         if not records:
             offsets.track(offset, 0)
-            self.metrics.filtered.inc()
+            self.filtered_pending += 1
             return
         parking = self._parking
         # Read again below where the previous owner had read: unsettled then, so older than what it parked.
@@ -311,13 +314,7 @@ class Pipeline:
                 self.metrics.dead_letters_reduced.inc()
             self.metrics.dead_lettered(reason).inc()
             offsets.settle(offset)
-            self._log.warning(
-                "dead-lettered",
-                reason=reason,
-                status=status,
-                source=f"{message.topic}/{message.partition}/{message.offset}",
-                error=detail[:300],
-            )
+            self._dead_letter_log.add(reason, status, message, detail)
 
         task = asyncio.create_task(write())
         self._side_tasks.add(task)
@@ -573,6 +570,7 @@ class Pipeline:
                 await stop_within(f"consumer:{self.name}", consumer.stop)
                 await self._client.close()
                 await self._transport.close()
+                self._dead_letter_log.flush()
                 self._log.info("pipeline stopped", unsettled=self.in_flight)
 
     async def _consume(self, consumer: AIOKafkaConsumer, stopping: asyncio.Event) -> None:
@@ -605,6 +603,9 @@ class Pipeline:
                     self._skip_older(offsets, messages[:skipped])
                 for message in messages[skipped:] if skipped else messages:
                     self.ingest(tp, offsets, message, now, monotonic)
+            if self.filtered_pending:
+                self.metrics.filtered.inc(self.filtered_pending)
+                self.filtered_pending = 0
 
     def _skip_older(self, offsets: PartitionOffsets, messages: Sequence[Any]) -> None:
         """Records older than start_from at the head of a fresh partition: settled as filtered, never delivered."""

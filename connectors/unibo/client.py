@@ -21,8 +21,14 @@ MAX_DETAIL = 1000
 
 
 def batch_body(records: Sequence[VendorRecord]) -> bytes:
-    """`{"items": [...]}` from items serialized once at mapping time."""
-    return b'{"items":[' + b",".join(record.body for record in records) + b"]}"
+    """`{"items": [...]}` from items serialized once at mapping time, copied once: the envelope's opening goes onto
+    the first item and its closing onto the last, so the items are joined straight into the body."""
+    bodies = [record.body for record in records]
+    if not bodies:
+        return b'{"items":[]}'
+    bodies[0] = b'{"items":[' + bodies[0]
+    bodies[-1] += b"]}"
+    return b",".join(bodies)
 
 
 def _item_index(loc: Any) -> int | None:

@@ -71,3 +71,27 @@ def test_a_destination_logger_names_its_destination_on_every_line_under_the_late
         ("pipeline started", "unibo-eu", "gateway.pipeline", "g")
     ]
     configure("info", "json", stream=io.StringIO())
+
+
+def test_a_secret_holding_another_is_masked_whole_and_plain_values_pass() -> None:
+    """Secrets are matched longest first, so no tail of a longer secret survives a shorter one's mask; numbers,
+    booleans and None pass untouched, and sensitive keys are masked whatever their case, at any depth."""
+    local = SecretScrubber()
+    local.register(["key-1234", "key-1234-and-more"])
+    line = local(
+        None,
+        "info",
+        {
+            "event": "x key-1234-and-more y key-1234",
+            "records": 3,
+            "ratio": 0.5,
+            "ok": True,
+            "none": None,
+            "API_KEY": "anything",
+            "nested": [{"Token": "t", "text": "key-1234-and-more"}],
+        },
+    )
+    assert line["event"] == f"x {MASK} y {MASK}"
+    assert (line["records"], line["ratio"], line["ok"], line["none"]) == (3, 0.5, True, None)
+    assert line["API_KEY"] == MASK
+    assert line["nested"] == [{"Token": MASK, "text": MASK}]

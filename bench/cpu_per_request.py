@@ -1,0 +1,238 @@
+"""Benchmark: the gateway's CPU time per vendor request, per destination alone and all three in one gateway.
+
+One backlog of the standard traffic mix (seed 5) is produced once; each run reads it from the start with its own
+consumer groups, against fault-free sandboxes (`gateway sandbox`, in another process). A run's CPU is this process's
+CPU time (user + system, the gateway runs in it) from the gateway joining its groups until every destination has
+committed the whole backlog; its requests are the gateway's own `gateway_http_requests_total`. Prints per run: CPU
+seconds, requests, CPU µs per request, and the sharing ratio (all three / the three single runs added up).
+Then the floor: a bare aiohttp client posting to a local aiohttp server in another process, CPU µs per request
+(also with uvloop when it is installed).
+Run: .venv/bin/python bench/cpu_per_request.py [--events 60000] [--players 1000] [--runs 1] [--floor-requests 30000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import resource
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from harness import PARTITIONS, SANDBOX_KEYS, create_topics, free_port, produce, spawn_sandboxes, wait_for_sandboxes
+
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic, message
+from gateway import binding as config_module
+from gateway.app import Gateway
+from gateway.logs import configure
+
+RUNS: tuple[tuple[str, ...], ...] = (("enable3",), ("userwise",), ("unibo",), ("unibo", "enable3", "userwise"))
+DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - the log lines' sink, for the process's life
+LEVEL = "info"  # the production default: per-request and per-batch log lines cost what they cost in production
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time so far (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _destination(vendor: str, url: str) -> dict[str, Any]:
+    credentials: dict[str, Any] = {"api_key": SANDBOX_KEYS[vendor]}
+    if vendor == "userwise":
+        credentials["secret_key"] = "sandbox-userwise-secret"
+    return {"name": vendor, "connector": vendor, "base_url": url, "credentials": {"default": credentials}}
+
+
+def _tree(bootstrap: str, topic: str, group_prefix: str, vendors: Sequence[str], urls: dict[str, str]) -> Any:
+    return {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topics": [topic],
+            "dlq_topic": f"{topic}.dlq",
+            "group_prefix": group_prefix,
+            "session_timeout_ms": 6000,
+        },
+        "http": {"listen": "127.0.0.1:0"},
+        "logging": {"level": LEVEL, "format": "json"},
+        "destinations": [_destination(vendor, urls[vendor]) for vendor in vendors],
+    }
+
+
+def _requests(gateway: Gateway, vendor: str) -> int:
+    return int(
+        sum(
+            sample.value
+            for metric in gateway.registry.collect()
+            if metric.name == "gateway_http_requests"
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels.get("destination") == vendor
+        )
+    )
+
+
+async def run(bootstrap: str, topic: str, count: int, vendors: Sequence[str], urls: dict[str, str], label: str) -> Any:
+    """(CPU seconds, requests by vendor, wall seconds) of one gateway draining the backlog to `vendors`."""
+    prefix = f"bench-cpu-{label}-{time.time_ns()}"
+    tree = _tree(bootstrap, topic, prefix, vendors, urls)
+    consumers = {
+        vendor: AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{prefix}.{vendor}", enable_auto_commit=False)
+        for vendor in vendors
+    }
+    for consumer in consumers.values():
+        await consumer.start()
+    gateway = Gateway(config_module.parse(tree, env={}))
+    task = asyncio.create_task(gateway.run(install_signals=False))
+    try:
+        while not (gateway.pipelines and all(p.joined for p in gateway.pipelines)):
+            await asyncio.sleep(0.05)
+        cpu, wall = cpu_seconds(), time.perf_counter()
+        pending = set(vendors)
+        while pending:
+            await asyncio.sleep(0.2)
+            for vendor in list(pending):
+                offsets = [await consumers[vendor].committed(TopicPartition(topic, p)) for p in range(PARTITIONS)]
+                if sum(offset or 0 for offset in offsets) >= count:
+                    pending.discard(vendor)
+        cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
+        requests = {vendor: _requests(gateway, vendor) for vendor in vendors}
+    finally:
+        gateway.stop()
+        await task
+        for consumer in consumers.values():
+            await consumer.stop()
+    return cpu, requests, wall
+
+
+# ---- the floor: a bare aiohttp client against a bare aiohttp server --------------------------------------------
+
+
+def _serve(port: int, ready: Any) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"status": "ok"})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/event", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def _post_many(url: str, requests: int, concurrency: int) -> float:
+    """CPU µs per request of `requests` POSTs from `concurrency` workers over one pooled session."""
+    body = b'{"event_id":"e-1","user_id":"p-1","type":"deposit","amount":12.5,"currency":"EUR"}'
+    headers = {"X-API-KEY": "bench-key", "content-type": "application/json"}
+    left = requests
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+
+        await asyncio.gather(*[worker() for _ in range(concurrency)])  # warm the pool
+        left = requests
+        cpu = cpu_seconds()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        return (cpu_seconds() - cpu) / requests * 1e6
+
+
+def floor(requests: int, concurrency: int) -> list[tuple[str, float]]:
+    """CPU µs per request of a bare aiohttp client: with asyncio's loop, and uvloop's when installed."""
+    port = free_port()
+    ready = mp.get_context("spawn").Event()
+    server = mp.get_context("spawn").Process(target=_serve, args=(port, ready), daemon=True)
+    server.start()
+    ready.wait(30)
+    url = f"http://127.0.0.1:{port}/api/v1/event"
+    loops: list[tuple[str, Callable[[], asyncio.AbstractEventLoop]]] = [("asyncio", asyncio.new_event_loop)]
+    try:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415 - optional
+
+        loops.append(("uvloop", uvloop.new_event_loop))
+    except ImportError:
+        pass
+    results = []
+    try:
+        for name, new_loop in loops:
+            with asyncio.Runner(loop_factory=new_loop) as runner:
+                results.append((name, runner.run(_post_many(url, requests, concurrency))))
+    finally:
+        server.terminate()
+        server.join(5)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--players", type=int, default=1_000)
+    parser.add_argument("--runs", type=int, default=1, help="repeat each run; the lowest CPU is printed")
+    parser.add_argument("--only", nargs="+", choices=["enable3", "userwise", "unibo", "all", "floor"], default=None)
+    parser.add_argument("--floor-requests", type=int, default=30_000)
+    args = parser.parse_args()
+    configure(level=LEVEL, fmt="json", stream=DEVNULL)
+    only = set(args.only or ["enable3", "userwise", "unibo", "all", "floor"])
+    runs = [vendors for vendors in RUNS if (vendors[0] if len(vendors) == 1 else "all") in only]
+    if runs:
+        asyncio.run(gateway_runs(runs, args.events, args.players, args.runs))
+    if "floor" in only:
+        for name, micros in floor(args.floor_requests, concurrency=32):
+            print(
+                f"floor: bare aiohttp client ({name} loop), {args.floor_requests:,} POSTs: "
+                f"{micros:.1f} µs CPU per request"
+            )
+
+
+async def gateway_runs(runs: Sequence[tuple[str, ...]], events: int, players: int, repeat: int) -> None:
+    """Produce the backlog once, then print each run's figures."""
+    singles: dict[str, float] = {}
+    if runs:
+        process, urls = spawn_sandboxes()
+        try:
+            await wait_for_sandboxes(urls)
+            with EmbeddedBroker() as broker:
+                topic = "bench-cpu"
+                await create_topics(broker, topic)
+                traffic = Traffic(seed=5, players=players, prefix=topic)
+                await produce(broker.bootstrap_servers, topic, [message(e) for e in traffic.stream(events)])
+                print(f"backlog: {events} events over {players} players; CPU of the gateway process")
+                for vendors in runs:
+                    label = vendors[0] if len(vendors) == 1 else "all three"
+                    results = [
+                        await run(broker.bootstrap_servers, topic, events, vendors, urls, label.replace(" ", "-"))
+                        for _ in range(repeat)
+                    ]
+                    cpu, requests, wall = min(results, key=lambda result: result[0])
+                    total = sum(requests.values())
+                    line = f"{label:10} CPU {cpu:6.2f} s  requests {total:7,}  wall {wall:6.2f} s"
+                    if len(vendors) == 1:
+                        singles[vendors[0]] = cpu
+                        if total >= 1000:
+                            line += f"  {cpu / total * 1e6:6.1f} µs CPU per request"
+                    else:
+                        line += f"  ({', '.join(f'{v} {n:,}' for v, n in requests.items())})"
+                        if len(singles) == 3:
+                            line += f"  sharing: {cpu / sum(singles.values()):.2f} of the singles added up"
+                    print(line, flush=True)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

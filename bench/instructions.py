@@ -1,0 +1,265 @@
+"""Benchmark: CPU instructions per event (or per batch) of the consume path's parts, counted by valgrind's callgrind.
+
+Instruction counts do not move with the machine's load, unlike wall-clock or CPU time on a shared machine, so they
+show what a hot-path change saves. The script re-runs itself under callgrind; each stage is set up, then run between
+two calls of a marker (zlib.crc32, which nothing else calls) on which callgrind dumps its counters, so a stage's count
+holds only its own work. Stages: decode, map, ingest (decode + route + map + batching, per Unibo-bound event),
+filtered (ingest of events Unibo does not take), poison (ingest of invalid JSON, dead-lettered, per message),
+batch_body (the Unibo request body, per record), log_batch (the per-batch INFO line, per batch), enable3_request
+(the Enable3 client and the HTTP transport sending one event, per request, to a server in another process).
+Run: .venv/bin/python bench/instructions.py [--events 5000] [--stages decode ingest ...]  (about 2 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from devkit.testbed.traffic import Traffic, message, unibo_takes
+from gateway import binding as config_module
+from gateway.app import tune_garbage_collector
+from gateway.connector import ClientContext
+from gateway.delivery import Tenant
+from gateway.events import decode
+from gateway.logs import configure
+from gateway.metrics import Metrics
+from gateway.offsets import PartitionOffsets
+from gateway.pipeline import Pipeline
+
+STAGES = ("decode", "map", "ingest", "filtered", "poison", "batch_body", "log_batch", "enable3_request")
+TREE: dict[str, Any] = {
+    "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": ["t"], "dlq_topic": "t.dlq"},
+    "destinations": [
+        {
+            "name": "unibo",
+            "connector": "unibo",
+            "base_url": "http://127.0.0.1:1",
+            "credentials": {"default": {"api_key": "bench-unibo-api-key"}},
+            "max_in_flight": 10**7,
+            "batch": {"linger_ms": 10**6, "max_events": 10**7},
+        }
+    ],
+}
+
+
+def mark() -> None:
+    """The marker callgrind dumps its counters on (--dump-before=crc32)."""
+    zlib.crc32(b"")
+
+
+class _NoDeadLetters:
+    """A dead-letter writer that writes nothing, at once (the stage measures the gateway's side of a dead letter)."""
+
+    async def write(self, *_: Any) -> bool:
+        return False
+
+
+def _messages(count: int, takes: Callable[[dict[str, Any]], bool]) -> list[SimpleNamespace]:
+    traffic = Traffic(seed=3, players=20_000)
+    out: list[SimpleNamespace] = []
+    while len(out) < count:
+        event = traffic.event()
+        if takes(event):
+            key, value = message(event)
+            out.append(SimpleNamespace(topic="t", partition=0, offset=len(out), key=key, value=value, headers=[]))
+    return out
+
+
+def _pipeline() -> Pipeline:
+    config = config_module.parse(TREE, env={})
+    return Pipeline(config.destinations[0], config.gateway.kafka, _NoDeadLetters(), Metrics(CollectorRegistry()))  # type: ignore[arg-type]
+
+
+async def _ingest(messages: list[SimpleNamespace], settle: bool) -> None:
+    """Ingest `messages` between two marks; with `settle`, also run the loop until their dead letters settled."""
+    pipeline = _pipeline()
+    tp = TopicPartition("t", 0)
+    offsets = PartitionOffsets()
+    now, monotonic = time.time(), time.monotonic()
+    mark()
+    for item in messages:
+        pipeline.ingest(tp, offsets, item, now, monotonic)
+    if settle:
+        while len(offsets):
+            await asyncio.sleep(0)
+    mark()
+    for lane in pipeline._lanes():
+        lane.batcher.purge(lambda _: False)
+    await pipeline._cancel_workers()
+
+
+def _stage(name: str, count: int) -> int:
+    """Run one stage between two marks; returns how many units (events, records or batches) it handled."""
+    if name == "decode":
+        values = [m.value for m in _messages(count, unibo_takes)]
+        mark()
+        for value in values:
+            decode(value)
+        mark()
+    elif name == "map":
+        destination = config_module.parse(TREE, env={}).destinations[0]
+        events = [decode(m.value) for m in _messages(count, unibo_takes)]
+        mapping, options = destination.connector.map, destination.options
+        mark()
+        for event in events:
+            mapping(event, options)
+        mark()
+    elif name in ("ingest", "filtered"):
+        takes = unibo_takes if name == "ingest" else (lambda event: not unibo_takes(event))
+        asyncio.run(_ingest(_messages(count, takes), settle=False))
+    elif name == "poison":
+        poison = [
+            SimpleNamespace(topic="t", partition=0, offset=i, key=b"k", value=b"{not json", headers=[])
+            for i in range(count)
+        ]
+        asyncio.run(_ingest(poison, settle=True))
+    elif name == "batch_body":
+        from connectors.unibo.client import batch_body  # noqa: PLC0415
+
+        destination = config_module.parse(TREE, env={}).destinations[0]
+        records = [
+            record
+            for m in _messages(count, unibo_takes)
+            for record in destination.connector.map(decode(m.value), destination.options)
+        ]
+        batches = [records[i : i + 1000] for i in range(0, len(records), 1000)]
+        mark()
+        for batch in batches:
+            batch_body(batch)
+        mark()
+        return len(records)
+    elif name == "enable3_request":
+        port = 18000 + os.getpid() % 1000
+        context = multiprocessing.get_context("spawn")
+        ready = context.Event()
+        server = context.Process(target=_serve, args=(port, ready), daemon=True)
+        server.start()
+        ready.wait(60)
+        try:
+            asyncio.run(_enable3_requests(count, f"http://127.0.0.1:{port}"))
+        finally:
+            server.terminate()
+    elif name == "log_batch":
+        engine = _pipeline()._engine
+        tenant = Tenant("default", None)
+        stats: Counter[str] = Counter(sends=1, delivered=1000)
+        started = time.monotonic()
+        mark()
+        for _ in range(count):
+            engine._log_batch(tenant, 1000, stats, started)
+        mark()
+    return count
+
+
+def _serve(port: int, ready: Any) -> None:
+    """A bare aiohttp server answering every POST with 200 (runs in another process, outside callgrind)."""
+    from aiohttp import web  # noqa: PLC0415
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"status": "ok"})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/event", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def _enable3_requests(count: int, url: str) -> None:
+    """`count` Enable3 requests through the gateway's client and transport, one at a time, between two marks."""
+    from connectors.enable3.config import Enable3Credentials  # noqa: PLC0415
+    from gateway.http_client import HttpTransport  # noqa: PLC0415
+    from gateway.metrics import DestinationMetrics  # noqa: PLC0415
+
+    tree = {**TREE, "destinations": [{**TREE["destinations"][0], "connector": "enable3", "base_url": url}]}
+    destination = config_module.parse(tree, env={}).destinations[0]
+    transport = HttpTransport(destination.config, DestinationMetrics(Metrics(CollectorRegistry()), "e"), pool_size=4)
+    client = destination.connector.client(
+        ClientContext(destination.config, destination.options, destination.settings, transport)
+    )
+    credentials = Enable3Credentials(api_key="bench-enable3-api-key")
+    event = next(decode(m.value) for m in _messages(1, lambda e: e["type"] == "deposit"))
+    records = destination.connector.map(event, destination.options)
+    for _ in range(50):  # a warm pool and warm code
+        await client.send(credentials, records)
+    mark()
+    for _ in range(count):
+        await client.send(credentials, records)
+    mark()
+    await transport.close()
+
+
+def _inside(stages: list[str], count: int) -> None:
+    with open(os.devnull, "w") as devnull:
+        configure("info", "json", stream=devnull)  # the production level: INFO lines are rendered and written
+        tune_garbage_collector()
+        units = [_stage(name, count) for name in stages]
+    print(" ".join(map(str, units)))
+
+
+def _totals(directory: Path) -> list[int]:
+    """Each marker dump's instruction total, in dump order (the end-of-program file has no number)."""
+    dumps = sorted(directory.glob("cg.*.*"), key=lambda path: int(path.suffix[1:]))
+    return [int(re.search(rb"^totals: (\d+)", path.read_bytes(), re.MULTILINE).group(1)) for path in dumps]  # type: ignore[union-attr]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inside:
+        _inside(args.stages, args.events)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--dump-before=crc32",
+            f"--callgrind-out-file={directory}/cg.%p",
+            sys.executable,
+            __file__,
+            "--inside",
+            "--events",
+            str(args.events),
+            "--stages",
+            *args.stages,
+        ]
+        # One hash seed for every run: string hashing moves dict and set layouts, and so the counts, by a few percent.
+        environment = {**os.environ, "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
+        units = [int(unit) for unit in done.stdout.split()]
+        totals = _totals(Path(directory))
+    if len(totals) != 2 * len(args.stages):
+        raise SystemExit(f"expected {2 * len(args.stages)} dumps, got {len(totals)}: something else calls crc32")
+    for index, (name, unit) in enumerate(zip(args.stages, units, strict=True)):
+        per = {"log_batch": "batch", "batch_body": "record", "enable3_request": "request"}.get(name, "event")
+        plural = "batches" if per == "batch" else per + "s"
+        print(f"{name:10} {totals[2 * index + 1] / unit:12,.0f} instructions per {per}  ({unit} {plural})")
+
+
+if __name__ == "__main__":
+    main()
