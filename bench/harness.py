@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gateway import config as config_module
 from gateway.app import Gateway
+from gateway.testbed.ports import free_port
 from gateway.testbed.stats import percentile
 from gateway.testbed.traffic import Traffic, message
 
@@ -72,9 +72,7 @@ class SandboxProcess:
     """
 
     def __init__(self, build: Callable[[], SandboxT], answer: Callable[[SandboxT, str], Any]) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self._conn, child = mp.Pipe()
         self._process = mp.get_context("spawn").Process(
             target=_serve_sandbox, args=(self.port, child, build, answer), daemon=True

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from gateway.sandbox.server import SandboxServer
 from gateway.sandbox.unibo import UniboSandbox
 from gateway.sandbox.userwise import UserWiseSandbox
 from gateway.testbed.broker import EmbeddedBroker
+from gateway.testbed.ports import free_port
 from gateway.testbed.stats import percentile
 from gateway.testbed.traffic import Traffic, message
 
@@ -310,7 +310,7 @@ async def _demo(events: int, rate: float, faults: bool) -> int:
         for name, app in (("unibo", unibo.app()), ("enable3", enable3.app()), ("userwise", userwise.app())):
             urls[name] = (await stack.enter_async_context(SandboxServer(app))).url
         store = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gateway-demo-"))) / "intarget.db"
-        feed_port = _free_port()
+        feed_port = free_port()
         urls["intarget feed"] = f"http://127.0.0.1:{feed_port}/intarget/<feed>"
         config = _config(broker.bootstrap_servers, urls, str(store), feed_port)
         gateway = Gateway(config_module.parse(config, env={}))
@@ -410,12 +410,6 @@ def _report(gateway: Gateway, run: DemoRun, elapsed: float) -> int:
         return 1
     print("verified: every expected record reached its vendor; failures are in the dead-letter topic with reasons")
     return 0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run_demo(events: int = 20_000, rate: float = 0.0, faults: bool = True) -> int:

@@ -71,6 +71,7 @@ from typing import Any, Literal, Self
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from gateway.testbed.commit_metadata import CommitMetadataKeeper
+from gateway.testbed.ports import free_port
 from gateway.testbed.s3 import LocalS3
 
 __all__ = [
@@ -533,13 +534,6 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _free_port(host: str) -> int:
-    """Ask the kernel for a currently free TCP port on `host` (Tansu binds it a moment later; races are retried)."""
-    with socket.create_server((host, 0)) as sock:
-        port: int = sock.getsockname()[1]
-        return port
-
-
 _PR_SET_PDEATHSIG = 1
 _spawner: concurrent.futures.ThreadPoolExecutor | None = None
 _spawner_lock = threading.Lock()
@@ -805,7 +799,7 @@ class EmbeddedBroker:
             public_port = self._requested_port
         fixed_tansu_port = self._terminator is None and self._requested_port is not None
         for attempt in range(1, _PORT_ATTEMPTS + 1):
-            tansu_port = public_port if fixed_tansu_port and public_port is not None else _free_port(self._host)
+            tansu_port = public_port if fixed_tansu_port and public_port is not None else free_port(self._host)
             advertised = public_port if public_port is not None else tansu_port
             self._spawn(binary, tansu_port, advertised)
             try:

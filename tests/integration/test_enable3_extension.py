@@ -14,6 +14,7 @@ from connectors.enable3.callback import SIGNATURE_HEADER, signature
 from gateway.logs import configure
 from gateway.sandbox.faults import FaultPlan
 from gateway.testbed.broker import EmbeddedBroker
+from gateway.testbed.ports import free_port
 from tests.integration.enable3_support import (
     ENABLE3_KEY,
     RunningEnable3,
@@ -22,7 +23,6 @@ from tests.integration.enable3_support import (
 )
 from tests.integration.harness import (
     InProcessGateway,
-    free_port,
     gateway_config,
     read_topic,
     running_gateway,

@@ -15,8 +15,9 @@ from connectors.intarget import connector
 from connectors.intarget.feeds import FEEDS
 from connectors.intarget.tests.clock import ManualClock
 from gateway.testbed.broker import EmbeddedBroker
+from gateway.testbed.ports import free_port
 from gateway.testbed.traffic import Traffic
-from tests.integration.harness import free_port, gateway_config, produce, running_gateway
+from tests.integration.harness import gateway_config, produce, running_gateway
 from tests.integration.intarget import (
     StoreBackend,
     csv_rows,

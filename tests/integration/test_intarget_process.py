@@ -14,10 +14,10 @@ import pytest
 
 from connectors.intarget.formats import stamp_text
 from gateway.testbed.broker import EmbeddedBroker
+from gateway.testbed.ports import free_port
 from gateway.testbed.traffic import Traffic
 from tests.integration.harness import (
     GatewayProcess,
-    free_port,
     gateway_config,
     http_get,
     produce,

@@ -12,11 +12,11 @@ from gateway.app import Gateway
 from gateway.delivery import DeliveryEngine
 from gateway.sandbox.faults import FaultPlan
 from gateway.testbed.broker import EmbeddedBroker
+from gateway.testbed.ports import free_port
 from gateway.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import (
     committed,
-    free_port,
     gateway_config,
     http_get,
     metric_value,

@@ -26,10 +26,10 @@ from gateway.sandbox.faults import FaultPlan
 from gateway.sandbox.server import SandboxServer
 from gateway.sandbox.unibo import UniboSandbox
 from gateway.testbed.broker import EmbeddedBroker
+from gateway.testbed.ports import free_port
 from gateway.testbed.traffic import Traffic, message, unibo_takes
 from tests.integration.harness import (
     GatewayProcess,
-    free_port,
     gateway_config,
     http_get,
     metric_value,

@@ -14,11 +14,11 @@ from gateway.sandbox.faults import FaultPlan
 from gateway.sandbox.server import SandboxServer
 from gateway.sandbox.userwise import UserWiseSandbox
 from gateway.testbed.broker import EmbeddedBroker
+from gateway.testbed.ports import free_port
 from gateway.testbed.traffic import Traffic
 from tests.integration.harness import (
     GatewayProcess,
     committed,
-    free_port,
     gateway_config,
     http_get,
     produce,

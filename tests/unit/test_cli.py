@@ -8,7 +8,6 @@ import contextlib
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ import aiohttp
 import orjson
 
 from gateway.testbed.contract import EXAMPLE_ENV
+from gateway.testbed.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,15 +82,6 @@ def test_missing_config_is_a_clear_error() -> None:
     assert "--config" in result.stderr
 
 
-def _free_ports(count: int) -> list[int]:
-    ports = []
-    for _ in range(count):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    return ports
-
-
 @contextlib.asynccontextmanager
 async def _sandbox_process(*options: str, until: str) -> AsyncIterator[str]:
     """`gateway sandbox` with these options, once it printed a line containing `until` (yielded); stopped at exit."""
@@ -111,7 +102,7 @@ async def _sandbox_process(*options: str, until: str) -> AsyncIterator[str]:
 
 async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
     """`gateway sandbox` serves the Unibo sandbox: a batch with the right key is stored and reported."""
-    (port,) = _free_ports(1)
+    port = free_port()
     # Enable3 and UserWise off: this test is about Unibo, and their default ports may be taken.
     options = ("--unibo-port", str(port), "--unibo-key", "brand-x=k-123", "--enable3-port", "0", "--userwise-port", "0")
     async with _sandbox_process(*options, until="unibo sandbox") as line:
@@ -129,7 +120,7 @@ async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
 
 async def test_sandbox_command_also_serves_the_enable3_sandbox() -> None:
     """`gateway sandbox --enable3-port` serves Enable3 beside Unibo: an event with its key is stored and reported."""
-    unibo_port, enable3_port = _free_ports(2)
+    unibo_port, enable3_port = free_port(), free_port()
     options = ("--unibo-port", str(unibo_port), "--enable3-port", str(enable3_port), "--enable3-key", "brand-y=e3-key")
     async with _sandbox_process(
         *options, "--userwise-port", "0", until=f"enable3 sandbox at http://127.0.0.1:{enable3_port}"
@@ -146,7 +137,7 @@ async def test_sandbox_command_also_serves_the_enable3_sandbox() -> None:
 
 async def test_sandbox_command_serves_the_userwise_sandbox() -> None:
     """`gateway sandbox` also serves UserWise: a request signed with the given key and secret is recorded."""
-    unibo_port, userwise_port = _free_ports(2)
+    unibo_port, userwise_port = free_port(), free_port()
     options = ("--unibo-port", str(unibo_port), "--enable3-port", "0", "--userwise-port", str(userwise_port))
     userwise = ("--userwise-key", "brand-y=uw-key", "--userwise-secret", "uw-secret")
     async with _sandbox_process(*options, *userwise, until="userwise sandbox") as line:

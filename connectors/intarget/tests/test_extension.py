@@ -13,7 +13,8 @@ from connectors.intarget.tests.clock import ManualClock
 from gateway import config as config_module
 from gateway.extensions import ExtensionContext
 from gateway.metrics import Metrics
-from tests.integration.harness import free_port, http_get
+from gateway.testbed.ports import free_port
+from tests.integration.harness import http_get
 
 
 def context(store: str, port: int, stopping: asyncio.Event) -> ExtensionContext:
