@@ -1,4 +1,5 @@
-"""The command-line contract: schema, version, check-config through the environment, python -m."""
+"""The command-line contract: schema, version, check-config through the environment (in this process); the sandbox
+and `run` as `python -m gateway` processes, stopped by a signal."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -15,30 +15,20 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 
 from gateway.testbed.contract import EXAMPLE_ENV
 from gateway.testbed.ports import free_port
+from tests.command_line import gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-    )
-
-
-def test_schema_prints_the_event_contract() -> None:
+def test_schema_prints_the_event_contract(capsys: pytest.CaptureFixture[str]) -> None:
     """`gateway schema` prints a JSON Schema that covers every event type."""
-    result = _run("schema")
-    assert result.returncode == 0
-    schema = orjson.loads(result.stdout)
-    text = result.stdout
+    assert gateway("schema") == 0
+    text = capsys.readouterr().out
+    schema = orjson.loads(text)
     for kind in (
         "deposit",
         "withdrawal",
@@ -57,29 +47,28 @@ def test_schema_prints_the_event_contract() -> None:
     assert schema["$schema"].startswith("https://json-schema.org/")
 
 
-def test_version() -> None:
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     """`gateway --version` names the package."""
-    result = _run("--version")
-    assert result.returncode == 0
-    assert result.stdout.startswith("event-gateway ")
+    assert gateway("--version") == 0
+    assert capsys.readouterr().out.startswith("event-gateway ")
 
 
-def test_config_path_from_environment() -> None:
+def test_config_path_from_environment(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """GATEWAY_CONFIG stands in for --config."""
     example = str(ROOT / "config" / "gateway.example.yaml")
-    result = _run("check-config", env={"GATEWAY_CONFIG": example, **EXAMPLE_ENV})
-    assert result.returncode == 0, result.stderr
-    assert "configuration OK" in result.stderr
+    for name, value in {"GATEWAY_CONFIG": example, **EXAMPLE_ENV}.items():
+        monkeypatch.setenv(name, value)
+    status = gateway("check-config")
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "configuration OK" in err
 
 
-def test_missing_config_is_a_clear_error() -> None:
+def test_missing_config_is_a_clear_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --config or GATEWAY_CONFIG, run exits 2 with a usage message."""
-    env = {key: value for key, value in os.environ.items() if key != "GATEWAY_CONFIG"}
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "run"], capture_output=True, text=True, check=False, env=env, cwd=ROOT
-    )
-    assert result.returncode == 2
-    assert "--config" in result.stderr
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    assert gateway("run") == 2
+    assert "--config" in capsys.readouterr().err
 
 
 @contextlib.asynccontextmanager
