@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -209,7 +210,7 @@ async def test_a_poller_reading_1000_closed_windows_misses_nothing(
             await produce(broker.bootstrap_servers, topic, part)
             await asyncio.sleep(0.15)
 
-    async with running_gateway(tree) as running:
+    async with running_gateway(tree) as running, aiohttp.ClientSession() as poller:
         producer = asyncio.create_task(write_slowly())
         for second in range(1000):
             if second == 900:  # everything is in before the last windows close
@@ -218,7 +219,7 @@ async def test_a_poller_reading_1000_closed_windows_misses_nothing(
             clock.now = start + second + 1 + 0.5
             found = 0
             for feed in POLLED:
-                for row in await rows(port, feed, text(second), text(second + 1)):
+                for row in await rows(port, feed, text(second), text(second + 1), poller):
                     seen[feed][row[key_of(feed)]] = row
                     found += 1
             windows_with_rows += found > 0
