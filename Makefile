@@ -41,8 +41,10 @@ tools: $(STAMP)
 	$(call deb_tool,promtool,prometheus,--version)
 	$(call deb_tool,kubectl,kubernetes-client,kustomize --help)
 
+# Four xdist workers, each with its own embedded broker: the tests mostly wait on brokers, sandboxes and child
+# processes, so four overlap well on two cores. worksteal rebalances; tests/conftest.py deals the slow ones out first.
 test: lint typecheck tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist worksteal
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit connectors

@@ -24,9 +24,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from harness import PARTITIONS, SANDBOX_KEYS, create_topics, free_port, produce, spawn_sandboxes, wait_for_sandboxes
+from harness import PARTITIONS, SANDBOX_KEYS, create_topics, produce, spawn_sandboxes, wait_for_sandboxes
 
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, message
 from gateway import binding as config_module
 from gateway.app import Gateway

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from harness import PARTITIONS, create_topics, produce
 
 from devkit.sandbox.faults import standard_fault_mix
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, message
 from gateway import binding
 from gateway.app import Gateway
@@ -44,14 +44,8 @@ VENDORS = ("unibo", "enable3", "userwise")
 KEYS = {"unibo": "sandbox-unibo-key", "enable3": "sandbox-enable3-key", "userwise": "sandbox-userwise-key"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _spawn_sandboxes() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    ports = {vendor: _free_port() for vendor in VENDORS}
+    ports = {vendor: free_port() for vendor in VENDORS}
     command = [sys.executable, "-m", "gateway", "sandbox", *[f"--{v}-port={p}" for v, p in ports.items()]]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return process, {vendor: f"http://127.0.0.1:{port}" for vendor, port in ports.items()}

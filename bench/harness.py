@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devkit.testbed.ports import free_port
 from devkit.testbed.stats import percentile
 from devkit.testbed.traffic import Traffic, message
 from gateway import binding
@@ -78,9 +78,7 @@ class SandboxProcess:
     """
 
     def __init__(self, build: Callable[[], SandboxT], answer: Callable[[SandboxT, str], Any]) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self._conn, child = mp.Pipe()
         self._process = mp.get_context("spawn").Process(
             target=_serve_sandbox, args=(self.port, child, build, answer), daemon=True
@@ -115,13 +113,6 @@ class SandboxProcess:
     def url(self) -> str:
         """The sandbox's base URL."""
         return f"http://127.0.0.1:{self.port}"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 SANDBOX_KEYS = {"unibo": "sandbox-unibo-key", "enable3": "sandbox-enable3-key", "userwise": "sandbox-userwise-key"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import socket
 import tempfile
 import time
 import uuid
@@ -29,6 +28,7 @@ from connectors.intarget.formats import stamp_text
 from connectors.intarget.store import FeedStore
 from connectors.intarget.store_postgres import PostgresStore
 from connectors.intarget.store_sqlite import SqliteStore
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic
 from gateway.connector import VendorRecord
 from gateway.events import decode
@@ -147,13 +147,6 @@ async def read_rate(port: int, pid: int, form: str) -> tuple[int, float, int, in
     elapsed = time.perf_counter() - started
     rows = newlines - 1 if form == "csv" else newlines
     return rows, rows / elapsed, baseline, max(peak, serving.memory_info().rss)
-
-
-def free_port() -> int:
-    """A free TCP port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def bench(backend: str, events: int, rows: int, workdir: Path) -> None:

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from devkit.sandbox.faults import FaultPlan
 from devkit.sandbox.server import SandboxServer
 from devkit.sandbox.unibo.sandbox import UniboSandbox
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, message, unibo_takes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,13 +161,6 @@ async def _until(predicate: Any, limit: float) -> None:
         if time.monotonic() > deadline:
             raise SystemExit("timed out")
         await asyncio.sleep(0.1)
-
-
-def free_port() -> int:
-    """A TCP port free right now on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def main() -> None:

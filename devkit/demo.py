@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from devkit.sandbox.kind import FeedReader, SandboxKind
 from devkit.sandbox.registry import READERS, SANDBOXES
 from devkit.sandbox.server import SandboxServer
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.stats import percentile
 from devkit.testbed.traffic import Traffic, message
 from gateway import binding
@@ -242,7 +242,7 @@ async def _demo(events: int, rate: float, faults: bool) -> int:
             destinations.append({"name": kind.name, "connector": kind.name, **keys})
         readers: list[FeedReader] = []
         for reader_kind in READERS.values():
-            feed_port = _free_port()
+            feed_port = free_port()
             readers.append(reader_kind.reader(feed_port))
             run.vendors.append(_reader(readers[-1], reader_kind.name))
             urls[f"{reader_kind.name} feed"] = f"http://127.0.0.1:{feed_port}/{reader_kind.name}/<feed>"
@@ -342,12 +342,6 @@ def _report(gateway: Gateway, run: DemoRun, elapsed: float) -> int:
         return 1
     print("verified: every expected record reached its vendor; failures are in the dead-letter topic with reasons")
     return 0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run_demo(events: int = 20_000, rate: float = 0.0, faults: bool = True) -> int:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import tempfile
@@ -62,6 +61,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from devkit.testbed.commit_metadata import CommitMetadataKeeper
 from devkit.testbed.pki import ThrowawayPki, make_throwaway_pki
+from devkit.testbed.ports import free_port
 from devkit.testbed.probe import ProbeError, probe
 from devkit.testbed.process import BrokerError, ensure_executable, find_tansu_binary, popen, stop_process
 from devkit.testbed.s3 import LocalS3
@@ -101,13 +101,6 @@ _TOPIC_ALREADY_EXISTS = 36
 def _url_host(host: str) -> str:
     """Bracket IPv6 literals for URLs and bootstrap strings."""
     return f"[{host}]" if ":" in host else host
-
-
-def _free_port(host: str) -> int:
-    """Ask the kernel for a currently free TCP port on `host` (Tansu binds it a moment later; races are retried)."""
-    with socket.create_server((host, 0)) as sock:
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _cleanup(
@@ -324,7 +317,7 @@ class EmbeddedBroker:
             public_port = self._requested_port
         fixed_tansu_port = self._terminator is None and self._requested_port is not None
         for attempt in range(1, _PORT_ATTEMPTS + 1):
-            tansu_port = public_port if fixed_tansu_port and public_port is not None else _free_port(self._host)
+            tansu_port = public_port if fixed_tansu_port and public_port is not None else free_port(self._host)
             advertised = public_port if public_port is not None else tansu_port
             self._spawn(binary, tansu_port, advertised)
             try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -12,18 +11,14 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from devkit.testbed.ports import free_port
+
 BUCKET = "tansu"
 _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testbed", "AWS_SECRET_ACCESS_KEY": "testbed", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 class S3Error(RuntimeError):
     """The local S3 server could not be started or the bucket created."""
-
-
-def _free_port(host: str) -> int:
-    with socket.create_server((host, 0)) as sock:
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class LocalS3:
@@ -51,7 +46,7 @@ class LocalS3:
             import moto.server  # noqa: F401, PLC0415 - only to name the missing extra in the error
         except ImportError as exc:
             raise S3Error("the persistent test broker needs moto[server] (the project's demo extra)") from exc
-        self.port = _free_port(self.host)
+        self.port = free_port(self.host)
         args = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
         with self._log_path.open("ab") as log:
             self._proc = popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -262,13 +261,6 @@ def json_lines(text: str) -> list[dict[str, Any]]:
             if isinstance(parsed, dict):
                 lines.append(parsed)
     return lines
-
-
-def free_port() -> int:
-    """A TCP port free right now on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def http_get(url: str) -> tuple[int, str]:

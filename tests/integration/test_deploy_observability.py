@@ -8,11 +8,12 @@ import subprocess
 import sys
 
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from tests.deploy.dockerfile import healthcheck_command, parse
 from tests.deploy.observability import alerts, dashboard_queries, exported_names, metric_names
 from tests.deploy.tools import DEPLOY
 from tests.integration.conftest import RunningSandbox
-from tests.integration.harness import free_port, gateway_config, http_get, running_gateway, unibo_destination
+from tests.integration.harness import gateway_config, http_get, running_gateway, unibo_destination
 
 
 def _healthcheck(url: str) -> int:

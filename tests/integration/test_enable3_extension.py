@@ -13,6 +13,7 @@ import pytest
 from connectors.enable3.callback import SIGNATURE_HEADER, signature
 from devkit.sandbox.faults import FaultPlan
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from gateway.logs import configure
 from tests.integration.enable3_support import (
     ENABLE3_KEY,
@@ -22,7 +23,6 @@ from tests.integration.enable3_support import (
 )
 from tests.integration.harness import (
     InProcessGateway,
-    free_port,
     gateway_config,
     read_topic,
     running_gateway,

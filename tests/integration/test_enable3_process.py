@@ -12,6 +12,7 @@ import pytest
 
 from devkit.sandbox.faults import FaultPlan
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic
 from tests.integration.enable3_support import (
     RunningEnable3,
@@ -21,7 +22,6 @@ from tests.integration.enable3_support import (
 )
 from tests.integration.harness import (
     GatewayProcess,
-    free_port,
     gateway_config,
     http_get,
     produce,

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -15,8 +16,9 @@ from connectors.intarget import connector
 from connectors.intarget.feeds import FEEDS
 from connectors.intarget.tests.clock import ManualClock
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic
-from tests.integration.harness import free_port, gateway_config, produce, running_gateway
+from tests.integration.harness import gateway_config, produce, running_gateway
 from tests.integration.intarget import (
     StoreBackend,
     csv_rows,
@@ -208,7 +210,7 @@ async def test_a_poller_reading_1000_closed_windows_misses_nothing(
             await produce(broker.bootstrap_servers, topic, part)
             await asyncio.sleep(0.15)
 
-    async with running_gateway(tree) as running:
+    async with running_gateway(tree) as running, aiohttp.ClientSession() as poller:
         producer = asyncio.create_task(write_slowly())
         for second in range(1000):
             if second == 900:  # everything is in before the last windows close
@@ -217,7 +219,7 @@ async def test_a_poller_reading_1000_closed_windows_misses_nothing(
             clock.now = start + second + 1 + 0.5
             found = 0
             for feed in POLLED:
-                for row in await rows(port, feed, text(second), text(second + 1)):
+                for row in await rows(port, feed, text(second), text(second + 1), poller):
                     seen[feed][row[key_of(feed)]] = row
                     found += 1
             windows_with_rows += found > 0

@@ -13,7 +13,8 @@ import pytest
 
 from connectors.intarget.formats import stamp_text
 from devkit.testbed.broker import EmbeddedBroker
-from tests.integration.harness import GatewayProcess, free_port, gateway_config, http_get, wait_for, write_config
+from devkit.testbed.ports import free_port
+from tests.integration.harness import GatewayProcess, gateway_config, http_get, wait_for, write_config
 from tests.integration.intarget import TOKEN, StoreBackend, fill_logins, intarget_destination, store_backend
 
 ROWS = 1_000_000

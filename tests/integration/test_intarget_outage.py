@@ -13,8 +13,9 @@ import pytest
 
 from connectors.intarget.formats import stamp_text
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic
-from tests.integration.harness import free_port, gateway_config, produce, running_gateway
+from tests.integration.harness import gateway_config, produce, running_gateway
 from tests.integration.intarget import (
     DESTINATION,
     POSTGRES_URL,

@@ -14,10 +14,10 @@ import pytest
 
 from connectors.intarget.formats import stamp_text
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic
 from tests.integration.harness import (
     GatewayProcess,
-    free_port,
     gateway_config,
     http_get,
     produce,

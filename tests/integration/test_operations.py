@@ -9,6 +9,7 @@ import pytest
 
 from devkit.sandbox.faults import FaultPlan
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, unibo_takes
 from gateway import binding
 from gateway.app import Gateway
@@ -16,7 +17,6 @@ from gateway.delivery import DeliveryEngine
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import (
     committed,
-    free_port,
     gateway_config,
     http_get,
     metric_value,

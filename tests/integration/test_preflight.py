@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from devkit.sandbox.server import SandboxServer
 from devkit.testbed.broker import BrokerTls, EmbeddedBroker, ThrowawayPki, make_throwaway_pki
+from devkit.testbed.ports import free_port
 from gateway.cli import main
 from gateway.kafka_security import KafkaSecurity, client_security_kwargs
 from gateway.preflight import CODECS
@@ -85,9 +85,7 @@ async def connect(path: Path, limit: float = 5.0) -> tuple[int, list[str]]:
 
 def closed_port() -> int:
     """A local port with nothing listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 async def test_every_check_passes_against_live_systems(

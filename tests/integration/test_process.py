@@ -11,12 +11,12 @@ import pytest
 
 from devkit.sandbox.faults import FaultPlan
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import UNIBO_KEY, RunningSandbox
 from tests.integration.harness import (
     GatewayProcess,
     committed,
-    free_port,
     gateway_config,
     http_get,
     metric_value,

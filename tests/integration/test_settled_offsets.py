@@ -22,6 +22,7 @@ from devkit.sandbox.faults import FaultPlan
 from devkit.sandbox.server import SandboxServer
 from devkit.sandbox.unibo.sandbox import UniboSandbox
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, message, unibo_takes
 from gateway import binding
 from gateway.offset_metadata import encode
@@ -29,7 +30,6 @@ from gateway.replay import Replay
 from gateway.replay_records import ReplaySelection
 from tests.integration.harness import (
     GatewayProcess,
-    free_port,
     gateway_config,
     http_get,
     metric_value,

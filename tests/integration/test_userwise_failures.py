@@ -14,11 +14,11 @@ from devkit.sandbox.faults import FaultPlan
 from devkit.sandbox.server import SandboxServer
 from devkit.sandbox.userwise.sandbox import UserWiseSandbox
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic
 from tests.integration.harness import (
     GatewayProcess,
     committed,
-    free_port,
     gateway_config,
     http_get,
     produce,

@@ -14,12 +14,12 @@ import orjson
 
 from connectors.intarget.formats import stamp_text
 from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, unibo_takes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.harness import (
     GatewayProcess,
     committed,
-    free_port,
     gateway_config,
     http_get,
     json_lines,

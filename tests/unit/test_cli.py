@@ -1,4 +1,5 @@
-"""The command-line contract: schema, version, check-config through the environment, python -m."""
+"""The command-line contract: schema, version, check-config through the environment (in this process); the sandbox
+and `run` as `python -m gateway` processes, stopped by a signal."""
 
 from __future__ import annotations
 
@@ -6,41 +7,29 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 
+from devkit.testbed.ports import free_port
 from gateway.cli import _parser
+from tests.command_line import gateway
 from tests.example_config import EXAMPLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-    )
-
-
-def test_schema_prints_the_event_contract() -> None:
+def test_schema_prints_the_event_contract(capsys: pytest.CaptureFixture[str]) -> None:
     """`gateway schema` prints a JSON Schema that covers every event type."""
-    result = _run("schema")
-    assert result.returncode == 0
-    schema = orjson.loads(result.stdout)
-    text = result.stdout
+    assert gateway("schema") == 0
+    text = capsys.readouterr().out
+    schema = orjson.loads(text)
     for kind in (
         "deposit",
         "withdrawal",
@@ -59,38 +48,28 @@ def test_schema_prints_the_event_contract() -> None:
     assert schema["$schema"].startswith("https://json-schema.org/")
 
 
-def test_version() -> None:
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     """`gateway --version` names the package."""
-    result = _run("--version")
-    assert result.returncode == 0
-    assert result.stdout.startswith("event-gateway ")
+    assert gateway("--version") == 0
+    assert capsys.readouterr().out.startswith("event-gateway ")
 
 
-def test_config_path_from_environment() -> None:
+def test_config_path_from_environment(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """GATEWAY_CONFIG stands in for --config."""
     example = str(ROOT / "config" / "gateway.example.yaml")
-    result = _run("check-config", env={"GATEWAY_CONFIG": example, **EXAMPLE_ENV})
-    assert result.returncode == 0, result.stderr
-    assert "configuration OK" in result.stderr
+    for name, value in {"GATEWAY_CONFIG": example, **EXAMPLE_ENV}.items():
+        monkeypatch.setenv(name, value)
+    status = gateway("check-config")
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert "configuration OK" in err
 
 
-def test_missing_config_is_a_clear_error() -> None:
+def test_missing_config_is_a_clear_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Without --config or GATEWAY_CONFIG, run exits 2 with a usage message."""
-    env = {key: value for key, value in os.environ.items() if key != "GATEWAY_CONFIG"}
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "run"], capture_output=True, text=True, check=False, env=env, cwd=ROOT
-    )
-    assert result.returncode == 2
-    assert "--config" in result.stderr
-
-
-def _free_ports(count: int) -> list[int]:
-    ports = []
-    for _ in range(count):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    return ports
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    assert gateway("run") == 2
+    assert "--config" in capsys.readouterr().err
 
 
 @contextlib.asynccontextmanager
@@ -113,7 +92,7 @@ async def _sandbox_process(*options: str, until: str) -> AsyncIterator[str]:
 
 async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
     """`gateway sandbox` serves the Unibo sandbox: a batch with the right key is stored and reported."""
-    (port,) = _free_ports(1)
+    port = free_port()
     # Enable3 and UserWise off: this test is about Unibo, and their default ports may be taken.
     options = ("--unibo-port", str(port), "--unibo-key", "brand-x=k-123", "--enable3-port", "0", "--userwise-port", "0")
     async with _sandbox_process(*options, until="unibo sandbox") as line:
@@ -131,7 +110,7 @@ async def test_sandbox_command_serves_the_unibo_sandbox() -> None:
 
 async def test_sandbox_command_also_serves_the_enable3_sandbox() -> None:
     """`gateway sandbox --enable3-port` serves Enable3 beside Unibo: an event with its key is stored and reported."""
-    unibo_port, enable3_port = _free_ports(2)
+    unibo_port, enable3_port = free_port(), free_port()
     options = ("--unibo-port", str(unibo_port), "--enable3-port", str(enable3_port), "--enable3-key", "brand-y=e3-key")
     async with _sandbox_process(
         *options, "--userwise-port", "0", until=f"enable3 sandbox at http://127.0.0.1:{enable3_port}"
@@ -148,7 +127,7 @@ async def test_sandbox_command_also_serves_the_enable3_sandbox() -> None:
 
 async def test_sandbox_command_serves_the_userwise_sandbox() -> None:
     """`gateway sandbox` also serves UserWise: a request signed with the given key and secret is recorded."""
-    unibo_port, userwise_port = _free_ports(2)
+    unibo_port, userwise_port = free_port(), free_port()
     options = ("--unibo-port", str(unibo_port), "--enable3-port", "0", "--userwise-port", str(userwise_port))
     userwise = ("--userwise-key", "brand-y=uw-key", "--userwise-secret", "uw-secret")
     async with _sandbox_process(*options, *userwise, until="userwise sandbox") as line:
@@ -201,18 +180,33 @@ def test_run_logs_the_configuration_warnings(tmp_path: Path) -> None:
     assert warning["level"] == "warning"
 
 
-def test_workers_from_the_option_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+@contextlib.contextmanager
+def _signals_kept() -> Iterator[None]:
+    """`gateway run` installs its SIGTERM/SIGINT handlers first: put the test process's own back afterwards."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def test_workers_from_the_option_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`--workers N` and GATEWAY_WORKERS take a positive count (default 1: one process); anything else is a usage
     error before any configuration is read, and a worker cannot be started by hand."""
     assert _parser().parse_args(["run", "--config", "c.yaml"]).workers == 1
     assert _parser().parse_args(["run", "--config", "c.yaml", "--workers", "3"]).workers == 3
     for bad in ("0", "-2", "many"):
-        result = _run("run", "--config", "missing.yaml", "--workers", bad)
-        assert result.returncode == 2
-        assert "--workers" in result.stderr
-        assert _run("run", "--config", "missing.yaml", env={"GATEWAY_WORKERS": bad}).returncode == 2
+        assert gateway("run", "--config", "missing.yaml", "--workers", bad) == 2
+        assert "--workers" in capsys.readouterr().err
+        with monkeypatch.context() as env:
+            env.setenv("GATEWAY_WORKERS", bad)
+            assert gateway("run", "--config", "missing.yaml") == 2
+        capsys.readouterr()
     monkeypatch.setenv("GATEWAY_WORKERS", "4")
     assert _parser().parse_args(["run", "--config", "c.yaml"]).workers == 4
-    result = _run("run", "--config", "missing.yaml", "--worker", "1", "--status-fd", "1")
-    assert result.returncode == 2
-    assert "not by hand" in result.stderr
+    with _signals_kept():
+        assert gateway("run", "--config", "missing.yaml", "--worker", "1", "--status-fd", "1") == 2
+    assert "not by hand" in capsys.readouterr().err

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +9,7 @@ import pytest
 
 from gateway import binding
 from gateway.errors import ConfigError
+from tests.command_line import gateway
 from tests.example_config import EXAMPLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,29 +126,20 @@ def test_describe_masks_secrets() -> None:
         assert secret not in everything
 
 
-def test_check_config_cli_masks_and_reports(tmp_path: Path) -> None:
+def test_check_config_cli_masks_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`gateway check-config` prints the resolved destinations masked and exits 1 naming a bad key."""
     good = tmp_path / "good.yaml"
     good.write_text(EXAMPLE.read_text().replace("change-me", "real-looking-key-42"))
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "check-config", "--config", str(good)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "real-looking-key-42" not in result.stdout + result.stderr
-    assert '"name": "unibo"' in result.stdout
+    status = gateway("check-config", "--config", str(good))
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "real-looking-key-42" not in out + err
+    assert '"name": "unibo"' in out
     bad = tmp_path / "bad.yaml"
     bad.write_text(EXAMPLE.read_text().replace("linger_ms: 500", "linger_ms: 500\n      lingr: 1"))
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "check-config", "--config", str(bad)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 1
-    assert "destinations[0].batch.lingr: unknown key" in result.stderr
+    status = gateway("check-config", "--config", str(bad))
+    assert status == 1
+    assert "destinations[0].batch.lingr: unknown key" in capsys.readouterr().err
 
 
 def test_unloadable_kafka_tls_files_fail_at_startup(tmp_path: Path) -> None:

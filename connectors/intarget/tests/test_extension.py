@@ -10,10 +10,11 @@ from prometheus_client import CollectorRegistry
 
 from connectors.intarget.extension import FeedExtension
 from connectors.intarget.tests.clock import ManualClock
+from devkit.testbed.ports import free_port
 from gateway import binding
 from gateway.extensions import ExtensionContext
 from gateway.metrics import Metrics
-from tests.integration.harness import free_port, http_get
+from tests.integration.harness import http_get
 
 
 def context(store: str, port: int, stopping: asyncio.Event) -> ExtensionContext:
