@@ -156,7 +156,7 @@ def _stage(name: str, count: int) -> int:
         finally:
             server.terminate()
     elif name == "log_batch":
-        engine = _pipeline()._engine
+        engine = _pipeline()._stage.engine
         tenant = Tenant("default", None)
         stats: Counter[str] = Counter(sends=1, delivered=1000)
         started = time.monotonic()

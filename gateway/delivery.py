@@ -28,6 +28,7 @@ from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics, observe_many
 from gateway.outcomes import Outcome, SendResult, is_redirect, retry_reason
 from gateway.ownership import REVOKED, ownership
+from gateway.retries import Attempts
 
 log = structlog.get_logger("gateway.delivery")
 
@@ -192,7 +193,7 @@ class DeliveryEngine:
     async def _send_until_settled(
         self, tenant: Tenant, segment: list[Item], stats: Counter[str], sender: object
     ) -> list[list[Item]]:
-        attempt = 0
+        attempts = Attempts(self._backoff)
         while True:
             await tenant.wait_turn(sender)
             segment = [item for item in segment if not item.offsets.closed]
@@ -212,7 +213,7 @@ class DeliveryEngine:
                 self._settle_delivered(done, stats, result.duplicates)
                 segment = [item for index, item in enumerate(segment) if index not in result.delivered]
                 result = _reindexed(result, sorted(result.delivered))
-                attempt = 0  # progress: the vendor is working, so the remainder goes again promptly
+                attempts.reset()  # progress: the vendor is working, so the remainder goes again promptly
             outcome = result.outcome
             if outcome is Outcome.DELIVERED:
                 self._settle_delivered(segment, stats, result.duplicates)
@@ -225,18 +226,17 @@ class DeliveryEngine:
                 self._metrics.retries(reason).inc()
                 stats["retries"] += 1
                 self._set_failing(sender, True)
-                delay = self._backoff.delay(attempt, result.retry_after)
+                delay = attempts.failed(result.retry_after)
                 self._log.warning(
                     "retrying",
                     tenant=tenant.name,
                     status=result.status,
                     reason=reason,
-                    attempt=attempt + 1,
+                    attempt=attempts.count,
                     delay_s=round(delay, 3),
                     records=len(segment),
                     detail=result.detail[:200],
                 )
-                attempt += 1
                 await self._sleep(delay)
                 continue
             if outcome is Outcome.HALT:
@@ -248,7 +248,7 @@ class DeliveryEngine:
                 bad = [item for index, item in enumerate(segment) if index in result.rejected]
                 segment = [item for index, item in enumerate(segment) if index not in result.rejected]
                 self._reject(bad, result, stats)
-                attempt = 0
+                attempts.reset()
                 continue
             if len(segment) == 1:
                 self._reject(segment, result, stats)

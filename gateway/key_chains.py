@@ -8,11 +8,8 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 
-import structlog
-
 from gateway.batcher import Item
-
-log = structlog.get_logger("gateway.key_chains")
+from gateway.logs import destination_logger
 
 ChainKey = tuple[str, str]  # (tenant, ordering key)
 
@@ -22,6 +19,7 @@ class KeyChains:
 
     def __init__(self, destination: str) -> None:
         self._destination = destination
+        self._log = destination_logger("gateway.key_chains", destination)
         self._tails: dict[ChainKey, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: dict[str, int] = {}  # per tenant: its deliveries running
@@ -65,7 +63,7 @@ class KeyChains:
             del self._tails[key]
         if not task.cancelled() and task.exception() is not None:
             self.failure = task.exception()
-            log.error("a per-key delivery failed", destination=self._destination, exc_info=self.failure)
+            self._log.error("a per-key delivery failed", exc_info=self.failure)
 
     def __len__(self) -> int:
         return len(self._tasks)

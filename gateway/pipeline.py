@@ -12,19 +12,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from gateway.backoff import FullJitterBackoff
-from gateway.batcher import Batcher, Item, Lane
+from gateway.batcher import Item, Lane
 from gateway.commits import Committer, settled_above_committed
 from gateway.config import KafkaConfig
-from gateway.connector import ClientContext
 from gateway.consumer_health import BrokerContact, ReadFailures
 from gateway.dead_letter_log import DeadLetterLog
-from gateway.delivery import DeliveryEngine, Tenant, tenant_for
+from gateway.delivery_stage import DeliveryStage, lane_count
 from gateway.destination import Destination
 from gateway.dlq import DeadLetterWriter
-from gateway.errors import EventError, MappingError, UnknownBrand
-from gateway.events import decode
-from gateway.http_client import HttpTransport
+from gateway.errors import EventError
 from gateway.kafka_clients import (
     KAFKA_CALL_TIMEOUT,
     SHUTDOWN_CALL_TIMEOUT,
@@ -80,35 +76,21 @@ class Pipeline:
         self._dead_letters = dead_letters
         self.metrics = DestinationMetrics(metrics, destination.name)
         config = destination.config
-        # One connection per lane (lanes are per tenant), so no send waits for a pooled connection inside its timeout.
-        lanes = destination.concurrency * max(1, len(destination.credentials))
-        pool_size = max(lanes, 4)
-        self._transport = HttpTransport(config, self.metrics, pool_size=pool_size)
-        self._client = destination.connector.client(
-            ClientContext(
-                destination=config,
-                options=destination.options,
-                settings=destination.settings,
-                http=self._transport,
-                shared=shared,
-            )
-        )
-        retry = config.retry
-        self._engine = DeliveryEngine(
-            destination.name,
-            self._client,
-            FullJitterBackoff(initial=retry.initial, maximum=retry.max, retry_after_cap=retry.retry_after_cap),
-            retry.halt_probe,
+        # A lane's batch never holds more than its share of the bytes bound: the lanes cannot fill it between them
+        # with batches that each wait to be full.
+        batch_cap = max(1024, config.max_in_flight_bytes // (2 * lane_count(destination)))
+        self._stage = DeliveryStage(
+            destination,
             self.metrics,
             self._dead_letter_items,
+            batch=dataclasses.replace(destination.batch, max_bytes=min(destination.batch.max_bytes, batch_cap)),
+            shared=shared,
             on_state_change=self._update_up,
-            request_slots=pool_size,
+            on_lane_failed=self._lane_failed,
         )
-        self._tenants = {brand: Tenant(brand, creds) for brand, creds in destination.credentials.items()}
-        self._map = destination.connector.map
-        self._options = destination.options
-        self._events = destination.events
-        self._concurrency = destination.concurrency
+        self._route = self._stage.router.route
+        self._place = self._stage.place
+        self._tenants = self._stage.tenants
         # Bounds on what is held unsettled: the destination's, and each tenant's share of it, so that one tenant's
         # backlog (halted, or stuck on a record) fills only its own share (docs/parking.md).
         self._bound = Bound(config.max_in_flight, config.max_in_flight_bytes)
@@ -119,13 +101,7 @@ class Pipeline:
         self._loads = {name: Load() for name in self._tenants}
         self._unrouted = Load()  # messages no tenant holds: dead letters of undecodable or unroutable ones, parkings
         self._average_bytes = 1024  # of a held message, for turning room in bytes into a poll's max_records
-        # A lane's batch never holds more than its share of the bytes bound: the lanes cannot fill it between them
-        # with batches that each wait to be full.
-        batch_cap = max(1024, config.max_in_flight_bytes // (2 * lanes))
-        self._batch = dataclasses.replace(destination.batch, max_bytes=min(destination.batch.max_bytes, batch_cap))
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
-        self._tenant_lanes: dict[str, list[Lane | None]] = {name: [None] * self._concurrency for name in self._tenants}
-        self._lane_tasks: set[asyncio.Task[None]] = set()
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._paused = False
         self._commit_lock = asyncio.Lock()
@@ -187,36 +163,17 @@ class Pipeline:
         return total
 
     def _update_up(self) -> None:
-        self.metrics.up.set(0 if self.halted or self._engine.failing else 1)
+        self.metrics.up.set(0 if self.halted or self._stage.engine.failing else 1)
 
     # ---- consume path ------------------------------------------------------------------------------------------
 
     def _lanes(self) -> list[Lane]:
-        return [lane for lanes in self._tenant_lanes.values() for lane in lanes if lane is not None]
+        return self._stage.lanes()
 
-    def _lane(self, tenant: Tenant, key: str) -> Lane:
-        lanes = self._tenant_lanes[tenant.name]
-        index = hash(key) % self._concurrency if self._concurrency > 1 else 0
-        lane = lanes[index]
-        if lane is None:
-            engine = self._engine
-
-            async def deliver(items: list[Item], tenant: Tenant = tenant) -> None:
-                await engine.deliver(tenant, items)
-
-            lane = lanes[index] = Lane(Batcher(self._batch), deliver)
-            task = asyncio.create_task(lane.run(), name=f"lane:{self.name}:{tenant.name}:{index}")
-            self._lane_tasks.add(task)
-            task.add_done_callback(self._lane_ended)
-        return lane
-
-    def _lane_ended(self, task: asyncio.Task[None]) -> None:
-        self._lane_tasks.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            # A lane never ends by itself: its records would stall unsettled. Fail the pipeline loudly instead;
-            # nothing is committed past them, so a restart re-delivers.
-            self._task_failed("lane", error, fatal=True)
+    def _lane_failed(self, error: BaseException) -> None:
+        # A lane never ends by itself: its records would stall unsettled. Fail the pipeline loudly instead; nothing is
+        # committed past them, so a restart re-delivers.
+        self._task_failed("lane", error, fatal=True)
 
     def _task_failed(self, task: str, error: BaseException, *, fatal: bool) -> None:
         """A background task failed with a bug: logged with its trace and counted; a fatal one (its records could
@@ -260,30 +217,16 @@ class Pipeline:
     ) -> None:
         size = message_bytes(message)
         try:
-            event = decode(message.value)
-            if event.type not in self._events:
-                offsets.track(offset, 0)
-                self.filtered_pending += 1  # counted once per poll (_consume): a counter's lock per event adds up
-                return
-            tenant = tenant_for(self._tenants, event.brand)
-            if tenant is None:
-                raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {self.name}")
-            records = self._map(event, self._options)
-        except EventError as error:
+            route = self._route(message)
+        except EventError as error:  # undecodable, unroutable, or a connector bug (which costs one message only)
             offsets.track(offset, 1, self._unrouted, size)
             self._spawn_dead_letter(offsets, offset, message, error.reason, error.detail, None)
             return
-        except Exception as error:  # a connector bug must cost one message, never the pipeline
-            source = f"{message.topic}/{message.partition}/{message.offset}"
-            self._log.exception("mapping failed", source=source)
-            offsets.track(offset, 1, self._unrouted, size)
-            failure = MappingError(f"{type(error).__name__} in connector {self.destination.connector.name}")
-            self._spawn_dead_letter(offsets, offset, message, failure.reason, failure.detail, None)
-            return
-        if not records:
+        if route is None:
             offsets.track(offset, 0)
-            self.filtered_pending += 1
+            self.filtered_pending += 1  # counted once per poll (_consume): a counter's lock per event adds up
             return
+        event, tenant, records = route
         parking = self._parking
         # Read again below where the previous owner had read: unsettled then, so older than what it parked.
         if parking is not None and not parked and tenant.name in parking.parking and offset >= offsets.replay_end:
@@ -291,11 +234,7 @@ class Pipeline:
             parking.park(offsets, offset, message, tenant.name)
             return
         offsets.track(offset, len(records), self._loads[tenant.name], size + records_bytes(records))
-        occurred_at = event.occurred_at.timestamp()
-        for record in records:
-            self._lane(tenant, record.key).add(
-                Item(record, offsets, offset, event.type, consumed_at, occurred_at, message), monotonic
-            )
+        self._place(tenant, records, event, offsets, offset, message, consumed_at, monotonic)
 
     # ---- dead letters ------------------------------------------------------------------------------------------
 
@@ -401,7 +340,7 @@ class Pipeline:
         # Clients stop before their next request for these partitions; one already on the wire is let finish
         # (within its timeout) before the partitions go, so the next owner never sends them at the same time.
         deadline = time.monotonic() + self.destination.config.timeout + 1.0
-        while self._engine.sending_revoked() and time.monotonic() < deadline:  # noqa: ASYNC110 - rare; see above
+        while self._stage.engine.sending_revoked() and time.monotonic() < deadline:  # noqa: ASYNC110 - rare; see above
             await asyncio.sleep(0.02)
         self._log.info(
             "partitions revoked",
@@ -568,8 +507,7 @@ class Pipeline:
             finally:
                 self._consumer = None
                 await stop_within(f"consumer:{self.name}", consumer.stop)
-                await self._client.close()
-                await self._transport.close()
+                await self._stage.close()
                 self._dead_letter_log.flush()
                 self._log.info("pipeline stopped", unsettled=self.in_flight)
 
@@ -630,8 +568,8 @@ class Pipeline:
         return self.in_flight + (self._parking.pending if self._parking is not None else 0)
 
     async def _cancel_workers(self) -> None:
-        tasks = [*self._lane_tasks, *self._side_tasks]
+        tasks = list(self._side_tasks)
         for task in tasks:
             task.cancel()
+        await self._stage.stop()  # the lanes, and the per-key deliveries they handed off
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._engine.close()  # per-key deliveries the lanes handed off

@@ -15,25 +15,21 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from gateway.backoff import FullJitterBackoff
-from gateway.batcher import Batcher, Item, Lane
+from gateway.batcher import Item
 from gateway.commits import Committer, settled_above_committed
-from gateway.connector import ClientContext, VendorRecord
-from gateway.delivery import DeliveryEngine, Tenant, tenant_for
+from gateway.connector import VendorRecord
+from gateway.delivery_stage import DeliveryStage
 from gateway.destination import Destination, ResolvedConfig
 from gateway.dlq import RECORD_HEADER, DeadLetterWriter
-from gateway.errors import EventError, MappingError, UnknownBrand
-from gateway.events import decode
+from gateway.errors import EventError
 from gateway.extensions import ExtensionContext, extensions_of
-from gateway.http_client import HttpTransport
 from gateway.kafka_clients import dead_letter_producer, start_with_retry
 from gateway.kafka_security import client_security_kwargs
-from gateway.logs import scrubber
+from gateway.logs import destination_logger, scrubber
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offset_metadata import SettledAbove
 from gateway.offsets import PartitionOffsets
@@ -45,8 +41,6 @@ from gateway.replay_records import (
     failed_again_headers,
     gateway_headers,
 )
-
-log = structlog.get_logger("gateway.replay")
 
 Progress = Callable[[ReplaySummary, int], None]
 
@@ -67,6 +61,7 @@ class Replay:
         scrubber.register(config.secrets())  # as `gateway run` does: write-backs and logs never carry a secret
         self.kafka = config.gateway.kafka
         self.destination: Destination = config.destination(selection.destination)
+        self._log = destination_logger("gateway.replay", self.destination.name)
         self.selection = selection
         self.dry_run = dry_run
         self.from_beginning = from_beginning
@@ -81,13 +76,9 @@ class Replay:
         # (partition, offset, failed record_id or None) -> its write-back task; and the dead letters that failed again
         self._failed: dict[tuple[int, int, str | None], asyncio.Task[None]] = {}
         self._failed_letters: set[tuple[int, int]] = set()
-        self._lanes: dict[tuple[str, int], Lane] = {}
-        self._lane_tasks: list[asyncio.Task[None]] = []
-        self._sending = 0  # batches at the vendor right now
         self._tasks: set[asyncio.Task[None]] = set()
-        self._engine: DeliveryEngine | None = None
+        self._stage: DeliveryStage | None = None
         self._writer: DeadLetterWriter | None = None
-        self._tenants = {brand: Tenant(brand, creds) for brand, creds in self.destination.credentials.items()}
 
     @property
     def in_flight(self) -> int:
@@ -153,37 +144,19 @@ class Replay:
         context = ExtensionContext(self.destination, self.kafka, self.metrics, stopping, serve=False)
         extensions = extensions_of([context])
         extension = extensions.get(self.destination.name)
-        config = self.destination.config
         metrics = DestinationMetrics(self.metrics, self.destination.name)
-        lanes = self.destination.concurrency * max(1, len(self._tenants))
-        pool_size = max(lanes, 4)
-        transport = HttpTransport(config, metrics, pool_size=pool_size)
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(producer.stop)
             if extension is not None:
                 stack.push_async_callback(extension.stop)  # before start: a start that fails half-way is undone
                 await extension.start()
-            stack.push_async_callback(transport.close)
-            client = self.destination.connector.client(
-                ClientContext(
-                    destination=config,
-                    options=self.destination.options,
-                    settings=self.destination.settings,
-                    http=transport,
-                    shared=extension.shared if extension is not None else None,
-                )
-            )
-            stack.push_async_callback(client.close)
-            retry = config.retry
-            self._engine = DeliveryEngine(
-                self.destination.name,
-                client,
-                FullJitterBackoff(initial=retry.initial, maximum=retry.max, retry_after_cap=retry.retry_after_cap),
-                retry.halt_probe,
+            stage = self._stage = DeliveryStage(
+                self.destination,
                 metrics,
                 self._dead_letter_items,
-                request_slots=pool_size,
+                shared=extension.shared if extension is not None else None,
             )
+            stack.push_async_callback(stage.close)
             committer = asyncio.create_task(self._commit_forever(consumer))
             try:
                 await self._read(consumer, stopping)
@@ -195,7 +168,7 @@ class Replay:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                await self._engine.close()
+                await stage.stop()
                 await self._commit(consumer)
         self.summary.interrupted = self.summary.interrupted or self.in_flight > 0
 
@@ -219,7 +192,7 @@ class Replay:
             try:
                 batches = await consumer.getmany(*active, timeout_ms=200, max_records=500)
             except KafkaError as error:
-                log.warning("dead-letter read failed, retrying", error=type(error).__name__)
+                self._log.warning("dead-letter read failed, retrying", error=type(error).__name__)
                 await asyncio.sleep(0.5)
                 continue
             for tp, messages in batches.items():
@@ -278,58 +251,26 @@ class Replay:
         self._deliver(offsets, message)
 
     def _deliver(self, offsets: ReplayOffsets, message: Any) -> None:
-        """The pipeline's decode, route and map for one record, then onto its lane."""
+        """The pipeline's route for one record (gateway.routing), then onto its lanes: only the record it names."""
+        stage = self._stage
+        assert stage is not None
         try:
-            event = decode(message.value)
-            if event.type not in self.destination.events:
-                self._not_taken(offsets, message)
-                return
-            tenant = tenant_for(self._tenants, event.brand)
-            if tenant is None:
-                raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {self.destination.name}")
-            records = self.destination.connector.map(event, self.destination.options)
-        except EventError as error:
+            route = stage.router.route(message)
+        except EventError as error:  # undecodable, unroutable, or a connector bug: this record fails again
             offsets.track(message.offset, 1)
             self._fail(offsets, message, error.reason, error.detail, None)
             return
-        except Exception as error:  # a connector bug costs this record, never the replay
-            log.exception("mapping failed", destination=self.destination.name, offset=message.offset)
-            offsets.track(message.offset, 1)
-            failure = MappingError(f"{type(error).__name__} in connector {self.destination.connector.name}")
-            self._fail(offsets, message, failure.reason, failure.detail, None)
-            return
-        records = _named_record(records, gateway_headers(message).get(RECORD_HEADER))
-        if not records:
+        if route is None:
             self._not_taken(offsets, message)
             return
+        event, tenant, records = route
+        records = _named_record(records, gateway_headers(message).get(RECORD_HEADER), self._log)
         offsets.track(message.offset, len(records))
-        now, monotonic, occurred_at = time.time(), time.monotonic(), event.occurred_at.timestamp()
-        for record in records:
-            item = Item(record, offsets, message.offset, event.type, now, occurred_at, message)
-            self._lane(tenant, record.key).add(item, monotonic)
+        stage.place(tenant, records, event, offsets, message.offset, message, time.time(), time.monotonic())
 
     def _not_taken(self, offsets: ReplayOffsets, message: Any) -> None:
         offsets.track(message.offset, 0)
         self.summary.skipped_not_taken += 1
-
-    def _lane(self, tenant: Tenant, key: str) -> Lane:
-        concurrency = self.destination.concurrency
-        index = hash(key) % concurrency if concurrency > 1 else 0
-        lane = self._lanes.get((tenant.name, index))
-        if lane is None:
-            engine = self._engine
-            assert engine is not None
-
-            async def deliver(items: list[Item], tenant: Tenant = tenant) -> None:
-                self._sending += 1
-                try:
-                    await engine.deliver(tenant, items)
-                finally:
-                    self._sending -= 1
-
-            lane = self._lanes[(tenant.name, index)] = Lane(Batcher(self.destination.batch), deliver)
-            self._lane_tasks.append(self._spawn(lane.run()))
-        return lane
 
     # ---- verdicts ----------------------------------------------------------------------------------------------
 
@@ -362,7 +303,7 @@ class Replay:
             assert writer is not None
             headers = failed_again_headers(message, reason, detail, status, record_id)
             first = self._failed[key] = self._spawn(writer.send(message, headers, self.destination.name))
-            log.warning("failed again", destination=self.destination.name, reason=reason, status=status)
+            self._log.warning("failed again", reason=reason, status=status)
 
         async def settle_after_write(first: asyncio.Task[None] = first) -> None:
             await asyncio.shield(first)
@@ -381,22 +322,23 @@ class Replay:
     async def _drain(self, stopping: asyncio.Event) -> None:
         """Send what is queued without lingering and wait for every record. Once stopping, queued records stay
         unsent (and uncommitted, for the next run) and only the batches at the vendor finish, within the grace."""
-        for lane in self._lanes.values():
+        stage = self._stage
+        assert stage is not None
+        for lane in stage.lanes():
             lane.flush()
         deadline: float | None = None
         while self.in_flight:
             if stopping.is_set():
                 if deadline is None:
                     deadline = time.monotonic() + self.config.gateway.shutdown.grace_period
-                    for lane in self._lanes.values():
+                    for lane in stage.lanes():
                         lane.batcher.purge(lambda _: False)
-                    log.info("stopping: finishing the batches being sent", sending=self._sending)
+                    self._log.info("stopping: finishing the batches being sent", sending=stage.sending)
                 writing = any(not task.done() for task in self._failed.values())
-                if time.monotonic() >= deadline or (not self._sending and not writing):
+                if time.monotonic() >= deadline or (not stage.sending and not writing):
                     break
-            for task in self._lane_tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise RuntimeError("a delivery lane of the replay failed") from task.exception()
+            if stage.lane_failure is not None:
+                raise RuntimeError("a delivery lane of the replay failed") from stage.lane_failure
             self._report()
             await asyncio.sleep(0.05)
         self._report()
@@ -411,14 +353,14 @@ class Replay:
         if self._committer is None:
             self._committer = Committer(consumer, self.kafka.commit_metadata_max_bytes)
         if await self._committer.commit(self._partitions) is None:
-            log.warning("replay commit failed; will retry", error=type(self._committer.last_failure).__name__)
+            self._log.warning("replay commit failed; will retry", error=type(self._committer.last_failure).__name__)
 
     def _report(self) -> None:
         if self._progress is not None:
             self._progress(self.summary, self.in_flight)
 
 
-def _named_record(records: Sequence[VendorRecord], record_id: str | None) -> Sequence[VendorRecord]:
+def _named_record(records: Sequence[VendorRecord], record_id: str | None, log: Any) -> Sequence[VendorRecord]:
     """Only the vendor record a dead letter names (its siblings were delivered); all of them when it names none, or
     when the mapping no longer makes it (options changed since): re-sending beats losing it."""
     if record_id is None:
