@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,39 +27,18 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from harness import PARTITIONS, create_topics, produce
+from harness import PARTITIONS, SANDBOX_KEYS, create_topics, produce, spawn_sandboxes, wait_for_sandboxes
 
 from devkit.sandbox.faults import standard_fault_mix
 from devkit.testbed.broker import EmbeddedBroker
-from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, message
 from gateway import binding
 from gateway.app import Gateway
 from gateway.logs import configure
 
 ROOT = Path(__file__).resolve().parents[1]
-VENDORS = ("unibo", "enable3", "userwise")
-KEYS = {"unibo": "sandbox-unibo-key", "enable3": "sandbox-enable3-key", "userwise": "sandbox-userwise-key"}
-
-
-def _spawn_sandboxes() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    ports = {vendor: free_port() for vendor in VENDORS}
-    command = [sys.executable, "-m", "gateway", "sandbox", *[f"--{v}-port={p}" for v, p in ports.items()]]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return process, {vendor: f"http://127.0.0.1:{port}" for vendor, port in ports.items()}
-
-
-async def _wait_for_sandboxes(urls: dict[str, str]) -> None:
-    async with aiohttp.ClientSession() as session:
-        for url in urls.values():
-            for _ in range(200):
-                try:
-                    async with session.get(f"{url}/_sandbox/faults") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
+VENDORS = tuple(SANDBOX_KEYS)
+KEYS = SANDBOX_KEYS
 
 
 async def _faults(urls: dict[str, str], arm: bool) -> dict[str, Any]:
@@ -223,9 +200,9 @@ async def main() -> None:
     if args.no_adaptive:
         OVERRIDES["adaptive_timeout"] = {"enabled": False}
     configure(level="error", fmt="json")
-    process, urls = _spawn_sandboxes()
+    process, urls = spawn_sandboxes()
     try:
-        await _wait_for_sandboxes(urls)
+        await wait_for_sandboxes(urls)
         with EmbeddedBroker() as broker:
             ratios: dict[str, list[float]] = {vendor: [] for vendor in VENDORS}
             for round_ in range(args.repeat):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devkit.testbed.ports import free_port
+from devkit.testbed.process import stop_process
 
 BUCKET = "tansu"
 _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testbed", "AWS_SECRET_ACCESS_KEY": "testbed", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -79,13 +79,5 @@ class LocalS3:
     def stop(self, grace: float = 3.0) -> None:
         """Stop the server (idempotent); the stored data is gone."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc, grace)
