@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-MESSAGE_OVERHEAD = 400
-"""Bytes held per in-flight message beyond its value, key and headers: the ConsumerRecord, the tracker entries and
-the decoded event while it is mapped (an estimate; bench/backlog_memory.py checks it against RSS)."""
+MESSAGE_OVERHEAD = 800
+"""Bytes held per in-flight message beyond its value, key and headers: the ConsumerRecord (about 170 with its
+attribute dict, and 70 for its offset and timestamp), the tracker entries (about 400: two dict slots, at up to three
+times the live entries, and a tuple), the strings the decoded event leaves in the vendor records (about 100) and the
+free space pymalloc cannot hand back between them. Measured with tracemalloc on bench/backlog_memory.py's Unibo
+backlog: 1,470 bytes held per message of 240 value bytes and a 250-byte record, against 1,040 counted with the
+earlier estimate of 400 (and 150 per record)."""
 
-RECORD_OVERHEAD = 150
-"""Bytes held per vendor record beyond its body: the VendorRecord and the Item that carries it."""
+RECORD_OVERHEAD = 200
+"""Bytes held per vendor record beyond its body: the VendorRecord (64), the Item that carries it (90), and its
+timestamps."""
 
 
 def message_bytes(message: Any) -> int:

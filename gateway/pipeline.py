@@ -513,14 +513,19 @@ class Pipeline:
         if total.events:
             self._average_bytes = max(64, total.bytes // total.events)
         average = self._average_bytes
-        full = self._bound.check(total, now)
-        room = self._bound.room(total, average)
         parking = self._parking
         parked: set[str] = set()
+        holding = False
         if parking is not None:
             parking.consider(now)
             parked = parking.parking  # their events are not held here: their bound is their reader's
-            full = full or bool(parking.holding)
+            holding = bool(parking.holding)
+        # A parked brand holds no more than its share (what it held when parked, then what its reader takes), so it
+        # counts against no one else's bound: counted in the destination's, the share it holds while halted would
+        # keep the destination from ever falling back to half (a share may go over by one message's bytes).
+        counted = _without(total, [self._loads[name] for name in parked])
+        full = self._bound.check(counted, now) or holding
+        room = self._bound.room(counted, average)
         for name, bound in self._tenant_bounds.items():
             if name in parked:
                 continue
@@ -639,3 +644,11 @@ class Pipeline:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._engine.close()  # per-key deliveries the lanes handed off
+
+
+def _without(total: Load, loads: Sequence[Load]) -> Load:
+    """`total` less `loads`."""
+    rest = Load()
+    rest.events = total.events - sum(load.events for load in loads)
+    rest.bytes = total.bytes - sum(load.bytes for load in loads)
+    return rest
