@@ -83,6 +83,17 @@ class Samples:
     in_flight: list[float] = field(default_factory=list)
     in_flight_bytes: list[float] = field(default_factory=list)
     parked: float = 0.0
+    # (seconds, (consumed, delivered, parked, in flight)): with a brand halted for the whole run, the events it held
+    # when it was parked never settle, so neither does every commit
+    progress: list[tuple[float, tuple[float, float, float, float]]] = field(default_factory=list)
+
+    def settled_down(self, events: int) -> float | None:
+        """With a halted brand: when everything was consumed and delivered, parked or held, and nothing changed
+        for three seconds since (seconds since start), else None."""
+        recent = self.progress[-4:]
+        if len(recent) < 4 or recent[0][1][0] < events or len({counts for _, counts in recent}) > 1:
+            return None
+        return recent[0][0]
 
 
 def _metric(text: str, name: str) -> float:
@@ -104,6 +115,10 @@ async def _sample(process: psutil.Process, port: int, samples: Samples, started:
                 samples.in_flight.append(_metric(text, "gateway_in_flight_events"))
                 samples.in_flight_bytes.append(_metric(text, "gateway_in_flight_bytes"))
                 samples.parked = _metric(text, "gateway_parked_events_total")
+                consumed = _metric(text, "gateway_events_consumed_total")
+                delivered = _metric(text, "gateway_events_delivered_total")
+                counts = (consumed, delivered, samples.parked, samples.in_flight[-1])
+                samples.progress.append((time.monotonic() - started, counts))
             except (aiohttp.ClientError, TimeoutError, IndexError, ValueError):
                 pass
             samples.at.append(time.monotonic() - started)
@@ -189,8 +204,10 @@ async def run(args: argparse.Namespace) -> None:
                 started = time.monotonic()
                 samples = Samples()
                 sampler = asyncio.create_task(_sample(psutil.Process(gateway.pid), port, samples, started))
-                last = 0.0
+                last, elapsed = 0.0, None
                 while (committed := await committed_total(tree)) < args.events:
+                    if halted and (elapsed := samples.settled_down(args.events)) is not None:
+                        break
                     if gateway.poll() is not None:
                         raise RuntimeError(f"the gateway exited with {gateway.returncode}; see {log_path}")
                     now = time.monotonic() - started
@@ -199,7 +216,8 @@ async def run(args: argparse.Namespace) -> None:
                         rss = samples.rss[-1] if samples.rss else 0
                         print(f"  {now:.0f} s: {committed:,} committed, RSS {rss:.0f} MiB", flush=True)
                     await asyncio.sleep(2.0)
-                elapsed = time.monotonic() - started
+                if elapsed is None:
+                    elapsed = time.monotonic() - started
                 await asyncio.sleep(1.5)  # one more sample after the last commit
                 sampler.cancel()
                 layout = _layout(gateway.pid)
@@ -210,8 +228,12 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.to_thread(gateway.wait, 30)
     mode = "one brand halted (403) for the whole run" if halted else "one brand"
     print(f"\nbacklog {args.events:,} events, Unibo destination, {mode}; bounds: {overrides or 'defaults'}")
-    print(f"events/s (gateway start to every offset committed): {args.events / elapsed:,.0f} ({elapsed:.0f} s)")
+    until = "everything delivered, parked or held (B's)" if halted else "every offset committed"
+    print(f"events/s (gateway start to {until}): {args.events / elapsed:,.0f} ({elapsed:.0f} s)")
     print(f"delivered {delivered:,}, parked {samples.parked:,.0f}, requests refused on the key {refused:,}")
+    if halted and samples.progress:
+        held = samples.progress[-1][1][3]
+        print(f"held in memory for B since it halted (unsettled until its key works, so commits wait): {held:,.0f}")
     print(
         f"gateway RSS: peak {max(samples.rss):.0f} MiB, final {samples.rss[-1]:.0f} MiB, "
         f"first sample {samples.rss[0]:.0f} MiB; {len(samples.rss)} samples"

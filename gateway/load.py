@@ -68,15 +68,25 @@ class Bound:
         self.full = False
         self.full_since = 0.0
 
-    def check(self, load: Load, now: float) -> bool:
-        """Whether `load` is at the bound now (updating the hysteresis state)."""
+    def check(self, load: Load, now: float, aside: Load | None = None) -> bool:
+        """Whether `load` is at the bound now (updating the hysteresis state). Part of it may be held `aside`: load
+        that cannot drain for now (a halted brand's share, parked): it counts against the bound, and the rest is back
+        at half once it is at half of what `aside` leaves (else a share held aside above half would keep the bound
+        full for as long as it is held)."""
         if load.events >= self.events or load.bytes >= self.bytes:
             if not self.full:
                 self.full = True
                 self.full_since = now
-        elif self.full and load.events <= self.events // 2 and load.bytes <= self.bytes // 2:
+        elif self.full and self._at_half(load, aside):
             self.full = False
         return self.full
+
+    def _at_half(self, load: Load, aside: Load | None) -> bool:
+        events, size, limit_events, limit_bytes = load.events, load.bytes, self.events, self.bytes
+        if aside is not None:
+            events, size = events - aside.events, size - aside.bytes
+            limit_events, limit_bytes = limit_events - aside.events, limit_bytes - aside.bytes
+        return events <= max(0, limit_events) // 2 and size <= max(0, limit_bytes) // 2
 
     def room(self, load: Load, average_bytes: int) -> int:
         """How many more messages of about `average_bytes` fit under the bound (at least 0)."""

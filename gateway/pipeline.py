@@ -520,12 +520,12 @@ class Pipeline:
             parking.consider(now)
             parked = parking.parking  # their events are not held here: their bound is their reader's
             holding = bool(parking.holding)
-        # A parked brand holds no more than its share (what it held when parked, then what its reader takes), so it
-        # counts against no one else's bound: counted in the destination's, the share it holds while halted would
-        # keep the destination from ever falling back to half (a share may go over by one message's bytes).
-        counted = _without(total, [self._loads[name] for name in parked])
-        full = self._bound.check(counted, now) or holding
-        room = self._bound.room(counted, average)
+        # A parked brand's share cannot drain while it is halted: it counts against the destination's bound, but is
+        # held aside when deciding whether the rest is back at half (a share may go over half the destination's
+        # bound by a message's bytes, and would otherwise keep consumption paused for as long as the brand is halted).
+        aside = _sum([self._loads[name] for name in parked])
+        full = self._bound.check(total, now, aside) or holding
+        room = self._bound.room(total, average)
         for name, bound in self._tenant_bounds.items():
             if name in parked:
                 continue
@@ -646,9 +646,9 @@ class Pipeline:
         await self._engine.close()  # per-key deliveries the lanes handed off
 
 
-def _without(total: Load, loads: Sequence[Load]) -> Load:
-    """`total` less `loads`."""
-    rest = Load()
-    rest.events = total.events - sum(load.events for load in loads)
-    rest.bytes = total.bytes - sum(load.bytes for load in loads)
-    return rest
+def _sum(loads: Sequence[Load]) -> Load:
+    """The loads together."""
+    total = Load()
+    total.events = sum(load.events for load in loads)
+    total.bytes = sum(load.bytes for load in loads)
+    return total
