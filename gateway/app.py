@@ -20,6 +20,7 @@ from gateway.extensions import Extension, ExtensionContext, extensions_of
 from gateway.http_server import HttpServer, PipelineState, build_app, readiness
 from gateway.kafka_clients import dead_letter_producer, start_with_retry, stop_within
 from gateway.logs import scrubber
+from gateway.memory import release_forever, tune_malloc
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 
@@ -106,6 +107,7 @@ class Gateway:
     async def run(self, install_signals: bool = True) -> None:
         """Run until stopped; returns after the drain, with offsets committed."""
         tune_garbage_collector()
+        tune_malloc()
         gateway = self.config.gateway
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -139,6 +141,8 @@ class Gateway:
                 Pipeline(d, gateway.kafka, dead_letters, self.metrics, _shared(extensions, d.name))
                 for d in self.destinations
             ]
+            releasing = asyncio.create_task(release_forever(), name="memory-release")
+            stack.callback(releasing.cancel)
             async with asyncio.TaskGroup() as group:
                 for pipeline in self.pipelines:
                     group.create_task(pipeline.run(self.stopping, gateway.shutdown.grace_period))

@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-MESSAGE_OVERHEAD = 400
-"""Bytes held per in-flight message beyond its value, key and headers: the ConsumerRecord, the tracker entries and
-the decoded event while it is mapped (an estimate; bench/backlog_memory.py checks it against RSS)."""
+MESSAGE_OVERHEAD = 800
+"""Bytes held per in-flight message beyond its value, key and headers: the ConsumerRecord (about 170 with its
+attribute dict, and 70 for its offset and timestamp), the tracker entries (about 400: two dict slots, at up to three
+times the live entries, and a tuple), the strings the decoded event leaves in the vendor records (about 100) and the
+free space pymalloc cannot hand back between them. Measured with tracemalloc on bench/backlog_memory.py's Unibo
+backlog: 1,470 bytes held per message of 240 value bytes and a 250-byte record, against 1,040 counted with the
+earlier estimate of 400 (and 150 per record)."""
 
-RECORD_OVERHEAD = 150
-"""Bytes held per vendor record beyond its body: the VendorRecord and the Item that carries it."""
+RECORD_OVERHEAD = 200
+"""Bytes held per vendor record beyond its body: the VendorRecord (64), the Item that carries it (90), and its
+timestamps."""
 
 
 def message_bytes(message: Any) -> int:
@@ -63,15 +68,25 @@ class Bound:
         self.full = False
         self.full_since = 0.0
 
-    def check(self, load: Load, now: float) -> bool:
-        """Whether `load` is at the bound now (updating the hysteresis state)."""
+    def check(self, load: Load, now: float, aside: Load | None = None) -> bool:
+        """Whether `load` is at the bound now (updating the hysteresis state). Part of it may be held `aside`: load
+        that cannot drain for now (a halted brand's share, parked): it counts against the bound, and the rest is back
+        at half once it is at half of what `aside` leaves (else a share held aside above half would keep the bound
+        full for as long as it is held)."""
         if load.events >= self.events or load.bytes >= self.bytes:
             if not self.full:
                 self.full = True
                 self.full_since = now
-        elif self.full and load.events <= self.events // 2 and load.bytes <= self.bytes // 2:
+        elif self.full and self._at_half(load, aside):
             self.full = False
         return self.full
+
+    def _at_half(self, load: Load, aside: Load | None) -> bool:
+        events, size, limit_events, limit_bytes = load.events, load.bytes, self.events, self.bytes
+        if aside is not None:
+            events, size = events - aside.events, size - aside.bytes
+            limit_events, limit_bytes = limit_events - aside.events, limit_bytes - aside.bytes
+        return events <= max(0, limit_events) // 2 and size <= max(0, limit_bytes) // 2
 
     def room(self, load: Load, average_bytes: int) -> int:
         """How many more messages of about `average_bytes` fit under the bound (at least 0)."""

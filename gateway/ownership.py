@@ -12,7 +12,12 @@ from gateway.outcomes import Outcome, SendResult
 REVOKED = "revoked"
 """The reason of a RETRY result that only says: the rest of the batch is no longer this replica's to send."""
 
-_owned: ContextVar[Callable[[VendorRecord], bool] | None] = ContextVar("gateway_record_ownership", default=None)
+Check = Callable[[VendorRecord], bool]
+
+_owned: ContextVar[list[Check] | None] = ContextVar("gateway_record_ownership", default=None)
+"""A box holding the current send's check, emptied when the send ends. Anything created during the send copies the
+context and may outlive it: a pooled connection's reader callback keeps its context for as long as the connection
+lives. The box is all that stays behind, never the check's batch (measured: 100k+ settled records kept alive)."""
 
 
 def still_owned(record: VendorRecord) -> bool:
@@ -20,17 +25,20 @@ def still_owned(record: VendorRecord) -> bool:
     now sends it, from the last commit. The engine checks before each send; a client whose one send makes several
     requests (Enable3: one per record; UserWise: several per player) checks before each request, so that after the
     revocation wait two replicas never send the same partition at once."""
-    check = _owned.get()
-    return True if check is None else check(record)
+    box = _owned.get()
+    return True if not box else box[0](record)
 
 
 @contextlib.contextmanager
-def ownership(check: Callable[[VendorRecord], bool]) -> Iterator[None]:
-    """Answer `still_owned` with `check` for the client's send inside this block (and the tasks it starts)."""
-    token = _owned.set(check)
+def ownership(check: Check) -> Iterator[None]:
+    """Answer `still_owned` with `check` for the client's send inside this block (and the tasks it starts); after it,
+    nothing refers to `check` any longer, even from contexts copied inside the block."""
+    box = [check]
+    token = _owned.set(box)
     try:
         yield
     finally:
+        box.clear()
         _owned.reset(token)
 
 

@@ -444,14 +444,19 @@ class Pipeline:
         if total.events:
             self._average_bytes = max(64, total.bytes // total.events)
         average = self._average_bytes
-        full = self._bound.check(total, now)
-        room = self._bound.room(total, average)
         parking = self._parking
         parked: set[str] = set()
+        holding = False
         if parking is not None:
             parking.consider(now)
             parked = parking.parking  # their events are not held here: their bound is their reader's
-            full = full or bool(parking.holding)
+            holding = bool(parking.holding)
+        # A parked brand's share cannot drain while it is halted: it counts against the destination's bound, but is
+        # held aside when deciding whether the rest is back at half (a share may go over half the destination's
+        # bound by a message's bytes, and would otherwise keep consumption paused for as long as the brand is halted).
+        aside = _sum([self._loads[name] for name in parked])
+        full = self._bound.check(total, now, aside) or holding
+        room = self._bound.room(total, average)
         for name, bound in self._tenant_bounds.items():
             if name in parked:
                 continue
@@ -573,3 +578,11 @@ class Pipeline:
             task.cancel()
         await self._stage.stop()  # the lanes, and the per-key deliveries they handed off
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _sum(loads: Sequence[Load]) -> Load:
+    """The loads together."""
+    total = Load()
+    total.events = sum(load.events for load in loads)
+    total.bytes = sum(load.bytes for load in loads)
+    return total

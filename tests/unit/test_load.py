@@ -109,3 +109,25 @@ async def test_one_tenants_running_deliveries_leave_room_for_another() -> None:
 
 def _item(key: str) -> Item:
     return Item(VendorRecord("r", b"{}", key, key), PartitionOffsets(), 0, "deposit", 0.0, 0.0, None)
+
+
+def test_a_load_held_aside_counts_against_the_bound_but_not_against_getting_back_to_half() -> None:
+    """A halted brand's share (held aside) above half of the destination's bound: once the others drain to half of
+    what it leaves, the bound is no longer full; counted as an ordinary load, it would stay full for good."""
+    bound, plain, total, aside = Bound(1000, 100_000), Bound(1000, 100_000), Load(), Load()
+    for _ in range(51):
+        aside.add(1000)  # 51,000 bytes: above half of the bound, and never drained
+        total.add(1000)
+    for _ in range(49):
+        total.add(1000)
+    assert bound.check(total, 1.0, aside)  # 100,000 bytes: full
+    assert plain.check(total, 1.0)
+    for _ in range(24):
+        total.release(1000)
+    assert bound.check(total, 2.0, aside)  # the rest: 25,000 of the 49,000 aside leaves, above half
+    total.release(1000)
+    assert not bound.check(total, 3.0, aside)  # 24,000: at half
+    assert bound.room(total, 1000) == 25  # the share held aside still takes its room: 100,000 - 75,000 bytes
+    for _ in range(24):
+        total.release(1000)
+    assert plain.check(total, 4.0)  # everything else drained, but 51,000 > 50,000: full for as long as it is held

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,3 +97,46 @@ async def test_a_request_on_the_wire_for_a_revoked_partition_is_known_until_it_e
     client.release.set()
     await asyncio.wait_for(delivery, 5)
     assert not harness.engine.sending_revoked()
+
+
+class Message:
+    """A source message that can be watched with a weak reference."""
+
+
+class ConnectingClient:
+    """A send that opens something outliving it, as a new pooled connection does: its reader callback is a handle
+    holding a copy of the context the send ran in."""
+
+    def __init__(self) -> None:
+        self.handles: list[asyncio.TimerHandle] = []
+
+    async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+        self.handles.append(asyncio.get_running_loop().call_later(3600, lambda: None))
+        return SendResult(Outcome.DELIVERED, 200)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_what_a_send_leaves_behind_does_not_keep_its_batch_alive() -> None:
+    """A context copied during the send (a connection kept in the pool) outlives it; the delivered records it
+    carried must not: on main every pooled connection kept a whole batch of settled records in memory."""
+    tracker = PartitionOffsets()
+    items = []
+    for index in range(3):
+        tracker.track(index, 1)
+        item = make_item(index, offsets=tracker)
+        item.message = Message()
+        items.append(item)
+    watched = weakref.ref(items[0].message)
+    client = ConnectingClient()
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 200))
+    harness.engine._client = client
+    await asyncio.wait_for(harness.engine.deliver(Tenant("default", None), items), 5)
+    assert len(tracker) == 0
+    del items, item
+    gc.collect()
+    assert client.handles  # the copied context is still alive
+    assert watched() is None
+    for handle in client.handles:
+        handle.cancel()
