@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gateway.sandbox.server import SandboxServer
-from gateway.sandbox.userwise import UserWiseSandbox
-from gateway.testbed.broker import EmbeddedBroker
-from gateway.testbed.traffic import Traffic
+from devkit.sandbox.server import SandboxServer
+from devkit.sandbox.userwise.sandbox import UserWiseSandbox
+from devkit.testbed.broker import EmbeddedBroker
+from devkit.testbed.traffic import Traffic
 from tests.integration.harness import committed, gateway_config, produce, read_topic, running_gateway, wait_for
 from tests.integration.userwise_support import USERWISE_SECRET, Timeline, expected_at_userwise, userwise_destination
 
