@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,11 +14,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from gateway.backoff import FullJitterBackoff
 from gateway.config import KafkaConfig
 from gateway.delivery import Tenant
 from gateway.destination import Destination
-from gateway.dlq import TOO_LARGE
 from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, start_with_retry, stop_within, within
 from gateway.kafka_security import client_security_kwargs
 from gateway.load import Bound, Load
@@ -28,6 +25,7 @@ from gateway.metrics import DestinationMetrics
 from gateway.offsets import PartitionOffsets
 from gateway.parked_records import ParkedMessage, parked_headers
 from gateway.parking_reader import ParkingReader
+from gateway.parking_writer import BATCH_BYTES, ParkingWriter, Write
 
 log = structlog.get_logger("gateway.parking")
 
@@ -40,14 +38,6 @@ HOLD_RETRY = 10.0
 DeadLetter = Callable[[PartitionOffsets, int, Any, str, str], None]
 """(tracker, offset, message, reason, detail): dead-letter a message that could not be parked."""
 IngestParked = Callable[[PartitionOffsets, int, ParkedMessage], None]
-
-
-@dataclass(slots=True)
-class _Write:
-    offsets: PartitionOffsets
-    offset: int
-    message: Any
-    tenant: str
 
 
 @dataclass(slots=True)
@@ -103,11 +93,8 @@ class Parking:
         self.parking: set[str] = set()  # read on the hot path: brands whose events are parked
         self.holding: set[str] = set()  # brands about to flip back: consumption pauses briefly (HOLD_LIMIT)
         self._states = {name: TenantParking(name) for name in tenants}
-        self._queue: deque[_Write] = deque()
-        self._queued = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
-        self._partitions = 1
-        self._backoff = FullJitterBackoff(initial=0.1, maximum=5.0)
+        self._writer: ParkingWriter | None = None
         for name in tenants:
             metrics.parking(name, False, 0)
             metrics.parked(name)
@@ -124,6 +111,7 @@ class Parking:
             acks="all",
             linger_ms=5,
             max_request_size=self._kafka.dlq_max_message_bytes,
+            max_batch_size=BATCH_BYTES + 64 * 1024,  # the writer's batches, with room for its size estimates
             **client_security_kwargs(self._kafka.security),
         )
         if not await start_with_retry(f"parking-producer:{self._destination}", producer.start, stopping):
@@ -146,7 +134,10 @@ class Parking:
         await ensure_topic(self._kafka, self.topic, self._kafka.topics)
         producer = self._producer
         assert producer is not None
-        self._partitions = len(await within(KAFKA_CALL_TIMEOUT, producer.partitions_for(self.topic)))
+        partitions = len(await within(KAFKA_CALL_TIMEOUT, producer.partitions_for(self.topic)))
+        self._writer = ParkingWriter(
+            producer, self.topic, partitions, self._kafka.dlq_max_message_bytes, self._written, self._refused
+        )
         for name, state in self._states.items():
             behind = await uncommitted(self._kafka, self.topic, self._reader_group(name))
             if behind:
@@ -210,72 +201,33 @@ class Parking:
 
     def park(self, offsets: PartitionOffsets, offset: int, message: Any, tenant: str) -> None:
         """Queue `message` for the parking topic; its source offset settles once the write is acknowledged."""
+        writer = self._writer
+        assert writer is not None  # started before anything is consumed
         state = self._states[tenant]
         state.writes += 1
         state.issued += 1
-        self._queue.append(_Write(offsets, offset, message, tenant))
-        self._queued.set()
+        headers = parked_headers(message, self._destination, tenant)
+        writer.write(writer.partition_of(message.partition), Write(offsets, offset, tenant, message, headers))
 
     async def write_forever(self) -> None:
-        """Send queued parking writes in order (one partition per source partition, so each player's order holds);
-        each settles its source offset when acknowledged."""
-        producer = self._producer
-        assert producer is not None
-        queue = self._queue
-        while True:
-            if not queue:
-                self._queued.clear()
-                await self._queued.wait()
-                continue
-            write = queue.popleft()
-            try:
-                future = await producer.send(
-                    self.topic,
-                    write.message.value,
-                    key=write.message.key,
-                    headers=parked_headers(write.message, self._destination, write.tenant),
-                    partition=write.message.partition % self._partitions,
-                )
-            except TOO_LARGE as error:
-                self._refused(write, error)
-                continue
-            except KafkaError as error:
-                await self._retry(write, error)
-                continue
-            future.add_done_callback(lambda done, write=write: self._written(write, done))
+        """Write what is parked: each parking partition in order, one batch at a time (gateway/parking_writer.py)."""
+        writer = self._writer
+        assert writer is not None
+        await writer.run()
 
-    def _written(self, write: _Write, done: asyncio.Future[Any]) -> None:
-        error = None if done.cancelled() else done.exception()
-        if error is not None:
-            if isinstance(error, TOO_LARGE):
-                self._refused(write, error)
-            else:
-                # The producer's own retries are exhausted (a long broker outage): written again, at the back of the
-                # queue; a later event of the same player may then be parked before it (docs/parking.md).
-                self._log.warning(
-                    "parking write failed; writing it again", topic=self.topic, error=type(error).__name__
-                )
-                self._queue.append(write)
-                self._queued.set()
-            return
-        metadata = done.result()
+    def _written(self, write: Write, partition: int, offset: int) -> None:
         state = self._states[write.tenant]
         state.writes -= 1
-        tp = TopicPartition(self.topic, metadata.partition)
-        state.targets[tp] = max(state.targets.get(tp, 0), metadata.offset + 1)
+        tp = TopicPartition(self.topic, partition)
+        state.targets[tp] = max(state.targets.get(tp, 0), offset + 1)
         state.backlog += 1
         self._metrics.parked(write.tenant).inc()
         write.offsets.settle(write.offset)
 
-    def _refused(self, write: _Write, error: BaseException) -> None:
+    def _refused(self, write: Write, error: BaseException) -> None:
         self._states[write.tenant].writes -= 1
         detail = f"the parking topic {self.topic} refused the event as too large ({type(error).__name__})"
         self._dead_letter(write.offsets, write.offset, write.message, "parking_refused", detail)
-
-    async def _retry(self, write: _Write, error: KafkaError) -> None:
-        self._log.warning("parking write failed; retrying", topic=self.topic, error=type(error).__name__)
-        self._queue.appendleft(write)
-        await asyncio.sleep(self._backoff.delay(1))
 
     # ---- readers and the way back ------------------------------------------------------------------------------
 
