@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 from gateway.connector import VendorRecord
 from gateway.destination import BatchLimits
 from gateway.offsets import PartitionOffsets
+from gateway.waits import wait_event
 
 
 @dataclass(slots=True, eq=False)
@@ -125,6 +125,5 @@ class Lane:
                 if delay <= 0:
                     break
                 self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), delay)
+                await wait_event(self._wakeup, delay)
             await self._deliver(batcher.take(time.monotonic()))

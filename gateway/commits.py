@@ -7,7 +7,6 @@ on; one that drops it silently costs only the duplicates it would have saved.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from aiokafka.errors import KafkaError, OffsetMetadataTooLargeError
 from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, within
 from gateway.offset_metadata import DEFAULT_MAX_BYTES, SettledAbove, UnreadableMetadata, decode
 from gateway.offsets import Commit, PartitionOffsets, note_committed, positions_to_commit
+from gateway.waits import bounded
 
 log = structlog.get_logger("gateway.commits")
 
@@ -90,7 +90,7 @@ async def settled_above_committed(
         return {}, {}
     try:
         # aiokafka retries retriable errors without limit: bounded here, so an assignment never waits on it for long.
-        committed = await asyncio.wait_for(fetch(wanted), limit)
+        committed = await bounded(limit, fetch(wanted))
     except (KafkaError, TimeoutError) as error:
         log.warning("could not read commit metadata; settled records may be sent again", error=type(error).__name__)
         return {}, {}

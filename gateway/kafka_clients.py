@@ -14,6 +14,7 @@ from gateway.backoff import FullJitterBackoff
 from gateway.config import KafkaConfig
 from gateway.kafka_security import client_security_kwargs
 from gateway.retries import retry
+from gateway.waits import bounded
 
 log = structlog.get_logger("gateway.kafka")
 
@@ -79,7 +80,7 @@ async def within(seconds: float, call: Awaitable[T]) -> T:
     """Await a Kafka call for at most `seconds`; past that it is cancelled and KafkaTimeoutError (a KafkaError) raised,
     so callers handle "no answer in time" like any other Kafka failure."""
     try:
-        return await asyncio.wait_for(call, seconds)
+        return await bounded(seconds, call)
     except TimeoutError as error:
         raise KafkaTimeoutError(f"no answer from Kafka within {seconds:g}s") from error
 

@@ -26,6 +26,7 @@ from gateway.offsets import PartitionOffsets
 from gateway.parked_records import ParkedMessage, parked_headers
 from gateway.parking_reader import ParkingReader
 from gateway.parking_writer import BATCH_BYTES, ParkingWriter, Write
+from gateway.waits import wait_event
 
 log = structlog.get_logger("gateway.parking")
 
@@ -126,8 +127,7 @@ class Parking:
                 self._log.warning(
                     "cannot prepare the parking topic; retrying", topic=self.topic, error=type(error).__name__
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), 2.0)
+                await wait_event(stopping, 2.0)
         return False
 
     async def _prepare(self) -> None:

@@ -20,6 +20,7 @@ from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, SHUTDOWN_CALL_TIMEOUT, des
 from gateway.load import Bound, Load
 from gateway.offsets import PartitionOffsets
 from gateway.parked_records import ParkedMessage, tenant_of, unparked
+from gateway.waits import wait_event
 
 log = structlog.get_logger("gateway.parking")
 
@@ -140,8 +141,7 @@ class ParkingReader:
                 batches = await consumer.getmany(timeout_ms=100, max_records=room)
             except KafkaError as error:
                 log.warning("parking reader cannot read; retrying", group=self.group, error=type(error).__name__)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                await wait_event(stop, 1.0)
                 continue
             mine = self.tenant.name
             for tp, records in batches.items():

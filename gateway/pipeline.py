@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from gateway.offset_metadata import SettledAbove
 from gateway.offsets import PartitionOffsets
 from gateway.parking import Parking
 from gateway.start_position import StartFilter, reset_policy, seek_new_partitions, start_time
+from gateway.waits import wait_event
 
 MAX_POLL_RECORDS = 5000
 REVOKE_SETTLE_TIMEOUT = 10.0
@@ -527,8 +527,7 @@ class Pipeline:
                 batches = await consumer.getmany(timeout_ms=100, max_records=room)
             except KafkaError as error:  # never ends the pipeline, never a silent loop: counted, logged, backed off
                 delay = self._reads.failed(error)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay)
+                await wait_event(stopping, delay)
                 continue
             self._reads.succeeded()
             now, monotonic = time.time(), time.monotonic()

@@ -20,6 +20,7 @@ from gateway.config import KafkaConfig, ProxyConfig
 from gateway.destination import Destination, ResolvedConfig
 from gateway.http_client import ssl_context
 from gateway.kafka_security import client_security_kwargs, security_protocol
+from gateway.waits import bounded
 
 CODECS: dict[str, Callable[[], bool]] = {
     "gzip": kafka_codec.has_gzip,
@@ -93,8 +94,8 @@ async def _kafka(
     )
     started = time.monotonic()
     try:
-        await asyncio.wait_for(client.start(), limit)
-        topics = await asyncio.wait_for(client.topics(), limit)
+        await bounded(limit, client.start())
+        topics = await bounded(limit, client.topics())
     except TimeoutError:
         record(Check("kafka", False, f"no answer from {servers} ({protocol}) within {limit:g} s"))
         await _stop(client)
@@ -139,7 +140,7 @@ async def _connection_failure(server: str, context: ssl.SSLContext | None, limit
                 # TLS 1.3 refuses a missing client certificate after the handshake (an alert, or just a close): a
                 # Kafka broker never speaks first, so anything but a timeout here means the broker hung up.
                 with contextlib.suppress(TimeoutError):
-                    closed = await asyncio.wait_for(reader.read(1), min(1.0, limit)) == b""
+                    closed = await bounded(min(1.0, limit), reader.read(1)) == b""
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError):
                 await writer.wait_closed()
@@ -168,7 +169,7 @@ def _topics(kafka: KafkaConfig) -> Iterator[tuple[str, str]]:
 async def _stop(client: AIOKafkaConsumer) -> None:
     # The report is what matters; a client that cannot even stop cleanly changes nothing in it.
     with contextlib.suppress(TimeoutError, KafkaError, OSError):
-        await asyncio.wait_for(client.stop(), 5)
+        await bounded(5, client.stop())
 
 
 def _describe(error: BaseException) -> str:
@@ -227,7 +228,7 @@ def _proxy_host(proxy: ProxyConfig) -> str:
 
 async def _bounded(name: str, what: str, limit: float, work: Awaitable[str]) -> Check:
     try:
-        return Check(name, True, f"{what}: {await asyncio.wait_for(work, limit)}")
+        return Check(name, True, f"{what}: {await bounded(limit, work)}")
     except TimeoutError:
         return Check(name, False, f"{what}: no answer within {limit:g} s")
     except ssl.SSLCertVerificationError as error:

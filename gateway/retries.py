@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.backoff import FullJitterBackoff
+from gateway.waits import wait_event
 
 
 @dataclass(slots=True)
@@ -69,6 +69,5 @@ async def retry(
             if stopping is None:
                 await asyncio.sleep(delay)
             else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay)
+                await wait_event(stopping, delay)
     return False

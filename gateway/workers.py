@@ -28,6 +28,7 @@ from gateway.destination import Destination, ResolvedConfig
 from gateway.extensions import ExtensionContext, extensions_of
 from gateway.http_server import PipelineState, readiness
 from gateway.multiprocess_metrics import exposition_registry, forget_process
+from gateway.waits import wait_event
 
 log = structlog.get_logger("gateway.workers")
 
@@ -292,8 +293,7 @@ class WorkerReport:
                 log.error("the supervisor is gone; stopping this worker")
                 gateway.stop()
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gateway.drained.wait(), REPORT_INTERVAL)
+            await wait_event(gateway.drained, REPORT_INTERVAL)
 
 
 def run_supervisor(

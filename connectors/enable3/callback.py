@@ -18,6 +18,7 @@ from gateway.kafka_clients import start_with_retry
 from gateway.kafka_security import client_security_kwargs
 from gateway.logs import destination_logger
 from gateway.metrics import Metrics
+from gateway.waits import bounded
 
 SIGNATURE_HEADER = "X-REQUEST-SIGNATURE"
 CALLBACK = "withdrawal"
@@ -104,7 +105,7 @@ class WithdrawalCallback:
             self._count("unavailable")
             return _json(503, {"error": "the gateway is starting or stopping"})
         try:
-            body = await asyncio.wait_for(request.read(), self._settings.limits.body_timeout)
+            body = await bounded(self._settings.limits.body_timeout, request.read())
         except TimeoutError:
             self._count("invalid")
             return _json(408, {"error": "the body did not arrive in time"})
@@ -118,9 +119,9 @@ class WithdrawalCallback:
             self._count("invalid")
             return _json(400, {"error": "the body must be a JSON object with a transactionId"})
         try:
-            await asyncio.wait_for(
-                producer.send_and_wait(self._settings.topic, body, key=transaction_id.encode()),
+            await bounded(
                 self._settings.produce_timeout,
+                producer.send_and_wait(self._settings.topic, body, key=transaction_id.encode()),
             )
         except (KafkaError, TimeoutError) as error:
             self._count("unavailable")

@@ -16,6 +16,8 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from gateway.waits import wait_event
+
 FaultKind = Literal["status", "rate_limit", "hang", "reset", "slow", "redirect"]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 CONTROL_PREFIX = "/_sandbox/"
@@ -200,8 +202,7 @@ class FaultInjector:
             headers = {"Retry-After": str(plan.retry_after)}
             return web.Response(status=429, body=plan.body, content_type=_content_type(plan.body), headers=headers)
         if plan.kind == "hang":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._release.wait(), plan.delay)
+            await wait_event(self._release, plan.delay)
         _reset_connection(request)
         # The connection is gone: aiohttp discards whatever is returned, but a handler must return something.
         return web.Response(status=499)

@@ -13,6 +13,7 @@ import orjson
 
 from connectors.intarget.feeds import FEEDS
 from connectors.intarget.formats import stamp_text
+from gateway.waits import wait_event
 
 
 @dataclass
@@ -66,7 +67,4 @@ class IntargetPoller:
         async with aiohttp.ClientSession() as session:
             while not stopping.is_set():
                 await self.poll(session)
-                try:
-                    await asyncio.wait_for(stopping.wait(), interval)
-                except TimeoutError:
-                    continue
+                await wait_event(stopping, interval)
