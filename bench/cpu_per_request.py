@@ -30,6 +30,7 @@ from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, message
 from gateway import binding as config_module
+from gateway import event_loop
 from gateway.app import Gateway
 from gateway.logs import configure
 
@@ -190,7 +191,8 @@ def main() -> None:
     only = set(args.only or ["enable3", "userwise", "unibo", "all", "floor"])
     runs = [vendors for vendors in RUNS if (vendors[0] if len(vendors) == 1 else "all") in only]
     if runs:
-        asyncio.run(gateway_runs(runs, args.events, args.players, args.runs))
+        print(f"event loop: {event_loop.chosen()} (GATEWAY_EVENT_LOOP)")
+        event_loop.run(gateway_runs(runs, args.events, args.players, args.runs))
     if "floor" in only:
         for name, micros in floor(args.floor_requests, concurrency=32):
             print(

@@ -28,6 +28,7 @@ from harness import (
 )
 
 from devkit.testbed.broker import EmbeddedBroker
+from gateway import event_loop
 from gateway.logs import configure
 
 if TYPE_CHECKING:
@@ -164,4 +165,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    event_loop.run(main())

@@ -32,7 +32,7 @@ from harness import PARTITIONS, SANDBOX_KEYS, create_topics, produce, spawn_sand
 from devkit.sandbox.faults import standard_fault_mix
 from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.traffic import Traffic, message
-from gateway import binding
+from gateway import binding, event_loop
 from gateway.app import Gateway
 from gateway.logs import configure
 
@@ -227,4 +227,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    event_loop.run(main())

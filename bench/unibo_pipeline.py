@@ -31,6 +31,7 @@ from harness import (
 
 from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.traffic import unibo_takes
+from gateway import event_loop
 from gateway.logs import configure
 
 if TYPE_CHECKING:
@@ -140,4 +141,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    event_loop.run(main())

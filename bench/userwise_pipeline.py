@@ -31,6 +31,7 @@ from harness import (
 from connectors.userwise import connector
 from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.traffic import Traffic, message
+from gateway import event_loop
 from gateway.events import decode
 from gateway.logs import configure
 
@@ -148,4 +149,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    event_loop.run(main())

@@ -113,7 +113,12 @@ class Gateway:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        log.info("starting", version=__version__, destinations=[d.name for d in self.destinations])
+        log.info(
+            "starting",
+            version=__version__,
+            destinations=[d.name for d in self.destinations],
+            event_loop=type(loop).__module__.partition(".")[0],
+        )
         try:
             await self._run(gateway)
         finally:

