@@ -52,6 +52,9 @@ class KafkaConfig(StrictModel):
     session_timeout_ms: DurationMs = Field(30000, ge=6000)
     max_poll_interval_ms: DurationMs = Field(300000, ge=10000)
     fetch_max_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    fetch_max_wait_ms: DurationMs = Field(
+        100, ge=1, le=10000, description="longest a fetch waits for records to arrive (a floor under the latency)"
+    )
     max_partition_fetch_bytes: int = Field(1024 * 1024, ge=1024)
     dlq_max_message_bytes: int = Field(
         1048588, ge=1024, description="largest dead letter the DLQ topic takes (its max.message.bytes)"

@@ -42,6 +42,7 @@ def destination_consumer(
         session_timeout_ms=kafka.session_timeout_ms,
         max_poll_interval_ms=kafka.max_poll_interval_ms,
         fetch_max_bytes=kafka.fetch_max_bytes,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
         **client_security_kwargs(kafka.security),
     )

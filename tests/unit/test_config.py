@@ -158,3 +158,22 @@ def test_secrets_lists_every_secret_for_the_scrubber() -> None:
     tree["kafka"]["security"] = {"sasl": {"mechanism": "PLAIN", "username": "gw", "password": "sasl-pass-777"}}
     resolved = binding.parse(tree, env={"UNIBO_API_KEY": "key-abcdef-123"})
     assert {"key-abcdef-123", "proxy-pass-999", "sasl-pass-777"} <= set(resolved.secrets())
+
+
+async def test_fetch_max_wait_reaches_the_destination_consumer() -> None:
+    """kafka.fetch_max_wait_ms (100 ms by default, not aiokafka's 500) is what each destination's consumer waits at most
+    for records: a broker that holds idle fetches adds up to this much to every event's latency."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from gateway.config import KafkaConfig  # noqa: PLC0415
+    from gateway.kafka_clients import destination_consumer  # noqa: PLC0415
+
+    base = {"bootstrap_servers": "127.0.0.1:1", "topics": ["t"], "dlq_topic": "t.dlq"}
+    for given, waits in (({}, 100), ({"fetch_max_wait_ms": "250ms"}, 250)):
+        consumer = destination_consumer(KafkaConfig(**base, **given), "g", "d")
+        try:
+            assert consumer._fetch_max_wait_ms == waits
+        finally:
+            await consumer.stop()
+    with pytest.raises(ValidationError):
+        KafkaConfig(**base, fetch_max_wait_ms=0)
