@@ -6,7 +6,8 @@ two calls of a marker (zlib.crc32, which nothing else calls) on which callgrind 
 holds only its own work. Stages: decode, map, ingest (decode + route + map + batching, per Unibo-bound event),
 filtered (ingest of events Unibo does not take), poison (ingest of invalid JSON, dead-lettered, per message),
 batch_body (the Unibo request body, per record), log_batch (the per-batch INFO line, per batch), enable3_request
-(the Enable3 client and the HTTP transport sending one event, per request, to a server in another process).
+(the Enable3 client and the HTTP transport sending one event, per request, to a server in another process),
+userwise_request (the UserWise client signing and sending one player's records, per request, to that server).
 Run: .venv/bin/python bench/instructions.py [--events 5000] [--stages decode ingest ...]  (about 2 minutes)
 """
 
@@ -42,7 +43,17 @@ from gateway.metrics import Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.pipeline import Pipeline
 
-STAGES = ("decode", "map", "ingest", "filtered", "poison", "batch_body", "log_batch", "enable3_request")
+STAGES = (
+    "decode",
+    "map",
+    "ingest",
+    "filtered",
+    "poison",
+    "batch_body",
+    "log_batch",
+    "enable3_request",
+    "userwise_request",
+)
 TREE: dict[str, Any] = {
     "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": ["t"], "dlq_topic": "t.dlq"},
     "destinations": [
@@ -144,15 +155,16 @@ def _stage(name: str, count: int) -> int:
             batch_body(batch)
         mark()
         return len(records)
-    elif name == "enable3_request":
+    elif name in ("enable3_request", "userwise_request"):
         port = 18000 + os.getpid() % 1000
         context = multiprocessing.get_context("spawn")
         ready = context.Event()
         server = context.Process(target=_serve, args=(port, ready), daemon=True)
         server.start()
         ready.wait(60)
+        sender = _enable3_requests if name == "enable3_request" else _userwise_requests
         try:
-            asyncio.run(_enable3_requests(count, f"http://127.0.0.1:{port}"))
+            return asyncio.run(sender(count, f"http://127.0.0.1:{port}"))
         finally:
             server.terminate()
     elif name == "log_batch":
@@ -178,6 +190,7 @@ def _serve(port: int, ready: Any) -> None:
     async def main() -> None:
         app = web.Application()
         app.router.add_post("/api/v1/event", handle)
+        app.router.add_post("/api/v1/appuser/{tail:.+}", handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -187,7 +200,7 @@ def _serve(port: int, ready: Any) -> None:
     asyncio.run(main())
 
 
-async def _enable3_requests(count: int, url: str) -> None:
+async def _enable3_requests(count: int, url: str) -> int:
     """`count` Enable3 requests through the gateway's client and transport, one at a time, between two marks."""
     from connectors.enable3.config import Enable3Credentials  # noqa: PLC0415
     from gateway.http_client import HttpTransport  # noqa: PLC0415
@@ -209,6 +222,37 @@ async def _enable3_requests(count: int, url: str) -> None:
         await client.send(credentials, records)
     mark()
     await transport.close()
+    return count
+
+
+async def _userwise_requests(count: int, url: str) -> int:
+    """`count` UserWise sends of one player's records (one deposit: one request) through the gateway's client and
+    transport, one at a time, between two marks; returns the requests sent."""
+    from connectors.userwise.config import UserWiseCredentials  # noqa: PLC0415
+    from connectors.userwise.requests import plan  # noqa: PLC0415
+    from gateway.http_client import HttpTransport  # noqa: PLC0415
+    from gateway.metrics import DestinationMetrics  # noqa: PLC0415
+
+    keys = {"default": {"api_key": "bench-userwise-api-key", "secret_key": "bench-userwise-secret"}}
+    userwise = {**TREE["destinations"][0], "connector": "userwise", "base_url": url, "credentials": keys}
+    tree = {**TREE, "destinations": [userwise]}
+    destination = config_module.parse(tree, env={}).destinations[0]
+    transport = HttpTransport(destination.config, DestinationMetrics(Metrics(CollectorRegistry()), "u"), pool_size=4)
+    client = destination.connector.client(
+        ClientContext(destination.config, destination.options, destination.settings, transport)
+    )
+    credentials = UserWiseCredentials.model_validate(keys["default"])
+    event = next(decode(m.value) for m in _messages(1, lambda e: e["type"] == "deposit"))
+    records = destination.connector.map(event, destination.options)
+    per_send = sum(len(requests) for requests in plan(records, 1000))
+    for _ in range(50):  # a warm pool and warm code
+        await client.send(credentials, records)
+    mark()
+    for _ in range(count):
+        await client.send(credentials, records)
+    mark()
+    await transport.close()
+    return count * per_send
 
 
 def _inside(stages: list[str], count: int) -> None:
@@ -256,7 +300,12 @@ def main() -> None:
     if len(totals) != 2 * len(args.stages):
         raise SystemExit(f"expected {2 * len(args.stages)} dumps, got {len(totals)}: something else calls crc32")
     for index, (name, unit) in enumerate(zip(args.stages, units, strict=True)):
-        per = {"log_batch": "batch", "batch_body": "record", "enable3_request": "request"}.get(name, "event")
+        per = {
+            "log_batch": "batch",
+            "batch_body": "record",
+            "enable3_request": "request",
+            "userwise_request": "request",
+        }.get(name, "event")
         plural = "batches" if per == "batch" else per + "s"
         print(f"{name:10} {totals[2 * index + 1] / unit:12,.0f} instructions per {per}  ({unit} {plural})")
 
