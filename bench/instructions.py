@@ -7,7 +7,8 @@ holds only its own work. Stages: decode, map, ingest (decode + route + map + bat
 filtered (ingest of events Unibo does not take), poison (ingest of invalid JSON, dead-lettered, per message),
 batch_body (the Unibo request body, per record), log_batch (the per-batch INFO line, per batch), enable3_request
 (the Enable3 client and the HTTP transport sending one event, per request, to a server in another process),
-userwise_request (the UserWise client signing and sending one player's records, per request, to that server).
+userwise_request (the UserWise client signing and sending one player's records, per request, to that server),
+enable3_map and userwise_map (those connectors' mapping of deposits, withdrawals, gamerounds and logins, per event).
 Run: .venv/bin/python bench/instructions.py [--events 5000] [--stages decode ingest ...]  (about 2 minutes)
 """
 
@@ -53,7 +54,11 @@ STAGES = (
     "log_batch",
     "enable3_request",
     "userwise_request",
+    "enable3_map",
+    "userwise_map",
 )
+PLAYER_TYPES = ("deposit", "withdrawal", "gameround", "login")  # the types every connector maps, one player each
+USERWISE_KEYS = {"default": {"api_key": "bench-userwise-api-key", "secret_key": "bench-userwise-secret"}}
 TREE: dict[str, Any] = {
     "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": ["t"], "dlq_topic": "t.dlq"},
     "destinations": [
@@ -92,6 +97,14 @@ def _messages(count: int, takes: Callable[[dict[str, Any]], bool]) -> list[Simpl
     return out
 
 
+def _vendor(connector: str, url: str = "http://127.0.0.1:1") -> Any:
+    """A destination of `connector` at `url`, with bench credentials (TREE's Unibo destination for "unibo")."""
+    destination = {**TREE["destinations"][0], "connector": connector, "base_url": url}
+    if connector == "userwise":
+        destination["credentials"] = USERWISE_KEYS
+    return config_module.parse({**TREE, "destinations": [destination]}, env={}).destinations[0]
+
+
 def _pipeline() -> Pipeline:
     config = config_module.parse(TREE, env={})
     return Pipeline(config.destinations[0], config.gateway.kafka, _NoDeadLetters(), Metrics(CollectorRegistry()))  # type: ignore[arg-type]
@@ -123,9 +136,10 @@ def _stage(name: str, count: int) -> int:
         for value in values:
             decode(value)
         mark()
-    elif name == "map":
-        destination = config_module.parse(TREE, env={}).destinations[0]
-        events = [decode(m.value) for m in _messages(count, unibo_takes)]
+    elif name in ("map", "enable3_map", "userwise_map"):
+        destination = _vendor("unibo" if name == "map" else name.removesuffix("_map"))
+        players: Callable[[dict[str, Any]], bool] = lambda event: event["type"] in PLAYER_TYPES  # noqa: E731
+        events = [decode(m.value) for m in _messages(count, unibo_takes if name == "map" else players)]
         mapping, options = destination.connector.map, destination.options
         mark()
         for event in events:
@@ -206,8 +220,7 @@ async def _enable3_requests(count: int, url: str) -> int:
     from gateway.http_client import HttpTransport  # noqa: PLC0415
     from gateway.metrics import DestinationMetrics  # noqa: PLC0415
 
-    tree = {**TREE, "destinations": [{**TREE["destinations"][0], "connector": "enable3", "base_url": url}]}
-    destination = config_module.parse(tree, env={}).destinations[0]
+    destination = _vendor("enable3", url)
     transport = HttpTransport(destination.config, DestinationMetrics(Metrics(CollectorRegistry()), "e"), pool_size=4)
     client = destination.connector.client(
         ClientContext(destination.config, destination.options, destination.settings, transport)
@@ -233,15 +246,12 @@ async def _userwise_requests(count: int, url: str) -> int:
     from gateway.http_client import HttpTransport  # noqa: PLC0415
     from gateway.metrics import DestinationMetrics  # noqa: PLC0415
 
-    keys = {"default": {"api_key": "bench-userwise-api-key", "secret_key": "bench-userwise-secret"}}
-    userwise = {**TREE["destinations"][0], "connector": "userwise", "base_url": url, "credentials": keys}
-    tree = {**TREE, "destinations": [userwise]}
-    destination = config_module.parse(tree, env={}).destinations[0]
+    destination = _vendor("userwise", url)
     transport = HttpTransport(destination.config, DestinationMetrics(Metrics(CollectorRegistry()), "u"), pool_size=4)
     client = destination.connector.client(
         ClientContext(destination.config, destination.options, destination.settings, transport)
     )
-    credentials = UserWiseCredentials.model_validate(keys["default"])
+    credentials = UserWiseCredentials.model_validate(USERWISE_KEYS["default"])
     event = next(decode(m.value) for m in _messages(1, lambda e: e["type"] == "deposit"))
     records = destination.connector.map(event, destination.options)
     per_send = sum(len(requests) for requests in plan(records, 1000))
