@@ -239,8 +239,8 @@ async def _enable3_requests(count: int, url: str) -> int:
 
 
 async def _userwise_requests(count: int, url: str) -> int:
-    """`count` UserWise sends of one player's records (one deposit: one request) through the gateway's client and
-    transport, one at a time, between two marks; returns the requests sent."""
+    """`count` UserWise sends of one player's records through the gateway's client and transport, one at a time,
+    between two marks; returns the requests sent."""
     from connectors.userwise.config import UserWiseCredentials  # noqa: PLC0415
     from connectors.userwise.requests import plan  # noqa: PLC0415
     from gateway.http_client import HttpTransport  # noqa: PLC0415
@@ -252,17 +252,19 @@ async def _userwise_requests(count: int, url: str) -> int:
         ClientContext(destination.config, destination.options, destination.settings, transport)
     )
     credentials = UserWiseCredentials.model_validate(USERWISE_KEYS["default"])
-    event = next(decode(m.value) for m in _messages(1, lambda e: e["type"] == "deposit"))
-    records = destination.connector.map(event, destination.options)
-    per_send = sum(len(requests) for requests in plan(records, 1000))
-    for _ in range(50):  # a warm pool and warm code
+    # Each send a different deposit (its own player and body, so its own signed URL, as in production: the HTTP
+    # client's URL caches never hit); one deposit is one player's events and attributes requests.
+    events = [decode(m.value) for m in _messages(count + 50, lambda e: e["type"] == "deposit")]
+    sends = [destination.connector.map(event, destination.options) for event in events]
+    requests = sum(len(planned) for records in sends[50:] for planned in plan(records, 1000))
+    for records in sends[:50]:  # a warm pool and warm code
         await client.send(credentials, records)
     mark()
-    for _ in range(count):
+    for records in sends[50:]:
         await client.send(credentials, records)
     mark()
     await transport.close()
-    return count * per_send
+    return requests
 
 
 def _inside(stages: list[str], count: int) -> None:
