@@ -20,7 +20,7 @@ import structlog
 
 from connectors.userwise.config import DEFAULTS, UserWiseCredentials, UserWiseOptions
 from connectors.userwise.requests import PlannedRequest, plan
-from connectors.userwise.signing import api_key_header, appuser_url, signed_url
+from connectors.userwise.signing import AppUserUrls, api_key_header
 from gateway.connector import ClientContext, VendorRecord
 from gateway.http_client import HttpResponse
 from gateway.logs import scrubber
@@ -77,7 +77,7 @@ class UserWiseClient:
 
     def __init__(self, context: ClientContext) -> None:
         destination = context.destination
-        self._base_url = destination.base_url or DEFAULT_BASE_URL
+        self._urls = AppUserUrls(destination.base_url or DEFAULT_BASE_URL)
         self._http = context.http
         options: UserWiseOptions = context.options
         self._max_items = options.max_items_per_request
@@ -136,10 +136,8 @@ class UserWiseClient:
         return combine(delivered, failures)
 
     async def _post(self, request: PlannedRequest, headers: dict[str, str], secret: str) -> SendResult:
-        url = appuser_url(self._base_url, request.player, request.route)
-        response = await self._http.request(
-            "POST", signed_url(url, request.body, secret), body=request.body, headers=headers
-        )
+        url = self._urls.signed(request.player, request.route, request.body, secret)
+        response = await self._http.request("POST", url, body=request.body, headers=headers)
         return classify_response(response)
 
     async def close(self) -> None:
