@@ -8,7 +8,9 @@ filtered (ingest of events Unibo does not take), poison (ingest of invalid JSON,
 batch_body (the Unibo request body, per record), log_batch (the per-batch INFO line, per batch), enable3_request
 (the Enable3 client and the HTTP transport sending one event, per request, to a server in another process),
 userwise_request (the UserWise client signing and sending one player's records, per request, to that server),
-enable3_map and userwise_map (those connectors' mapping of deposits, withdrawals, gamerounds and logins, per event).
+enable3_map and userwise_map (those connectors' mapping of deposits, withdrawals, gamerounds and logins, per event),
+enable3_delivery and userwise_delivery (those events through the whole pipeline but Kafka: ingest, map, batch,
+deliver to that server and settle, per request sent).
 Run: .venv/bin/python bench/instructions.py [--events 5000] [--stages decode ingest ...]  (about 2 minutes)
 """
 
@@ -56,6 +58,8 @@ STAGES = (
     "userwise_request",
     "enable3_map",
     "userwise_map",
+    "enable3_delivery",
+    "userwise_delivery",
 )
 PLAYER_TYPES = ("deposit", "withdrawal", "gameround", "login")  # the types every connector maps, one player each
 USERWISE_KEYS = {"default": {"api_key": "bench-userwise-api-key", "secret_key": "bench-userwise-secret"}}
@@ -169,18 +173,8 @@ def _stage(name: str, count: int) -> int:
             batch_body(batch)
         mark()
         return len(records)
-    elif name in ("enable3_request", "userwise_request"):
-        port = 18000 + os.getpid() % 1000
-        context = multiprocessing.get_context("spawn")
-        ready = context.Event()
-        server = context.Process(target=_serve, args=(port, ready), daemon=True)
-        server.start()
-        ready.wait(60)
-        sender = _enable3_requests if name == "enable3_request" else _userwise_requests
-        try:
-            return asyncio.run(sender(count, f"http://127.0.0.1:{port}"))
-        finally:
-            server.terminate()
+    elif name in ("enable3_request", "userwise_request", "enable3_delivery", "userwise_delivery"):
+        return _served(name, count)
     elif name == "log_batch":
         engine = _pipeline()._stage.engine
         tenant = Tenant("default", None)
@@ -191,6 +185,23 @@ def _stage(name: str, count: int) -> int:
             engine._log_batch(tenant, 1000, stats, started)
         mark()
     return count
+
+
+def _served(name: str, count: int) -> int:
+    """Run a stage that sends requests, against `_serve` in another process; returns the requests sent."""
+    port = 18000 + os.getpid() % 1000
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    server = context.Process(target=_serve, args=(port, ready), daemon=True)
+    server.start()
+    ready.wait(60)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if name.endswith("_delivery"):
+            return asyncio.run(_deliveries(name.removesuffix("_delivery"), count, url))
+        return asyncio.run((_enable3_requests if name == "enable3_request" else _userwise_requests)(count, url))
+    finally:
+        server.terminate()
 
 
 def _serve(port: int, ready: Any) -> None:
@@ -265,6 +276,43 @@ async def _userwise_requests(count: int, url: str) -> int:
     mark()
     await transport.close()
     return requests
+
+
+async def _deliveries(connector: str, count: int, url: str) -> int:
+    """`count` player events through a `connector` pipeline (ingest, decode, map, batch, deliver to the server,
+    settle), between two marks; returns the requests the transport sent."""
+    tree = {**TREE, "destinations": [{"name": "v", "connector": connector, "base_url": url}]}
+    if connector == "userwise":
+        tree["destinations"][0]["credentials"] = USERWISE_KEYS
+    else:
+        tree["destinations"][0]["credentials"] = {"default": {"api_key": "bench-enable3-api-key"}}
+    config = config_module.parse(tree, env={})
+    metrics = Metrics(CollectorRegistry())
+    pipeline = Pipeline(config.destinations[0], config.gateway.kafka, _NoDeadLetters(), metrics)  # type: ignore[arg-type]
+    tp = TopicPartition("t", 0)
+    messages = _messages(count + 50, lambda event: event["type"] in PLAYER_TYPES)
+    offsets = PartitionOffsets()
+    for item in messages[:50]:  # warm code and a warm pool
+        pipeline.ingest(tp, offsets, item, time.time(), time.monotonic())
+    while len(offsets):
+        await asyncio.sleep(0.05)  # polled seldom: the loop's own work stays out of the count
+    before = _sent(metrics)
+    now, monotonic = time.time(), time.monotonic()
+    mark()
+    for item in messages[50:]:
+        pipeline.ingest(tp, offsets, item, now, monotonic)
+    while len(offsets):
+        await asyncio.sleep(0.05)
+    mark()
+    await pipeline._cancel_workers()
+    await pipeline._stage.close()
+    return _sent(metrics) - before
+
+
+def _sent(metrics: Metrics) -> int:
+    """Requests counted by `gateway_http_requests_total` so far."""
+    samples = (sample for metric in metrics.http_requests.collect() for sample in metric.samples)
+    return int(sum(sample.value for sample in samples if sample.name.endswith("_total")))
 
 
 def _inside(stages: list[str], count: int) -> None:
