@@ -360,12 +360,8 @@ def main() -> None:
     if len(totals) != 2 * len(args.stages):
         raise SystemExit(f"expected {2 * len(args.stages)} dumps, got {len(totals)}: something else calls crc32")
     for index, (name, unit) in enumerate(zip(args.stages, units, strict=True)):
-        per = {
-            "log_batch": "batch",
-            "batch_body": "record",
-            "enable3_request": "request",
-            "userwise_request": "request",
-        }.get(name, "event")
+        per = {"log_batch": "batch", "batch_body": "record"}.get(name, "event")
+        per = "request" if name.endswith(("_request", "_delivery")) else per
         plural = "batches" if per == "batch" else per + "s"
         print(f"{name:10} {totals[2 * index + 1] / unit:12,.0f} instructions per {per}  ({unit} {plural})")
 
