@@ -17,7 +17,7 @@ from yarl import URL
 
 from gateway.backoff import parse_retry_after
 from gateway.config import DestinationConfig, ProxyConfig
-from gateway.metrics import DestinationMetrics
+from gateway.metrics import DestinationMetrics, observe_one
 from gateway.outcomes import (
     TRANSPORT_FAILURE,
     FailureKind,
@@ -197,7 +197,7 @@ class HttpTransport:
         elapsed = time.perf_counter() - started
         if 200 <= result.status < 300:
             self.deadline.answered(elapsed)
-        self._metrics.http_duration.observe(elapsed)
+        observe_one(self._metrics.http_duration, elapsed)
         self._metrics.http_requests(status_class(result.status)).inc()
         return result
 
