@@ -27,7 +27,7 @@ from gateway.key_chains import KeyChains
 from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics, observe_many, observe_one
 from gateway.outcomes import Outcome, SendResult, is_redirect, retry_reason
-from gateway.ownership import REVOKED, ownership
+from gateway.ownership import REVOKED, Ownership
 from gateway.retries import Attempts
 
 log = structlog.get_logger("gateway.delivery")
@@ -263,7 +263,7 @@ class DeliveryEngine:
         token = object()
         self._sending[token] = segment
         try:
-            with ownership(_owned_in(segment)):
+            with Ownership(_owned_in(segment)):
                 if self._slots is None:
                     return await self._client.send(tenant.credentials, [item.record for item in segment])
                 async with self._slots:
