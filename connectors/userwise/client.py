@@ -134,9 +134,13 @@ class UserWiseClient:
                     stop.set()
                 return  # the player's later requests wait, so its order holds
 
-        async with asyncio.TaskGroup() as group:
-            for requests in plan(records, self._max_items):
-                group.create_task(player(requests))
+        players = plan(records, self._max_items)
+        if len(players) == 1:  # the engine's per-key sends: one player, no task of its own needed
+            await player(players[0])
+        else:
+            async with asyncio.TaskGroup() as group:
+                for requests in players:
+                    group.create_task(player(requests))
         return combine(delivered, failures)
 
     async def _post(self, request: PlannedRequest, headers: CIMultiDictProxy[str], secret: str) -> SendResult:
