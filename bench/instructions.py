@@ -6,7 +6,11 @@ two calls of a marker (zlib.crc32, which nothing else calls) on which callgrind 
 holds only its own work. Stages: decode, map, ingest (decode + route + map + batching, per Unibo-bound event),
 filtered (ingest of events Unibo does not take), poison (ingest of invalid JSON, dead-lettered, per message),
 batch_body (the Unibo request body, per record), log_batch (the per-batch INFO line, per batch), enable3_request
-(the Enable3 client and the HTTP transport sending one event, per request, to a server in another process).
+(the Enable3 client and the HTTP transport sending one event, per request, to a server in another process),
+userwise_request (the UserWise client signing and sending one player's records, per request, to that server),
+enable3_map and userwise_map (those connectors' mapping of deposits, withdrawals, gamerounds and logins, per event),
+enable3_delivery and userwise_delivery (those events through the whole pipeline but Kafka: ingest, map, batch,
+deliver to that server and settle, per request sent).
 Run: .venv/bin/python bench/instructions.py [--events 5000] [--stages decode ingest ...]  (about 2 minutes)
 """
 
@@ -42,7 +46,23 @@ from gateway.metrics import Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.pipeline import Pipeline
 
-STAGES = ("decode", "map", "ingest", "filtered", "poison", "batch_body", "log_batch", "enable3_request")
+STAGES = (
+    "decode",
+    "map",
+    "ingest",
+    "filtered",
+    "poison",
+    "batch_body",
+    "log_batch",
+    "enable3_request",
+    "userwise_request",
+    "enable3_map",
+    "userwise_map",
+    "enable3_delivery",
+    "userwise_delivery",
+)
+PLAYER_TYPES = ("deposit", "withdrawal", "gameround", "login")  # the types every connector maps, one player each
+USERWISE_KEYS = {"default": {"api_key": "bench-userwise-api-key", "secret_key": "bench-userwise-secret"}}
 TREE: dict[str, Any] = {
     "kafka": {"bootstrap_servers": "127.0.0.1:1", "topics": ["t"], "dlq_topic": "t.dlq"},
     "destinations": [
@@ -81,6 +101,14 @@ def _messages(count: int, takes: Callable[[dict[str, Any]], bool]) -> list[Simpl
     return out
 
 
+def _vendor(connector: str, url: str = "http://127.0.0.1:1") -> Any:
+    """A destination of `connector` at `url`, with bench credentials (TREE's Unibo destination for "unibo")."""
+    destination = {**TREE["destinations"][0], "connector": connector, "base_url": url}
+    if connector == "userwise":
+        destination["credentials"] = USERWISE_KEYS
+    return config_module.parse({**TREE, "destinations": [destination]}, env={}).destinations[0]
+
+
 def _pipeline() -> Pipeline:
     config = config_module.parse(TREE, env={})
     return Pipeline(config.destinations[0], config.gateway.kafka, _NoDeadLetters(), Metrics(CollectorRegistry()))  # type: ignore[arg-type]
@@ -112,9 +140,10 @@ def _stage(name: str, count: int) -> int:
         for value in values:
             decode(value)
         mark()
-    elif name == "map":
-        destination = config_module.parse(TREE, env={}).destinations[0]
-        events = [decode(m.value) for m in _messages(count, unibo_takes)]
+    elif name in ("map", "enable3_map", "userwise_map"):
+        destination = _vendor("unibo" if name == "map" else name.removesuffix("_map"))
+        players: Callable[[dict[str, Any]], bool] = lambda event: event["type"] in PLAYER_TYPES  # noqa: E731
+        events = [decode(m.value) for m in _messages(count, unibo_takes if name == "map" else players)]
         mapping, options = destination.connector.map, destination.options
         mark()
         for event in events:
@@ -144,17 +173,8 @@ def _stage(name: str, count: int) -> int:
             batch_body(batch)
         mark()
         return len(records)
-    elif name == "enable3_request":
-        port = 18000 + os.getpid() % 1000
-        context = multiprocessing.get_context("spawn")
-        ready = context.Event()
-        server = context.Process(target=_serve, args=(port, ready), daemon=True)
-        server.start()
-        ready.wait(60)
-        try:
-            asyncio.run(_enable3_requests(count, f"http://127.0.0.1:{port}"))
-        finally:
-            server.terminate()
+    elif name in ("enable3_request", "userwise_request", "enable3_delivery", "userwise_delivery"):
+        return _served(name, count)
     elif name == "log_batch":
         engine = _pipeline()._stage.engine
         tenant = Tenant("default", None)
@@ -165,6 +185,23 @@ def _stage(name: str, count: int) -> int:
             engine._log_batch(tenant, 1000, stats, started)
         mark()
     return count
+
+
+def _served(name: str, count: int) -> int:
+    """Run a stage that sends requests, against `_serve` in another process; returns the requests sent."""
+    port = 18000 + os.getpid() % 1000
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    server = context.Process(target=_serve, args=(port, ready), daemon=True)
+    server.start()
+    ready.wait(60)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if name.endswith("_delivery"):
+            return asyncio.run(_deliveries(name.removesuffix("_delivery"), count, url))
+        return asyncio.run((_enable3_requests if name == "enable3_request" else _userwise_requests)(count, url))
+    finally:
+        server.terminate()
 
 
 def _serve(port: int, ready: Any) -> None:
@@ -178,6 +215,7 @@ def _serve(port: int, ready: Any) -> None:
     async def main() -> None:
         app = web.Application()
         app.router.add_post("/api/v1/event", handle)
+        app.router.add_post("/api/v1/appuser/{tail:.+}", handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -187,14 +225,13 @@ def _serve(port: int, ready: Any) -> None:
     asyncio.run(main())
 
 
-async def _enable3_requests(count: int, url: str) -> None:
+async def _enable3_requests(count: int, url: str) -> int:
     """`count` Enable3 requests through the gateway's client and transport, one at a time, between two marks."""
     from connectors.enable3.config import Enable3Credentials  # noqa: PLC0415
     from gateway.http_client import HttpTransport  # noqa: PLC0415
     from gateway.metrics import DestinationMetrics  # noqa: PLC0415
 
-    tree = {**TREE, "destinations": [{**TREE["destinations"][0], "connector": "enable3", "base_url": url}]}
-    destination = config_module.parse(tree, env={}).destinations[0]
+    destination = _vendor("enable3", url)
     transport = HttpTransport(destination.config, DestinationMetrics(Metrics(CollectorRegistry()), "e"), pool_size=4)
     client = destination.connector.client(
         ClientContext(destination.config, destination.options, destination.settings, transport)
@@ -209,6 +246,73 @@ async def _enable3_requests(count: int, url: str) -> None:
         await client.send(credentials, records)
     mark()
     await transport.close()
+    return count
+
+
+async def _userwise_requests(count: int, url: str) -> int:
+    """`count` UserWise sends of one player's records through the gateway's client and transport, one at a time,
+    between two marks; returns the requests sent."""
+    from connectors.userwise.config import UserWiseCredentials  # noqa: PLC0415
+    from connectors.userwise.requests import plan  # noqa: PLC0415
+    from gateway.http_client import HttpTransport  # noqa: PLC0415
+    from gateway.metrics import DestinationMetrics  # noqa: PLC0415
+
+    destination = _vendor("userwise", url)
+    transport = HttpTransport(destination.config, DestinationMetrics(Metrics(CollectorRegistry()), "u"), pool_size=4)
+    client = destination.connector.client(
+        ClientContext(destination.config, destination.options, destination.settings, transport)
+    )
+    credentials = UserWiseCredentials.model_validate(USERWISE_KEYS["default"])
+    # Each send a different deposit (its own player and body, so its own signed URL, as in production: the HTTP
+    # client's URL caches never hit); one deposit is one player's events and attributes requests.
+    events = [decode(m.value) for m in _messages(count + 50, lambda e: e["type"] == "deposit")]
+    sends = [destination.connector.map(event, destination.options) for event in events]
+    requests = sum(len(planned) for records in sends[50:] for planned in plan(records, 1000))
+    for records in sends[:50]:  # a warm pool and warm code
+        await client.send(credentials, records)
+    mark()
+    for records in sends[50:]:
+        await client.send(credentials, records)
+    mark()
+    await transport.close()
+    return requests
+
+
+async def _deliveries(connector: str, count: int, url: str) -> int:
+    """`count` player events through a `connector` pipeline (ingest, decode, map, batch, deliver to the server,
+    settle), between two marks; returns the requests the transport sent."""
+    tree = {**TREE, "destinations": [{"name": "v", "connector": connector, "base_url": url}]}
+    if connector == "userwise":
+        tree["destinations"][0]["credentials"] = USERWISE_KEYS
+    else:
+        tree["destinations"][0]["credentials"] = {"default": {"api_key": "bench-enable3-api-key"}}
+    config = config_module.parse(tree, env={})
+    metrics = Metrics(CollectorRegistry())
+    pipeline = Pipeline(config.destinations[0], config.gateway.kafka, _NoDeadLetters(), metrics)  # type: ignore[arg-type]
+    tp = TopicPartition("t", 0)
+    messages = _messages(count + 50, lambda event: event["type"] in PLAYER_TYPES)
+    offsets = PartitionOffsets()
+    for item in messages[:50]:  # warm code and a warm pool
+        pipeline.ingest(tp, offsets, item, time.time(), time.monotonic())
+    while len(offsets):
+        await asyncio.sleep(0.05)  # polled seldom: the loop's own work stays out of the count
+    before = _sent(metrics)
+    now, monotonic = time.time(), time.monotonic()
+    mark()
+    for item in messages[50:]:
+        pipeline.ingest(tp, offsets, item, now, monotonic)
+    while len(offsets):
+        await asyncio.sleep(0.05)
+    mark()
+    await pipeline._cancel_workers()
+    await pipeline._stage.close()
+    return _sent(metrics) - before
+
+
+def _sent(metrics: Metrics) -> int:
+    """Requests counted by `gateway_http_requests_total` so far."""
+    samples = (sample for metric in metrics.http_requests.collect() for sample in metric.samples)
+    return int(sum(sample.value for sample in samples if sample.name.endswith("_total")))
 
 
 def _inside(stages: list[str], count: int) -> None:
@@ -256,7 +360,8 @@ def main() -> None:
     if len(totals) != 2 * len(args.stages):
         raise SystemExit(f"expected {2 * len(args.stages)} dumps, got {len(totals)}: something else calls crc32")
     for index, (name, unit) in enumerate(zip(args.stages, units, strict=True)):
-        per = {"log_batch": "batch", "batch_body": "record", "enable3_request": "request"}.get(name, "event")
+        per = {"log_batch": "batch", "batch_body": "record"}.get(name, "event")
+        per = "request" if name.endswith(("_request", "_delivery")) else per
         plural = "batches" if per == "batch" else per + "s"
         print(f"{name:10} {totals[2 * index + 1] / unit:12,.0f} instructions per {per}  ({unit} {plural})")
 

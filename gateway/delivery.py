@@ -25,9 +25,9 @@ from gateway.config import ANY_BRAND
 from gateway.connector import VendorClient, VendorRecord, sends_per_key
 from gateway.key_chains import KeyChains
 from gateway.logs import destination_logger
-from gateway.metrics import DestinationMetrics, observe_many
+from gateway.metrics import DestinationMetrics, observe_many, observe_one
 from gateway.outcomes import Outcome, SendResult, is_redirect, retry_reason
-from gateway.ownership import REVOKED, ownership
+from gateway.ownership import REVOKED, Ownership
 from gateway.retries import Attempts
 
 log = structlog.get_logger("gateway.delivery")
@@ -203,7 +203,7 @@ class DeliveryEngine:
             if sent is None:
                 continue  # the tenant halted while this send waited for a request slot: wait for the turn again
             stats["sends"] += 1
-            self._metrics.batch_events.observe(len(segment))
+            observe_one(self._metrics.batch_events, len(segment))
             result = _checked(sent, len(segment), self.destination)
             if result.outcome is not Outcome.HALT and tenant.prober is sender:
                 self._resumed(tenant)
@@ -263,7 +263,7 @@ class DeliveryEngine:
         token = object()
         self._sending[token] = segment
         try:
-            with ownership(_owned_in(segment)):
+            with Ownership(_owned_in(segment)):
                 if self._slots is None:
                     return await self._client.send(tenant.credentials, [item.record for item in segment])
                 async with self._slots:
@@ -328,14 +328,21 @@ class DeliveryEngine:
             return
         now = time.time()
         metrics = self._metrics
-        by_type: Counter[str] = Counter()
-        for item in items:
+        if len(items) == 1:  # per-key deliveries settle one record at a time: no tallies to build
+            item = items[0]
             item.offsets.settle(item.offset)
-            by_type[item.event_type] += 1
-        observe_many(metrics.latency, [now - item.consumed_at for item in items])
-        observe_many(metrics.event_age, [max(0.0, now - item.occurred_at) for item in items])
-        for event_type, count in by_type.items():
-            metrics.delivered(event_type).inc(count)
+            observe_one(metrics.latency, now - item.consumed_at)
+            observe_one(metrics.event_age, max(0.0, now - item.occurred_at))
+            metrics.delivered(item.event_type).inc()
+        else:
+            by_type: Counter[str] = Counter()
+            for item in items:
+                item.offsets.settle(item.offset)
+                by_type[item.event_type] += 1
+            observe_many(metrics.latency, [now - item.consumed_at for item in items])
+            observe_many(metrics.event_age, [max(0.0, now - item.occurred_at) for item in items])
+            for event_type, count in by_type.items():
+                metrics.delivered(event_type).inc(count)
         if duplicates:
             metrics.duplicate.inc(duplicates)
             stats["duplicates"] += duplicates

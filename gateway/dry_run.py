@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
+from yarl import URL
+
 from gateway.config import ANY_BRAND
 from gateway.connector import ClientContext, VendorRecord
 from gateway.destination import Destination
@@ -57,10 +59,10 @@ class CapturingTransport:
     requests: list[CapturedRequest] = field(default_factory=list)
 
     async def request(
-        self, method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
+        self, method: str, url: str | URL, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> HttpResponse:
-        """Record the request; answer 200 with an empty body."""
-        self.requests.append(CapturedRequest(method, url, dict(headers or {}), body or b""))
+        """Record the request (a yarl URL as its wire spelling); answer 200 with an empty body."""
+        self.requests.append(CapturedRequest(method, str(url), dict(headers or {}), body or b""))
         return HttpResponse(200)
 
     async def close(self) -> None:

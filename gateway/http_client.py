@@ -13,10 +13,11 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import SecretStr
+from yarl import URL
 
 from gateway.backoff import parse_retry_after
 from gateway.config import DestinationConfig, ProxyConfig
-from gateway.metrics import DestinationMetrics
+from gateway.metrics import DestinationMetrics, observe_one
 from gateway.outcomes import (
     TRANSPORT_FAILURE,
     FailureKind,
@@ -157,16 +158,17 @@ class HttpTransport:
     async def request(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> HttpResponse:
-        """Send one request; the answer or the failure, measured and counted."""
+        """Send one request; the answer or the failure, measured and counted. A string URL is normalized (re-quoted)
+        by aiohttp; a yarl URL goes as it is, so a caller that signs the URL builds it in its wire form."""
         if self._limiter is not None:
             await self._limiter.acquire()
         session = self._ensure_session()
-        if self._proxy_headers is not None and url.startswith("http://"):
+        if self._proxy_headers is not None and _plain_http(url):
             headers = {**(headers or {}), **self._proxy_headers}
         deadline = self.deadline.current
         started = time.perf_counter()
@@ -195,7 +197,7 @@ class HttpTransport:
         elapsed = time.perf_counter() - started
         if 200 <= result.status < 300:
             self.deadline.answered(elapsed)
-        self._metrics.http_duration.observe(elapsed)
+        observe_one(self._metrics.http_duration, elapsed)
         self._metrics.http_requests(status_class(result.status)).inc()
         return result
 
@@ -217,6 +219,11 @@ class HttpTransport:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+def _plain_http(url: str | URL) -> bool:
+    """Whether `url` is an http:// (not https://) URL."""
+    return url.startswith("http://") if isinstance(url, str) else url.scheme == "http"
 
 
 async def _read_capped(content: aiohttp.StreamReader, cap: int) -> tuple[bytes, bool]:

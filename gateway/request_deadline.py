@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections.abc import Callable
 
 REFRESH_EVERY = 16
-"""Answers between two recomputations of the percentile (a sort of the window): the hot path only appends."""
+"""Answers between two recomputations of the percentile: between them it holds still."""
 
 
 class LatencyWindow:
     """The last `size` response times in a fixed ring, and a high percentile of them (nearest rank).
 
-    The percentile is recomputed every REFRESH_EVERY samples, and at once when `refresh` is asked for, so adding a
-    sample costs an assignment; a recomputation sorts at most `size` floats.
+    The samples are also kept in order: adding one moves it into place (and the one it replaces out) by bisection,
+    so the window is never sorted whole. The percentile is read off that order every REFRESH_EVERY samples, and at
+    once when `refresh` is asked for.
     """
 
-    __slots__ = ("_next", "_percentile", "_ring", "_since_refresh", "_size", "_value")
+    __slots__ = ("_next", "_ordered", "_percentile", "_ring", "_since_refresh", "_size", "_value")
 
     def __init__(self, size: int, percentile: float) -> None:
         if size < 1:
@@ -26,6 +28,7 @@ class LatencyWindow:
         self._size = size
         self._percentile = percentile
         self._ring: list[float] = []
+        self._ordered: list[float] = []  # the ring's samples, ascending
         self._next = 0
         self._since_refresh = 0
         self._value: float | None = None
@@ -39,7 +42,9 @@ class LatencyWindow:
         if len(self._ring) < self._size:
             self._ring.append(seconds)
         else:
+            del self._ordered[bisect_left(self._ordered, self._ring[self._next])]
             self._ring[self._next] = seconds
+        insort(self._ordered, seconds)
         self._next = (self._next + 1) % self._size
         self._since_refresh += 1
         if refresh or self._since_refresh >= REFRESH_EVERY or self._value is None:
@@ -53,7 +58,7 @@ class LatencyWindow:
         return self._value
 
     def _recompute(self) -> None:
-        ordered = sorted(self._ring)
+        ordered = self._ordered
         rank = max(1, math.ceil(self._percentile / 100 * len(ordered)))  # nearest rank: 1-based
         self._value = ordered[rank - 1]
         self._since_refresh = 0

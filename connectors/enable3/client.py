@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from connectors.enable3.config import Enable3Credentials, Enable3Options
 from connectors.enable3.mapping import EVENT, REVENUE, SEGMENT_ADD, SEGMENT_REMOVE
 from connectors.enable3.not_found import NOT_FOUND, NotFoundRuns
@@ -45,10 +47,22 @@ class Enable3Client:
         self._http = context.http
         options = context.options if isinstance(context.options, Enable3Options) else Enable3Options()
         self._not_found = NotFoundRuns(options.halt_after_not_found)
+        self._headers: dict[int, tuple[Enable3Credentials, CIMultiDictProxy[str]]] = {}
+
+    def _headers_for(self, credentials: Enable3Credentials) -> CIMultiDictProxy[str]:
+        """The tenant's headers, built once, in the form aiohttp takes without copying them into one first. Keyed by
+        the credentials object, which the entry holds (so its id is never another's); hashing the model per request
+        would cost more than building the headers."""
+        entry = self._headers.get(id(credentials))
+        if entry is None or entry[0] is not credentials:
+            api_key = credentials.api_key.get_secret_value()
+            headers = CIMultiDictProxy(CIMultiDict({"X-API-KEY": api_key, "content-type": "application/json"}))
+            entry = self._headers[id(credentials)] = (credentials, headers)
+        return entry[1]
 
     async def send(self, credentials: Enable3Credentials, records: Sequence[VendorRecord]) -> SendResult:
         """Send each record in order; DELIVERED when all are stored, else the first failure with what went before."""
-        headers = {"X-API-KEY": credentials.api_key.get_secret_value(), "content-type": "application/json"}
+        headers = self._headers_for(credentials)
         duplicates = 0
         for index, record in enumerate(records):
             if not still_owned(record):  # revoked mid-batch: another replica sends it now

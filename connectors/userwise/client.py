@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors.userwise.config import DEFAULTS, UserWiseCredentials, UserWiseOptions
 from connectors.userwise.requests import PlannedRequest, plan
-from connectors.userwise.signing import api_key_header, appuser_url, signed_url
+from connectors.userwise.signing import AppUserUrls, api_key_header
 from gateway.connector import ClientContext, VendorRecord
 from gateway.http_client import HttpResponse
 from gateway.logs import scrubber
@@ -77,7 +78,7 @@ class UserWiseClient:
 
     def __init__(self, context: ClientContext) -> None:
         destination = context.destination
-        self._base_url = destination.base_url or DEFAULT_BASE_URL
+        self._urls = AppUserUrls(destination.base_url or DEFAULT_BASE_URL)
         self._http = context.http
         options: UserWiseOptions = context.options
         self._max_items = options.max_items_per_request
@@ -86,17 +87,20 @@ class UserWiseClient:
         # ambiguous for UserWise (no dedupe for plain events), so spurious timeouts would mean duplicates.
         lanes = (destination.concurrency or DEFAULTS.concurrency) * max(1, len(destination.credentials))
         self._slots = asyncio.Semaphore(max(lanes, 4))
-        self._headers: dict[UserWiseCredentials, dict[str, str]] = {}
+        self._headers: dict[int, tuple[UserWiseCredentials, CIMultiDictProxy[str]]] = {}
 
-    def _headers_for(self, credentials: UserWiseCredentials) -> dict[str, str]:
-        """The tenant's headers, built once. The base64 key is as good as the key: it is registered with the scrubber
-        too, so a vendor echoing the header cannot leak it into a log line or a dead letter."""
-        headers = self._headers.get(credentials)
-        if headers is None:
+    def _headers_for(self, credentials: UserWiseCredentials) -> CIMultiDictProxy[str]:
+        """The tenant's headers, built once, in the form aiohttp takes without copying them into one first. Keyed by
+        the credentials object, which the entry holds (so its id is never another's); hashing the model per send
+        would cost more. The base64 key is as good as the key: it is registered with the scrubber too, so a vendor
+        echoing the header cannot leak it into a log line or a dead letter."""
+        entry = self._headers.get(id(credentials))
+        if entry is None or entry[0] is not credentials:
             api_key = api_key_header(credentials.api_key.get_secret_value())
             scrubber.register([api_key])
-            headers = self._headers[credentials] = {"X-Api-Key": api_key, "Content-Type": "application/json"}
-        return headers
+            headers = CIMultiDictProxy(CIMultiDict({"X-Api-Key": api_key, "Content-Type": "application/json"}))
+            entry = self._headers[id(credentials)] = (credentials, headers)
+        return entry[1]
 
     async def send(self, credentials: UserWiseCredentials, records: Sequence[VendorRecord]) -> SendResult:
         """Send every player's requests (players in parallel, each in order) and combine the answers."""
@@ -130,16 +134,18 @@ class UserWiseClient:
                     stop.set()
                 return  # the player's later requests wait, so its order holds
 
-        async with asyncio.TaskGroup() as group:
-            for requests in plan(records, self._max_items):
-                group.create_task(player(requests))
+        players = plan(records, self._max_items)
+        if len(players) == 1:  # the engine's per-key sends: one player, no task of its own needed
+            await player(players[0])
+        else:
+            async with asyncio.TaskGroup() as group:
+                for requests in players:
+                    group.create_task(player(requests))
         return combine(delivered, failures)
 
-    async def _post(self, request: PlannedRequest, headers: dict[str, str], secret: str) -> SendResult:
-        url = appuser_url(self._base_url, request.player, request.route)
-        response = await self._http.request(
-            "POST", signed_url(url, request.body, secret), body=request.body, headers=headers
-        )
+    async def _post(self, request: PlannedRequest, headers: CIMultiDictProxy[str], secret: str) -> SendResult:
+        url = self._urls.signed(request.player, request.route, request.body, secret)
+        response = await self._http.request("POST", url, body=request.body, headers=headers)
         return classify_response(response)
 
     async def close(self) -> None:

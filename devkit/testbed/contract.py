@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import orjson
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from devkit.testbed.traffic import Traffic
 from gateway import binding
@@ -37,9 +38,9 @@ class ScriptedTransport:
         self.requests: list[dict[str, Any]] = []
 
     async def request(
-        self, method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+        self, method: str, url: str | URL, *, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> HttpResponse:
-        self.requests.append({"method": method, "url": url, "body": body, "headers": dict(headers or {})})
+        self.requests.append({"method": method, "url": str(url), "body": body, "headers": dict(headers or {})})
         return self.response
 
     async def close(self) -> None:

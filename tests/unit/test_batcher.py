@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from gateway.batcher import Batcher
 from gateway.connector import record_body
 from gateway.destination import BatchLimits
-from gateway.metrics import observe_many
+from gateway.metrics import observe_many, observe_one
 from gateway.offsets import PartitionOffsets
 from tests.unit.helpers import make_item
 
@@ -67,7 +67,8 @@ def test_purge_drops_revoked_items_only() -> None:
 
 
 def test_bulk_histogram_observe_matches_observe() -> None:
-    """observe_many records exactly what one observe() per value would (buckets, count and sum)."""
+    """observe_many and observe_one record exactly what one observe() per value would (buckets, count and sum),
+    bounds included."""
     values = [0.0, 0.004, 0.005, 0.0051, 0.3, 2.0, 7.5, 99.0, 5000.0, 0.25]
     one, bulk = CollectorRegistry(), CollectorRegistry()
     buckets = (0.005, 0.25, 1.0, 10.0, 100.0)
@@ -75,7 +76,9 @@ def test_bulk_histogram_observe_matches_observe() -> None:
     many = Histogram("h", "h", ["d"], buckets=buckets, registry=bulk).labels("x")
     for value in values:
         single.observe(value)
-    observe_many(many, values)
+    observe_many(many, values[:-2])
+    observe_many(many, values[-2:-1])  # one value: observe_one's way
+    observe_one(many, values[-1])
     samples = [
         (s.name, s.labels.get("le"), s.value) for m in one.collect() for s in m.samples if "created" not in s.name
     ]

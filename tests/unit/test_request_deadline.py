@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from gateway.config import AdaptiveTimeoutConfig, DestinationConfig
@@ -45,6 +48,23 @@ def test_the_window_recomputes_every_few_samples_or_when_asked() -> None:
     assert not window.add(9.0)
     assert window.percentile == 2.0
     assert window.add(9.0, refresh=True) and window.percentile == 9.0
+
+
+@given(
+    size=st.integers(1, 12),
+    percentile=st.sampled_from([1.0, 50.0, 90.0, 99.0, 100.0]),
+    samples=st.lists(st.tuples(st.sampled_from([0.1, 0.2, 0.3, 1.0, 5.0]), st.booleans()), max_size=60),
+)
+def test_the_window_percentile_is_the_nearest_rank_of_its_last_samples(
+    size: int, percentile: float, samples: list[tuple[float, bool]]
+) -> None:
+    """Whatever the order, repeats and refreshes: a refreshed percentile is the nearest rank of the last `size`
+    samples, as a sort of them gives it (the window keeps its order by bisection, never sorting the ring)."""
+    window = LatencyWindow(size, percentile)
+    for index, (seconds, refresh) in enumerate(samples):
+        if window.add(seconds, refresh=refresh):
+            last = sorted(sample for sample, _ in samples[max(0, index + 1 - size) : index + 1])
+            assert window.percentile == last[max(1, math.ceil(percentile / 100 * len(last))) - 1]
 
 
 def test_window_arguments_are_checked() -> None:

@@ -61,6 +61,21 @@ async def test_records_go_one_per_request_in_order_with_the_key() -> None:
     assert all(r["headers"]["X-API-KEY"] == KEY for r in transport.requests)
 
 
+async def test_each_send_carries_its_own_tenants_key() -> None:
+    """Headers are built once per credentials object: tenants sending in turn each get their own key, also when a
+    tenant's earlier credentials object is gone and a new one holds another key."""
+    transport = SequenceTransport([(201, b"", {})] * 4)
+    client = _client(transport)
+    first, second = Enable3Credentials(api_key="key-one"), Enable3Credentials(api_key="key-two")
+    for credentials in (first, second, first):
+        await client.send(credentials, _records(1))
+    del first, second
+    await client.send(Enable3Credentials(api_key="key-three"), _records(1))
+    keys = [r["headers"]["X-API-KEY"] for r in transport.requests]
+    assert keys == ["key-one", "key-two", "key-one", "key-three"]
+    assert transport.requests[0]["headers"]["content-type"] == "application/json"
+
+
 async def test_409_counts_as_a_delivered_duplicate() -> None:
     """A 409 is Enable3's "duplicate entry": delivered, counted as a duplicate, and the rest still sent."""
     transport = SequenceTransport([(201, b"", {}), (409, b"dup", {}), (201, b"", {})])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from connectors.enable3.config import Enable3Options, Enable3Settings
@@ -34,6 +37,15 @@ def test_created_at_is_utc_without_zone_or_fraction() -> None:
     event = {"event_id": "e", "type": "login", "occurred_at": "2026-01-01T01:59:59.999+03:00", "player_id": "p"}
     assert orjson.loads(_map(event)[0].body)["createdAt"] == "2025-12-31 22:59:59"
     assert created_at(decode(orjson.dumps(event)).occurred_at) == "2025-12-31 22:59:59"
+
+
+@given(
+    moment=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3))])),
+)
+def test_created_at_is_the_strftime_spelling_for_any_datetime(moment: datetime) -> None:
+    """The isoformat-based text is `strftime`'s to the character: every year (before 1000 too), any fraction, any
+    offset (the text is the datetime's own clock time, never converted)."""
+    assert created_at(moment) == moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 @pytest.mark.parametrize("currency", ["EUR", "USD", "USDC", "BTC"])

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from connectors.userwise import connector
 from connectors.userwise.client import UserWiseClient
@@ -35,8 +36,9 @@ class AnsweringTransport:
         self.max_in_flight = 0
 
     async def request(
-        self, method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+        self, method: str, url: str | URL, *, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> HttpResponse:
+        url = str(url)  # the client hands over yarl URLs in wire form
         self.requests.append({"method": method, "url": url, "body": body or b"", "headers": dict(headers or {})})
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from connectors.userwise.attributes import datetime_text
 from connectors.userwise.config import UserWiseOptions
 from connectors.userwise.mapping import map_event
 from devkit.testbed.traffic import Traffic
@@ -166,3 +168,10 @@ def test_refunds_net_out_under_userwise_upsert_rule(refunds: list[tuple[str, str
             stored[item["transaction_id"]] = item["revenue"]
     assert round(sum(stored.values()), 2) == net
     assert stored["rev-1"] == 9.99  # the purchase itself is never overwritten by a refund
+
+
+@given(moment=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))])))
+def test_datetime_text_is_the_strftime_spelling_for_any_datetime(moment: datetime) -> None:
+    """The isoformat-based text is `strftime`'s to the character: every year (before 1000 too), any fraction, any
+    offset (the text is the datetime's own clock time, never converted)."""
+    assert datetime_text(moment) == moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from connectors.userwise.signing import api_key_header, appuser_url, request_hash, signed_url
+from connectors.userwise.signing import AppUserUrls, api_key_header, appuser_url, request_hash, signed_url
 
 SECRET = "UbsXaKTGWNd3wD8y5ZeV"  # noqa: S105 - the test secret the vendor document prints
 
@@ -93,3 +93,40 @@ def test_any_player_id_is_one_segment_that_survives_the_wire_spelling(player: st
     assert endpoint == "revenue_events"
     assert "/" not in segment and "?" not in segment and "#" not in segment
     assert unquote(segment, errors="strict") == player
+
+
+BASE_URLS = [
+    "https://api.userwise.io",
+    "http://127.0.0.1:8080/",
+    "https://API.UserWise.io:443/base/",  # normalized by yarl: takes the parsing path
+    "https://bücher.de/a%7eb",
+    "https://h?x=1",  # a query in the base URL: the parsing path too
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(player=st.text(min_size=1, max_size=40).filter(lambda text: text not in (".", "..")))
+@pytest.mark.parametrize("base_url", BASE_URLS)
+def test_wire_form_urls_are_what_the_client_would_make_of_the_signed_string(base_url: str, player: str) -> None:
+    """The prebuilt URL is, as text and as a URL, the signed `appuser_url` string after the HTTP client's parsing:
+    the same bytes go on the wire and the same string is hashed as before."""
+    urls = AppUserUrls(base_url)
+    for endpoint in ("events", "revenue_events", "attributes"):
+        reference = signed_url(appuser_url(base_url, player, endpoint), b'{"events":[]}', SECRET)
+        built = urls.signed(player, endpoint, b'{"events":[]}', SECRET)
+        assert str(built) == str(URL(reference))
+        assert built == URL(reference)
+        assert built.raw_path_qs == URL(reference).raw_path_qs
+
+
+def test_plain_base_urls_take_the_wire_form_path() -> None:
+    """The usual base URLs are built from parts (no URL parsing per request); odd ones are parsed as before."""
+    assert AppUserUrls("https://api.userwise.io")._wire_form
+    assert AppUserUrls("http://127.0.0.1:8080/")._wire_form
+    assert not AppUserUrls("https://h?x=1")._wire_form
+
+
+def test_wire_segment_refuses_dot_segments() -> None:
+    for player in (".", ".."):
+        with pytest.raises(ValueError, match="path segment"):
+            AppUserUrls("https://api.userwise.io").signed(player, "events", b"", SECRET)
