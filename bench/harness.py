@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing as mp
 import subprocess
 import sys
@@ -308,3 +309,73 @@ def latency_summary(values: Sequence[float], *, with_max: bool = True) -> str:
     """`p50 N ms, p99 N ms[, max N ms]`."""
     line = f"p50 {percentile(values, 0.5) * 1000:.0f} ms, p99 {percentile(values, 0.99) * 1000:.0f} ms"
     return line + (f", max {max(values) * 1000:.0f} ms" if with_max else "")
+
+
+# ---- a `gateway run` process -------------------------------------------------------------------------------------
+
+
+def process_cpu_seconds(root: psutil.Process) -> float:
+    """User plus system CPU of a process and its live children."""
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+@dataclasses.dataclass
+class ProcessRun:
+    """One `gateway run --workers N` process over a backlog: when it started, first delivered and finished (every
+    event delivered and committed), its CPU seconds (supervisor plus workers) to the first delivery and in all."""
+
+    workers: int
+    count: int
+    started: float
+    first: float
+    done: float
+    startup_cpu: float
+    cpu: float
+    exit_code: int | None
+
+    @property
+    def rate(self) -> float:
+        """Events/s from the first delivery to the last commit (start-up and group joins left out)."""
+        return self.count / (self.done - self.first)
+
+    @property
+    def rate_from_start(self) -> float:
+        """Events/s from the process start."""
+        return self.count / (self.done - self.started)
+
+
+async def run_gateway_process(
+    sandbox: SandboxProcess, tree: dict[str, Any], workers: int, count: int, config: Path
+) -> ProcessRun:
+    """Run `gateway run --config CONFIG --workers N` (CONFIG written from `tree`) until the sandbox, asked 'count',
+    holds `count` events and the destination committed them all; then SIGTERM it."""
+    import yaml  # noqa: PLC0415 - only the process benchmarks write a file
+
+    await asyncio.to_thread(config.write_text, yaml.safe_dump(tree))
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "--config", str(config), "--workers", str(workers)
+    )
+    gateway = psutil.Process(process.pid)
+    cpu = 0.0
+    try:
+        while await sandbox.ask("count") == 0:
+            await asyncio.sleep(0.05)
+        first = time.perf_counter()
+        startup_cpu = process_cpu_seconds(gateway)  # imports, config, group joins: paid once per process
+        while await sandbox.ask("count") < count or await committed_total(tree) < count:
+            cpu = max(cpu, process_cpu_seconds(gateway))  # sampled while the workers live
+            await asyncio.sleep(0.2)
+        done = time.perf_counter()
+        cpu = max(cpu, process_cpu_seconds(gateway))
+    finally:
+        process.terminate()
+        code = await asyncio.wait_for(process.wait(), 60)
+    return ProcessRun(workers, count, started, first, done, startup_cpu, cpu, code)

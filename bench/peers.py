@@ -19,11 +19,22 @@ import multiprocessing as mp
 import tempfile
 import time
 from http.client import HTTPConnection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from harness import PARTITIONS, SandboxProcess, create_topics, drain, gateway_tree, in_child, messages, produce
+from harness import (
+    PARTITIONS,
+    SandboxProcess,
+    create_topics,
+    drain,
+    gateway_tree,
+    in_child,
+    messages,
+    produce,
+    run_gateway_process,
+)
 from harness import running_gateway as gateway_running
 
 from devkit.testbed.broker import EmbeddedBroker
@@ -192,10 +203,27 @@ async def gateway_rate(bootstrap: str, sandbox: SandboxProcess, count: int) -> f
     return count / elapsed
 
 
+async def gateway_process_rate(bootstrap: str, sandbox: SandboxProcess, count: int, workers: int) -> float:
+    """Events/s of `gateway run --workers N`, from its first delivery until every offset is committed."""
+    credentials = {"default": {"api_key": KEY}}
+    destination = {"name": "unibo", "connector": "unibo", "base_url": sandbox.url, "credentials": credentials}
+    tree = gateway_tree(bootstrap, TOPIC, destination, group_prefix=f"bench-peers-w{workers}-{time.time_ns()}")
+    with tempfile.TemporaryDirectory() as directory:
+        result = await run_gateway_process(sandbox, tree, workers, count, Path(directory) / "gateway.yaml")
+    return result.rate
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--skip-quix", action="store_true", help="when Quix Streams is not installed")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="N >= 1: the gateway as `gateway run --workers N` processes, timed from its first delivery "
+        "(default 0: its Unibo pipeline in this process, timed from its group join)",
+    )
     args = parser.parse_args()
     configure("warning", "json")
     count = args.events
@@ -211,8 +239,13 @@ async def main() -> None:
                 quix = await quix_rate(broker.bootstrap_servers, sandbox, count)
                 print(f"Quix Streams, batching sink:        {quix:,.0f} events/s", flush=True)
                 await sandbox.ask("reset")
-            gateway = await gateway_rate(broker.bootstrap_servers, sandbox, count)
-            print(f"this gateway, Unibo pipeline:       {gateway:,.0f} events/s", flush=True)
+            if args.workers:
+                gateway = await gateway_process_rate(broker.bootstrap_servers, sandbox, count, args.workers)
+                label = f"this gateway, --workers {args.workers}:"
+            else:
+                gateway = await gateway_rate(broker.bootstrap_servers, sandbox, count)
+                label = "this gateway, Unibo pipeline:"
+            print(f"{label:35} {gateway:,.0f} events/s", flush=True)
     ratios = f"gateway/raw {gateway / raw:.3f}"
     if quix is not None:
         ratios = f"gateway/quix {gateway / quix:.2f}   " + ratios

@@ -14,23 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
-import yaml
 from harness import (
     PARTITIONS,
     SandboxProcess,
-    committed_total,
     create_topics,
     gateway_tree,
     in_child,
     messages,
     produce,
+    run_gateway_process,
 )
 
 from devkit.testbed.broker import EmbeddedBroker
@@ -59,18 +56,6 @@ def _produce_backlog(bootstrap: str, count: int) -> None:
     asyncio.run(produce(bootstrap, TOPIC, messages(count, "wk", unibo_takes)))
 
 
-def _cpu_seconds(root: psutil.Process) -> float:
-    """User plus system CPU of a process and its live children."""
-    total = 0.0
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
 async def run(broker: EmbeddedBroker, sandbox: SandboxProcess, workers: int, count: int, directory: Path) -> None:
     """One timed run of `gateway run --workers N` over the whole backlog."""
     await sandbox.ask("reset")
@@ -81,32 +66,12 @@ async def run(broker: EmbeddedBroker, sandbox: SandboxProcess, workers: int, cou
         "credentials": {"default": {"api_key": KEY}},
     }
     tree = gateway_tree(broker.bootstrap_servers, TOPIC, destination, group_prefix=f"bench-w{workers}-{time.time_ns()}")
-    config = directory / f"workers-{workers}.yaml"
-    config.write_text(yaml.safe_dump(tree))
-    started = time.perf_counter()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "run", "--config", str(config), "--workers", str(workers)
-    )
-    gateway = psutil.Process(process.pid)
-    cpu = 0.0
-    try:
-        while await sandbox.ask("count") == 0:
-            await asyncio.sleep(0.05)
-        first = time.perf_counter()
-        startup_cpu = _cpu_seconds(gateway)  # imports, config, group joins: paid once per process
-        while await sandbox.ask("count") < count or await committed_total(tree) < count:
-            cpu = max(cpu, _cpu_seconds(gateway))  # sampled while the workers live
-            await asyncio.sleep(0.2)
-        done = time.perf_counter()
-        cpu = max(cpu, _cpu_seconds(gateway))
-    finally:
-        process.terminate()
-        code = await asyncio.wait_for(process.wait(), 60)
+    result = await run_gateway_process(sandbox, tree, workers, count, directory / f"workers-{workers}.yaml")
     print(
-        f"--workers {workers}: {count / (done - first):,.0f} events/s from the first delivery "
-        f"({done - first:.1f} s), {count / (done - started):,.0f} events/s from the process start "
-        f"({done - started:.1f} s); gateway CPU {cpu:.1f} s: {startup_cpu:.1f} s to the first delivery, then "
-        f"{(cpu - startup_cpu) / count * 1e6:.1f} us/event; exit {code}",
+        f"--workers {workers}: {result.rate:,.0f} events/s from the first delivery "
+        f"({result.done - result.first:.1f} s), {result.rate_from_start:,.0f} events/s from the process start "
+        f"({result.done - result.started:.1f} s); gateway CPU {result.cpu:.1f} s: {result.startup_cpu:.1f} s to the "
+        f"first delivery, then {(result.cpu - result.startup_cpu) / count * 1e6:.1f} us/event; exit {result.exit_code}",
         flush=True,
     )
 

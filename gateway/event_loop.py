@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 LOOPS = ("uvloop", "asyncio")
-"""GATEWAY_EVENT_LOOP's values. uvloop (libuv under asyncio's API) takes less CPU per event and per vendor request
+"""GATEWAY_EVENT_LOOP's values. uvloop (libuv under asyncio's API) takes a few percent less CPU per vendor request
 (bench/cpu_per_request.py); asyncio's own loop is there to compare, or should uvloop ever get in the way."""
 
 
