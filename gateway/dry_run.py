@@ -9,13 +9,14 @@ from typing import Any, Final, cast
 
 from yarl import URL
 
-from gateway.config import ANY_BRAND
 from gateway.connector import ClientContext, VendorRecord
+from gateway.delivery import Tenant
 from gateway.destination import Destination
-from gateway.errors import ConfigError, EventError, UnknownBrand
+from gateway.errors import ConfigError, EventError
 from gateway.events import Event, decode
 from gateway.http_client import HttpResponse, HttpTransport
 from gateway.logs import scrubber
+from gateway.routing import Router
 
 MASK: Final = "**********"
 _SECRET_HEADER: Final = re.compile(r"key|auth|token|secret|signature|password|cookie", re.IGNORECASE)
@@ -77,7 +78,13 @@ class Mapped:
     summary: str
     requests: tuple[CapturedRequest, ...] = ()
     records: tuple[VendorRecord, ...] = ()
-    failed: bool = False
+    reason: str | None = None  # the dead-letter reason, when the pipeline would dead-letter it
+    routed: int = 0  # vendor records the event maps to
+
+    @property
+    def failed(self) -> bool:
+        """Whether the pipeline would dead-letter it."""
+        return self.reason is not None
 
 
 class DryRun:
@@ -85,6 +92,7 @@ class DryRun:
 
     def __init__(self, destination: Destination) -> None:
         self.destination = destination
+        self._router = Router(destination, {brand: Tenant(brand, c) for brand, c in destination.credentials.items()})
         self._transport = CapturingTransport()
         context = ClientContext(
             destination=destination.config,
@@ -99,30 +107,30 @@ class DryRun:
             self._client = None
 
     async def map(self, line: int, parsed: Event | EventError) -> Mapped:
-        """Route and map one event as the pipeline does, then let the connector's client build its requests."""
+        """Route and map one event through the pipeline's own route (gateway.routing), then let the connector's
+        client build its requests."""
         destination = self.destination
         if isinstance(parsed, EventError):
-            return Mapped(line, f"dead letter ({parsed.reason}): {parsed.detail}", failed=True)
+            return Mapped(line, f"dead letter ({parsed.reason}): {parsed.detail}", reason=parsed.reason)
         event = parsed
         label = f"{event.type} {event.event_id}"
-        if event.type not in destination.events:
+        if not self._router.takes(event):
             taken = sorted(destination.events)
             return Mapped(line, f"{label}: not taken by {destination.name} (filtered; it takes {taken})")
-        credentials = destination.credentials.get(event.brand) or destination.credentials.get(ANY_BRAND)
         try:
-            if credentials is None:
-                raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {destination.name}")
-            records = tuple(destination.connector.map(event, destination.options))
+            route = self._router.route_event(event)
         except EventError as error:
-            return Mapped(line, f"{label}: dead letter ({error.reason}): {error.detail}", failed=True)
-        if not records:
+            return Mapped(line, f"{label}: dead letter ({error.reason}): {error.detail}", reason=error.reason)
+        if route is None:
             return Mapped(line, f"{label}: nothing to send (the connector does not take this event)")
+        _, tenant, mapped = route
+        records = tuple(mapped)
         if self._client is None:
-            return Mapped(line, f"{label}: {len(records)} record(s) stored", records=records)
+            return Mapped(line, f"{label}: {len(records)} record(s) stored", records=records, routed=len(records))
         self._transport.requests.clear()
-        await self._client.send(credentials, records)
+        await self._client.send(tenant.credentials, records)
         requests = tuple(self._transport.requests)
-        return Mapped(line, f"{label}: {len(requests)} request(s)", requests=requests)
+        return Mapped(line, f"{label}: {len(requests)} request(s)", requests=requests, routed=len(records))
 
     async def close(self) -> None:
         """Release the connector's client."""

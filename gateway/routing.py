@@ -1,5 +1,5 @@
 """The route every record takes to a destination, in `gateway run` and `gateway replay` alike: decode, filter by event
-type, find the brand's tenant, map to vendor records."""
+type, find the brand's tenant, map to vendor records; `gateway map` takes the same route from decoded events."""
 
 from __future__ import annotations
 
@@ -38,10 +38,18 @@ class Router:
         Raises EventError, carrying the dead-letter reason, for a message that cannot be decoded or has no tenant here;
         a connector that fails on an event is a bug that must cost that one message: logged, then MappingError.
         """
+        return self.route_event(decode(message.value), message)
+
+    def takes(self, event: Event) -> bool:
+        """Whether the destination lists the event's type."""
+        return event.type in self._events
+
+    def route_event(self, event: Event, message: Any = None) -> Route | None:
+        """`route` for an event already decoded (`gateway map` reads events from a file); `message`, the Kafka record
+        it came from if any, names the source in the log line of a connector bug."""
+        if event.type not in self._events:
+            return None
         try:
-            event = decode(message.value)
-            if event.type not in self._events:
-                return None
             tenant = tenant_for(self._tenants, event.brand)
             if tenant is None:
                 raise UnknownBrand(f"brand {event.brand!r} has no credentials at destination {self._name}")
@@ -49,6 +57,7 @@ class Router:
         except EventError:
             raise
         except Exception as error:
-            self._log.exception("mapping failed", source=f"{message.topic}/{message.partition}/{message.offset}")
+            source = f"{message.topic}/{message.partition}/{message.offset}" if message is not None else "input"
+            self._log.exception("mapping failed", source=source)
             raise MappingError(f"{type(error).__name__} in connector {self._connector}") from error
         return (event, tenant, records) if records else None

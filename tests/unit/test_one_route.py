@@ -1,4 +1,5 @@
-"""`gateway run` and `gateway replay` route a record the same way: the same verdict for every kind of message."""
+"""`gateway run`, `gateway replay` and `gateway map` route a record the same way: the same verdict for every kind of
+message."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from gateway import binding, registry
 from gateway.connector import VendorRecord
 from gateway.delivery_stage import DeliveryStage
 from gateway.destination import ResolvedConfig
+from gateway.dry_run import DryRun, numbered_events
 from gateway.events import Event
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
@@ -134,6 +136,18 @@ async def _replay_verdict(config: ResolvedConfig, value: bytes) -> str:
         await stage.stop()
 
 
+async def _dry_run_verdict(config: ResolvedConfig, value: bytes) -> str:
+    dry_run = DryRun(config.destinations[0])
+    try:
+        [(line, parsed)] = list(numbered_events([value]))
+        mapped = await dry_run.map(line, parsed)
+    finally:
+        await dry_run.close()
+    if mapped.reason is not None:
+        return f"dead letter {mapped.reason}"
+    return f"queued {mapped.routed}" if mapped.routed else "not taken"
+
+
 def _verdict(dead_letters: DeadLetters, not_taken: bool, queued: int) -> str:
     if dead_letters.reasons:
         return "dead letter " + ",".join(dead_letters.reasons)
@@ -141,9 +155,10 @@ def _verdict(dead_letters: DeadLetters, not_taken: bool, queued: int) -> str:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-async def test_run_and_replay_give_a_message_the_same_verdict(config: ResolvedConfig, case: str) -> None:
+async def test_run_replay_and_map_give_a_message_the_same_verdict(config: ResolvedConfig, case: str) -> None:
     """Decode, type filter, brand to tenant and map are one route (gateway.routing): what the pipeline dead-letters,
-    filters or queues, a replay fails again, leaves untaken or queues alike."""
+    filters or queues, a replay fails again, leaves untaken or queues alike, and `gateway map` says so."""
     value, expected = CASES[case]
     assert await _pipeline_verdict(config, value) == expected
     assert await _replay_verdict(config, value) == expected
+    assert await _dry_run_verdict(config, value) == expected
