@@ -9,7 +9,7 @@ from typing import Any
 from gateway.connector import VendorRecord
 from gateway.delivery import Tenant, tenant_for
 from gateway.destination import Destination
-from gateway.errors import EventError, MappingError, UnknownBrand
+from gateway.errors import EventError, InvalidEvent, MappingError, UnknownBrand
 from gateway.events import Event, decode
 from gateway.logs import destination_logger
 
@@ -38,7 +38,14 @@ class Router:
         Raises EventError, carrying the dead-letter reason, for a message that cannot be decoded or has no tenant here;
         a connector that fails on an event is a bug that must cost that one message: logged, then MappingError.
         """
-        return self.route_event(decode(message.value), message)
+        try:
+            event = decode(message.value)
+        except EventError:
+            raise
+        except Exception as error:  # defensive: decode turns every failure it knows into an EventError
+            self._log.exception("decoding failed", source=f"{message.topic}/{message.partition}/{message.offset}")
+            raise InvalidEvent(f"cannot decode the event ({type(error).__name__})") from error
+        return self.route_event(event, message)
 
     def takes(self, event: Event) -> bool:
         """Whether the destination lists the event's type."""

@@ -162,3 +162,18 @@ async def test_run_replay_and_map_give_a_message_the_same_verdict(config: Resolv
     assert await _pipeline_verdict(config, value) == expected
     assert await _replay_verdict(config, value) == expected
     assert await _dry_run_verdict(config, value) == expected
+
+
+async def test_an_unexpected_decoding_failure_costs_one_message(
+    config: ResolvedConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should decoding ever fail with something other than an EventError (a bug), that message is dead-lettered as
+    invalid_event, logged, and the route goes on; it never escapes into the pipeline."""
+
+    def broken(raw: bytes | None) -> Event:
+        raise TypeError("a decoder bug")
+
+    monkeypatch.setattr("gateway.routing.decode", broken)
+    assert await _pipeline_verdict(config, _event("ok")) == "dead letter invalid_event"
+    monkeypatch.undo()
+    assert await _pipeline_verdict(config, _event("ok")) == "queued 1"
