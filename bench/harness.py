@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from devkit.sandbox.unibo.sandbox import UniboSandbox
     from devkit.testbed.broker import EmbeddedBroker
 
 PARTITIONS = 6
@@ -46,6 +47,27 @@ class BenchSandbox(Protocol):
 
 
 SandboxT = TypeVar("SandboxT", bound=BenchSandbox)
+
+UNIBO_KEY = "bench-unibo-key"
+
+
+def unibo_sandbox() -> UniboSandbox:
+    """The Unibo sandbox taking UNIBO_KEY for brand default, built in the sandbox process."""
+    from devkit.sandbox.unibo.sandbox import UniboSandbox  # noqa: PLC0415 - child process only
+
+    return UniboSandbox({UNIBO_KEY: "default"})
+
+
+def unibo_answer(sandbox: UniboSandbox, request: str) -> Any:
+    """'count': unique ids stored; 'received': unique_id -> receive time."""
+    if request == "count":
+        return sandbox.total_unique
+    return dict(sandbox.tenant("default").received)
+
+
+def unibo_destination(url: str) -> dict[str, Any]:
+    """A Unibo destination at `url` with UNIBO_KEY for every event of brand default."""
+    return {"name": "unibo", "connector": "unibo", "base_url": url, "credentials": {"default": {"api_key": UNIBO_KEY}}}
 
 
 def _serve_sandbox(

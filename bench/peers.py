@@ -20,12 +20,13 @@ import tempfile
 import time
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from harness import (
     PARTITIONS,
+    UNIBO_KEY,
     SandboxProcess,
     create_topics,
     drain,
@@ -34,6 +35,9 @@ from harness import (
     messages,
     produce,
     run_gateway_process,
+    unibo_answer,
+    unibo_destination,
+    unibo_sandbox,
 )
 from harness import running_gateway as gateway_running
 
@@ -42,25 +46,11 @@ from devkit.testbed.traffic import unibo_takes
 from gateway import event_loop
 from gateway.logs import configure
 
-if TYPE_CHECKING:
-    from devkit.sandbox.unibo.sandbox import UniboSandbox
-
-KEY = "bench-peers-unibo-key"
 TOPIC = "bench-peers"
 MAX_ITEMS = 10_000  # Unibo's guidance: at most 10,000 events per request
 _GENDER = {"male": "M", "female": "F"}
 _PLAYER = ("country", "currency", "affiliate", "tags", "consent_email", "is_blocked")
 _GAME = ("name", "provider", "categories", "features", "themes", "device")
-
-
-def _sandbox() -> UniboSandbox:
-    from devkit.sandbox.unibo.sandbox import UniboSandbox  # noqa: PLC0415 - sandbox process only
-
-    return UniboSandbox({KEY: "default"})
-
-
-def _answer(sandbox: UniboSandbox, request: str) -> Any:
-    return sandbox.total_unique
 
 
 def _produce_backlog(bootstrap: str, count: int) -> None:
@@ -147,7 +137,7 @@ def _run_quix(bootstrap: str, group: str, port: int, started: Any) -> None:
             for start in range(0, len(items), MAX_ITEMS):
                 body = orjson.dumps({"items": items[start : start + MAX_ITEMS]})
                 self._connection.request(
-                    "POST", "/api/v1/events", body, {"x-api-key": KEY, "content-type": "application/json"}
+                    "POST", "/api/v1/events", body, {"x-api-key": UNIBO_KEY, "content-type": "application/json"}
                 )
                 response = self._connection.getresponse()
                 response.read()
@@ -195,9 +185,7 @@ async def quix_rate(bootstrap: str, sandbox: SandboxProcess, count: int) -> floa
 
 async def gateway_rate(bootstrap: str, sandbox: SandboxProcess, count: int) -> float:
     """Events/s of the gateway's Unibo pipeline, from its group join until every offset is committed."""
-    credentials = {"default": {"api_key": KEY}}
-    destination = {"name": "unibo", "connector": "unibo", "base_url": sandbox.url, "credentials": credentials}
-    tree = gateway_tree(bootstrap, TOPIC, destination, group_prefix=f"bench-peers-{time.time_ns()}")
+    tree = gateway_tree(bootstrap, TOPIC, unibo_destination(sandbox.url), group_prefix=f"bench-peers-{time.time_ns()}")
     async with gateway_running(tree):
         _, elapsed = await drain(sandbox, tree, count, count, poll=0.1)
     return count / elapsed
@@ -205,9 +193,9 @@ async def gateway_rate(bootstrap: str, sandbox: SandboxProcess, count: int) -> f
 
 async def gateway_process_rate(bootstrap: str, sandbox: SandboxProcess, count: int, workers: int) -> float:
     """Events/s of `gateway run --workers N`, from its first delivery until every offset is committed."""
-    credentials = {"default": {"api_key": KEY}}
-    destination = {"name": "unibo", "connector": "unibo", "base_url": sandbox.url, "credentials": credentials}
-    tree = gateway_tree(bootstrap, TOPIC, destination, group_prefix=f"bench-peers-w{workers}-{time.time_ns()}")
+    tree = gateway_tree(
+        bootstrap, TOPIC, unibo_destination(sandbox.url), group_prefix=f"bench-peers-w{workers}-{time.time_ns()}"
+    )
     with tempfile.TemporaryDirectory() as directory:
         result = await run_gateway_process(sandbox, tree, workers, count, Path(directory) / "gateway.yaml")
     return result.rate
@@ -227,7 +215,7 @@ async def main() -> None:
     args = parser.parse_args()
     configure("warning", "json")
     count = args.events
-    with SandboxProcess(_sandbox, _answer) as sandbox:
+    with SandboxProcess(unibo_sandbox, unibo_answer) as sandbox:
         async with EmbeddedBroker() as broker:
             await create_topics(broker, TOPIC)
             print(f"producing a backlog of {count:,} Unibo events (in a child process) ...", flush=True)

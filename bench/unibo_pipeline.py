@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from harness import (
@@ -27,6 +27,9 @@ from harness import (
     produce,
     produce_at_rate,
     running_gateway,
+    unibo_answer,
+    unibo_destination,
+    unibo_sandbox,
 )
 
 from devkit.testbed.broker import EmbeddedBroker
@@ -34,25 +37,7 @@ from devkit.testbed.traffic import unibo_takes
 from gateway import event_loop
 from gateway.logs import configure
 
-if TYPE_CHECKING:
-    from devkit.sandbox.unibo.sandbox import UniboSandbox
-
-KEY = "bench-unibo-key"
 OVERRIDES: dict[str, Any] = {}
-
-
-def _sandbox() -> UniboSandbox:
-    """The Unibo sandbox, built in the sandbox process."""
-    from devkit.sandbox.unibo.sandbox import UniboSandbox  # noqa: PLC0415 - child process only
-
-    return UniboSandbox({KEY: "default"})
-
-
-def _answer(sandbox: UniboSandbox, request: str) -> Any:
-    """'count': unique ids stored; 'received': unique_id -> receive time."""
-    if request == "count":
-        return sandbox.total_unique
-    return dict(sandbox.tenant("default").received)
 
 
 def _produce_backlog(bootstrap: str, topic: str, count: int) -> None:
@@ -82,8 +67,7 @@ async def _raw_consume_rate(bootstrap: str, topic: str, count: int) -> float:
 
 
 def _tree(bootstrap: str, topic: str, url: str) -> dict[str, Any]:
-    destination = {"name": "unibo", "connector": "unibo", "base_url": url, "credentials": {"default": {"api_key": KEY}}}
-    return gateway_tree(bootstrap, topic, {**destination, **OVERRIDES})
+    return gateway_tree(bootstrap, topic, {**unibo_destination(url), **OVERRIDES})
 
 
 async def backlog(broker: EmbeddedBroker, sandbox: SandboxProcess, count: int) -> None:
@@ -134,7 +118,7 @@ async def main() -> None:
     if args.concurrency:
         OVERRIDES["concurrency"] = args.concurrency
     configure("warning", "json")
-    with SandboxProcess(_sandbox, _answer) as sandbox:
+    with SandboxProcess(unibo_sandbox, unibo_answer) as sandbox:
         async with EmbeddedBroker() as broker:
             await backlog(broker, sandbox, args.events)
             await fixed_rate(broker, sandbox, args.rate, args.seconds)

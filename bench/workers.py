@@ -17,7 +17,6 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from harness import (
     PARTITIONS,
@@ -28,28 +27,15 @@ from harness import (
     messages,
     produce,
     run_gateway_process,
+    unibo_answer,
+    unibo_destination,
+    unibo_sandbox,
 )
 
 from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.traffic import unibo_takes
 
-if TYPE_CHECKING:
-    from devkit.sandbox.unibo.sandbox import UniboSandbox
-
-KEY = "bench-unibo-key"
 TOPIC = "bench-workers"
-
-
-def _sandbox() -> UniboSandbox:
-    """The Unibo sandbox, built in the sandbox process."""
-    from devkit.sandbox.unibo.sandbox import UniboSandbox  # noqa: PLC0415 - child process only
-
-    return UniboSandbox({KEY: "default"})
-
-
-def _answer(sandbox: UniboSandbox, request: str) -> Any:
-    """'count': unique ids stored."""
-    return sandbox.total_unique
 
 
 def _produce_backlog(bootstrap: str, count: int) -> None:
@@ -59,13 +45,12 @@ def _produce_backlog(bootstrap: str, count: int) -> None:
 async def run(broker: EmbeddedBroker, sandbox: SandboxProcess, workers: int, count: int, directory: Path) -> None:
     """One timed run of `gateway run --workers N` over the whole backlog."""
     await sandbox.ask("reset")
-    destination = {
-        "name": "unibo",
-        "connector": "unibo",
-        "base_url": sandbox.url,
-        "credentials": {"default": {"api_key": KEY}},
-    }
-    tree = gateway_tree(broker.bootstrap_servers, TOPIC, destination, group_prefix=f"bench-w{workers}-{time.time_ns()}")
+    tree = gateway_tree(
+        broker.bootstrap_servers,
+        TOPIC,
+        unibo_destination(sandbox.url),
+        group_prefix=f"bench-w{workers}-{time.time_ns()}",
+    )
     result = await run_gateway_process(sandbox, tree, workers, count, directory / f"workers-{workers}.yaml")
     print(
         f"--workers {workers}: {result.rate:,.0f} events/s from the first delivery "
@@ -81,7 +66,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    with SandboxProcess(_sandbox, _answer) as sandbox, tempfile.TemporaryDirectory() as directory:
+    with SandboxProcess(unibo_sandbox, unibo_answer) as sandbox, tempfile.TemporaryDirectory() as directory:
         async with EmbeddedBroker() as broker:
             await create_topics(broker, TOPIC)
             print(f"producing a backlog of {args.events} Unibo events over {PARTITIONS} partitions ...", flush=True)
