@@ -280,8 +280,12 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         resolved = binding.load(args.config)
         resolved.destination(args.destination)
+        loop = event_loop.chosen()
     except ConfigError as error:
         print(f"invalid configuration {args.config}:\n{error}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"invalid environment: {error}", file=sys.stderr)
         return 1
     configure("warning", resolved.gateway.logging.format)  # the progress bar and the summary are the output
     selection = ReplaySelection(args.destination, frozenset(args.reason), args.since, args.limit)
@@ -295,7 +299,7 @@ def _replay(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stopping.set)
         await replay.run(stopping)
 
-    event_loop.run(run())
+    event_loop.run(run(), loop)
     bar.update(replay.summary, replay.in_flight, final=True)
     sys.stdout.write(replay.summary.report())
     return 3 if replay.summary.failed else 0

@@ -46,7 +46,7 @@ def test_uvloop_where_it_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> No
         event_loop.chosen()
 
 
-def test_run_exits_1_on_an_unknown_loop(
+def test_run_and_replay_exit_1_on_an_unknown_loop(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """Said before anything starts, like an invalid configuration."""
@@ -59,6 +59,8 @@ def test_run_exits_1_on_an_unknown_loop(
     )
     monkeypatch.setenv("GATEWAY_EVENT_LOOP", "trio")
     assert gateway("run", "--config", str(config)) == 1
+    assert "invalid environment: GATEWAY_EVENT_LOOP='trio'" in capsys.readouterr().err
+    assert gateway("replay", "--config", str(config), "--destination", "unibo") == 1
     assert "invalid environment: GATEWAY_EVENT_LOOP='trio'" in capsys.readouterr().err
 
 
