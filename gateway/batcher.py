@@ -100,6 +100,7 @@ class Lane:
         self._deliver = deliver
         self._wakeup = asyncio.Event()
         self.flushing = False
+        self.hurried = False
 
     def add(self, item: Item, now: float) -> None:
         """Queue an item at monotonic time `now` (called on the consume path: cheap, no awaits)."""
@@ -112,15 +113,23 @@ class Lane:
         self.flushing = True
         self._wakeup.set()
 
+    def hurry(self) -> None:
+        """Send what is queued now, not at linger: the destination is at its in-flight bound, so no record can arrive
+        to fill the batch, and lingering would only hold consumption paused. Lasts until the lane is empty."""
+        if not self.hurried and self.batcher:
+            self.hurried = True
+            self._wakeup.set()
+
     async def run(self) -> None:
         """Deliver batches until cancelled."""
         batcher = self.batcher
         while True:
             if not batcher:
+                self.hurried = False
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            while not self.flushing and not batcher.full():
+            while not self.flushing and not self.hurried and not batcher.full():
                 delay = batcher.due_in(time.monotonic())
                 if delay <= 0:
                     break

@@ -83,6 +83,13 @@ class DeliveryStage:
         """The lanes started so far."""
         return [lane for lanes in self._lanes.values() for lane in lanes if lane is not None]
 
+    def hurry(self) -> None:
+        """Every lane sends what it holds without lingering (the destination is at its bound)."""
+        for lanes in self._lanes.values():
+            for lane in lanes:
+                if lane is not None:
+                    lane.hurry()
+
     def place(
         self,
         tenant: Tenant,

@@ -466,6 +466,7 @@ class Pipeline:
         if full:
             consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions
             self._paused = True
+            self._stage.hurry()
         elif self._paused:
             consumer.resume(*consumer.assignment())
             self._paused = False

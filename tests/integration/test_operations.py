@@ -66,6 +66,27 @@ async def test_two_replicas_share_partitions_and_survive_a_rebalance(
     assert sum(o or 0 for o in offsets.values()) == len(events)
 
 
+async def test_lanes_send_at_once_when_the_in_flight_bound_is_reached(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
+) -> None:
+    """A ten-minute linger, batches of up to 10,000, and max_in_flight 400 spread over 4 lanes: no batch can fill
+    while consumption is paused at the bound, so lingering would stall the pipeline for the linger. The lanes send
+    what they hold instead, and 4,000 events arrive, committed, well inside the linger."""
+    events = [e for e in _events(6000, seed=36) if unibo_takes(e)][:4000]
+    await produce(broker.bootstrap_servers, topic, events)
+    destination = unibo_destination(
+        unibo.url, max_in_flight=400, concurrency=4, batch={"max_events": 10_000, "linger_ms": 600_000}
+    )
+    tree = gateway_config(broker.bootstrap_servers, topic, [destination])
+    async with running_gateway(tree):
+        await wait_for(lambda: unibo.sandbox.total_unique >= len(events), 120, "every event before the linger")
+        # No request carried more than the bound's worth: batches were cut by the bound, not by max_events.
+        assert unibo.sandbox.stats.accepted_batches >= len(events) // 400
+    assert set(unibo.sandbox.unique_ids("default")) == {e["event_id"] for e in events}
+    offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
+    assert sum(o or 0 for o in offsets.values()) == len(events)
+
+
 async def test_backpressure_bounds_in_flight_and_pauses_consumption(
     broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
 ) -> None:

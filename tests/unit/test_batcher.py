@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import tracemalloc
+from collections.abc import Callable
 
 import orjson
 from prometheus_client import CollectorRegistry, Histogram
 
-from gateway.batcher import Batcher
+from gateway.batcher import Batcher, Item, Lane
 from gateway.connector import record_body
 from gateway.destination import BatchLimits
 from gateway.metrics import observe_many, observe_one
@@ -100,3 +103,42 @@ def test_record_body_is_compact() -> None:
         tracemalloc.stop()
     assert len(bodies) == 500
     assert allocated / 500 < 1024
+
+
+async def test_a_hurried_lane_sends_everything_it_holds_then_lingers_again() -> None:
+    """hurry() sends every batch queued (full or not) without waiting for linger, and lasts until the lane is empty:
+    the next record lingers again."""
+    delivered: list[list[int]] = []
+    arrived = asyncio.Event()
+
+    async def deliver(items: list[Item]) -> None:
+        delivered.append([item.offset for item in items])
+        arrived.set()
+
+    lane = Lane(Batcher(BatchLimits(max_events=100, max_bytes=1_000_000, linger=3600.0)), deliver)
+    task = asyncio.create_task(lane.run())
+    try:
+        for offset in range(250):
+            lane.add(make_item(offset), time.monotonic())
+        await wait_until(lambda: len(delivered) == 2)  # the two full batches go at once
+        await asyncio.sleep(0.05)
+        assert len(delivered) == 2  # the remaining 50 linger
+        lane.hurry()
+        await wait_until(lambda: len(delivered) == 3)
+        assert [len(batch) for batch in delivered] == [100, 100, 50]
+        assert [offset for batch in delivered for offset in batch] == list(range(250))
+        assert not lane.hurried
+        lane.add(make_item(250), time.monotonic())
+        await asyncio.sleep(0.05)
+        assert len(delivered) == 3  # lingering again
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll `condition` until it holds; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        await asyncio.sleep(0.005)
