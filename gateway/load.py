@@ -30,6 +30,8 @@ def message_bytes(message: Any) -> int:
 
 def records_bytes(records: Sequence[Any]) -> int:
     """What a message's vendor records cost to hold: their bodies and the fixed overhead per record."""
+    if len(records) == 1:  # the usual case, without a generator
+        return len(records[0].body) + RECORD_OVERHEAD
     return sum(len(record.body) for record in records) + RECORD_OVERHEAD * len(records)
 
 

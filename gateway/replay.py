@@ -184,11 +184,11 @@ class Replay:
         started_ms = int(time.time() * 1000)
         active = set(self._spans)
         max_in_flight = self.destination.config.max_in_flight
-        stage = self._stage
-        assert stage is not None
+        stage = self._stage  # None in a dry run, which sends nothing
         while active and not stopping.is_set() and not self._limit_reached():
             if self.in_flight >= max_in_flight:
-                stage.hurry()  # nothing more is read to fill the lanes' batches
+                if stage is not None:
+                    stage.hurry()  # nothing more is read to fill the lanes' batches
                 await asyncio.sleep(0.05)
                 continue
             self._report()

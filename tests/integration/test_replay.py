@@ -162,6 +162,20 @@ async def test_an_interrupted_replay_resumes_without_resending(broker: EmbeddedB
     assert sandbox.stats.items_received == len(events)  # nothing was sent twice
 
 
+async def test_a_replay_at_its_in_flight_bound_sends_without_lingering(broker: EmbeddedBroker, topic: str) -> None:
+    """max_in_flight 50 under a ten-minute linger and 10,000-record batches: the replay stops reading at the bound, so
+    no batch can fill; the lanes send what they hold and all 1,000 records are replayed, once, inside the linger."""
+    sandbox = UniboSandbox({UNIBO_KEY: "default"}, fault_seed=1)
+    events = _events(1000, seed=4)
+    await _dead_letters(broker.bootstrap_servers, f"{topic}.dlq", _values(events), "unibo")
+    async with SandboxServer(sandbox.app()) as server:
+        tree = _tree(broker, topic, server.url, max_in_flight=50, batch={"max_events": 10_000, "linger_ms": 600_000})
+        summary = await _replay(tree, ReplaySelection("unibo"))
+    assert (summary.total, summary.delivered, summary.interrupted) == (len(events), len(events), False)
+    assert sorted(sandbox.unique_ids("default")) == sorted(event["event_id"] for event in events)
+    assert sandbox.stats.items_received == len(events)
+
+
 async def test_filters_dry_run_limit_and_from_beginning(
     broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
 ) -> None:

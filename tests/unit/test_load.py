@@ -26,6 +26,8 @@ def test_a_message_costs_its_value_key_headers_and_the_overhead() -> None:
     assert message_bytes(message) == MESSAGE_OVERHEAD + 1000 + 8 + len("trace") + 3 + len("empty")
     records = [VendorRecord("r", b"y" * 300, "p", "1"), VendorRecord("r", b"z" * 10, "p", "2")]
     assert records_bytes(records) == 310 + 2 * RECORD_OVERHEAD
+    assert records_bytes(records[:1]) == 300 + RECORD_OVERHEAD
+    assert records_bytes([]) == 0
 
 
 def test_trackers_release_bytes_when_the_message_settles() -> None:
