@@ -90,6 +90,10 @@ class Bound:
             limit_events, limit_bytes = limit_events - aside.events, limit_bytes - aside.bytes
         return events <= max(0, limit_events) // 2 and size <= max(0, limit_bytes) // 2
 
+    def half_full(self, load: Load) -> bool:
+        """Whether `load` is at half the bound or more, in count or bytes."""
+        return load.events >= self.events // 2 or load.bytes >= self.bytes // 2
+
     def room(self, load: Load, average_bytes: int) -> int:
         """How many more messages of about `average_bytes` fit under the bound (at least 0)."""
         by_count = self.events - load.events

@@ -38,6 +38,10 @@ from gateway.start_position import StartFilter, reset_policy, seek_new_partition
 from gateway.waits import wait_event
 
 MAX_POLL_RECORDS = 5000
+POLL_MS = 100
+"""Longest a poll waits for records."""
+PAUSED_POLL_MS = 10
+"""Longest a poll waits while consumption is paused at the in-flight bound: how soon a drop to half is noticed."""
 REVOKE_SETTLE_TIMEOUT = 10.0
 
 
@@ -463,10 +467,14 @@ class Pipeline:
             load = self._loads[name]
             full = bound.check(load, now) or full
             room = min(room, bound.room(load, average))
+        if full or self._bound.half_full(total):
+            # The bound, not max_events, caps the batches now: lingering for a batch that cannot fill would only let
+            # consumption run into the bound and wait there. Sending from half the bound overlaps the sends with
+            # reading the other half.
+            self._stage.hurry()
         if full:
             consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions
             self._paused = True
-            self._stage.hurry()
         elif self._paused:
             consumer.resume(*consumer.assignment())
             self._paused = False
@@ -525,7 +533,11 @@ class Pipeline:
             self.metrics.in_flight.set(self.in_flight)
             room = self._apply_backpressure(consumer, time.monotonic())
             try:
-                batches = await consumer.getmany(timeout_ms=100, max_records=room)
+                # Paused, a poll only waits: look again soon, so consumption resumes as soon as the lanes' sends
+                # settled (a send takes tens of milliseconds; a 100 ms wait each time cost a quarter of a backlog's
+                # drain). A paused poll sends no fetch, so polling often costs only this loop.
+                wait_ms = PAUSED_POLL_MS if self._paused else POLL_MS
+                batches = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
             except KafkaError as error:  # never ends the pipeline, never a silent loop: counted, logged, backed off
                 delay = self._reads.failed(error)
                 await wait_event(stopping, delay)

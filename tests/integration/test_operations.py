@@ -87,6 +87,25 @@ async def test_lanes_send_at_once_when_the_in_flight_bound_is_reached(
     assert sum(o or 0 for o in offsets.values()) == len(events)
 
 
+async def test_lanes_send_at_once_from_half_the_in_flight_bound(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
+) -> None:
+    """600 events under max_in_flight 1,000 and a ten-minute linger: the bound is never reached, but past half of it
+    the lanes stop lingering (the bound, not max_events, caps their batches now), so every event arrives, committed,
+    well inside the linger."""
+    events = [e for e in _events(1500, seed=37) if unibo_takes(e)][:600]
+    await produce(broker.bootstrap_servers, topic, events)
+    destination = unibo_destination(
+        unibo.url, max_in_flight=1000, concurrency=2, batch={"max_events": 10_000, "linger_ms": 600_000}
+    )
+    tree = gateway_config(broker.bootstrap_servers, topic, [destination])
+    async with running_gateway(tree):
+        await wait_for(lambda: unibo.sandbox.total_unique >= len(events), 120, "every event before the linger")
+    assert set(unibo.sandbox.unique_ids("default")) == {e["event_id"] for e in events}
+    offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
+    assert sum(o or 0 for o in offsets.values()) == len(events)
+
+
 async def test_backpressure_bounds_in_flight_and_pauses_consumption(
     broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
 ) -> None:

@@ -133,3 +133,17 @@ def test_a_load_held_aside_counts_against_the_bound_but_not_against_getting_back
     for _ in range(24):
         total.release(1000)
     assert plain.check(total, 4.0)  # everything else drained, but 51,000 > 50,000: full for as long as it is held
+
+
+def test_half_full_from_half_the_bound_by_count_or_bytes() -> None:
+    bound = Bound(100, 10_000)
+    load = Load()
+    for _ in range(49):
+        load.add(10)
+    assert not bound.half_full(load)
+    load.add(10)
+    assert bound.half_full(load)  # 50 of 100 events
+    heavy = Load()
+    heavy.add(5_000)
+    assert bound.half_full(heavy)  # half the bytes, one event
+    assert not bound.full  # half_full never changes the hysteresis state
