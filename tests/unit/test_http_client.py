@@ -54,11 +54,22 @@ def _transport() -> HttpTransport:
 
 
 async def test_a_vendor_body_is_read_up_to_the_cap() -> None:
-    """A 5 MiB answer is read only up to MAX_RESPONSE_BYTES and marked truncated; a small one is whole."""
+    """A 5 MiB answer is read only up to MAX_RESPONSE_BYTES and marked truncated, whether its length is stated or it
+    comes chunked; a small one, or one of exactly the cap, is whole."""
     big = b"x" * (5 * 1024 * 1024)
+    exact = b"y" * MAX_RESPONSE_BYTES
 
-    async def answer(request: web.Request) -> web.Response:
-        return web.Response(body=big if request.path == "/big" else b"ok")
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/chunked"):
+            response = web.StreamResponse()
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            body = big if request.path == "/chunked-big" else b"ok"
+            for start in range(0, len(body), 256 * 1024):
+                await response.write(body[start : start + 256 * 1024])
+            await response.write_eof()
+            return response
+        return web.Response(body={"/big": big, "/exact": exact}.get(request.path, b"ok"))
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", answer)
@@ -69,6 +80,12 @@ async def test_a_vendor_body_is_read_up_to_the_cap() -> None:
         assert (response.status, len(response.body), response.truncated) == (200, MAX_RESPONSE_BYTES, True)
         small = await transport.request("POST", f"{url}/small", body=b"{}")
         assert (small.body, small.truncated) == (b"ok", False)
+        whole = await transport.request("POST", f"{url}/exact", body=b"{}")
+        assert (whole.body == exact, whole.truncated) == (True, False)
+        chunked = await transport.request("POST", f"{url}/chunked-big", body=b"{}")
+        assert (chunked.status, len(chunked.body), chunked.truncated) == (200, MAX_RESPONSE_BYTES, True)
+        chunked_small = await transport.request("POST", f"{url}/chunked-small", body=b"{}")
+        assert (chunked_small.body, chunked_small.truncated) == (b"ok", False)
     finally:
         await transport.close()
         await runner.cleanup()
