@@ -26,6 +26,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # "cannot switch to state N; another operation is in progress": a connection whose session was terminated in the
+    # middle of an operation (seen when the server drops sessions mid-stream); the pool replaces it
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.TransactionRollbackError,  # serialization failures and deadlocks: retry the batch
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.OperatorInterventionError,  # e.g. the server shutting down

@@ -63,8 +63,12 @@ async def test_store_connections_dropped_mid_stream_lose_nothing(
         killed = 0
         for start in range(0, len(events), 250):
             await produce(broker.bootstrap_servers, topic, events[start : start + 250])
-            await asyncio.sleep(0.1)
-            killed += await _terminate(backend.schema)
+            # While the chunk's writes are on their connections (a write takes 5-30 ms): a kill between writes alone
+            # is healed by the pool unseen, and would leave the failure path untested.
+            for _ in range(4):
+                await asyncio.sleep(0.01)
+                killed += await _terminate(backend.schema)
+            await asyncio.sleep(0.05)
         await settled(running, len(events), 120)
         retries = running.value("gateway_delivery_retries_total", destination=DESTINATION, reason="store_unavailable")
         await asyncio.sleep(1.1)  # the last second closes

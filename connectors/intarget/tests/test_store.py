@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import pytest
 
 from connectors.intarget import connector
 from connectors.intarget.store import FeedStore
@@ -290,3 +291,30 @@ async def test_a_late_catalog_entry_names_unnamed_sessions(store: FeedStore, clo
     clock.advance(30)
     await store.write(records(action("a3", "win", "1", "2026-03-01T10:01:00Z", session="s-1")))
     assert by_id(await read(store, "casino_sessions"), "session_id")["s-1"]["game_name"] == "Lucky Lion"
+
+
+async def test_a_connection_broken_mid_operation_makes_the_store_unavailable(clock: ManualClock) -> None:
+    """asyncpg's InternalClientError ("cannot switch to state 15; another operation is in progress") comes from a
+    connection whose session was terminated in the middle of an operation: the store is unavailable (the batch is
+    retried as an outage, reason store_unavailable), and the next write goes through on a fresh connection."""
+    import asyncpg  # noqa: PLC0415
+
+    from connectors.intarget.store import StoreUnavailable  # noqa: PLC0415
+    from connectors.intarget.store_postgres import PostgresStore  # noqa: PLC0415
+    from connectors.intarget.tests.conftest import POSTGRES_URL, drop_schema, unique_schema  # noqa: PLC0415
+
+    schema = unique_schema()
+    store = PostgresStore(f"{POSTGRES_URL}?schema={schema}", clock)
+    await store.open()
+
+    async def broken(transaction: object, stamp: int) -> None:
+        raise asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress")
+
+    try:
+        with pytest.raises(StoreUnavailable, match="InternalClientError"):
+            await store._transaction(broken, stamped=True)
+        await store.write(records(player("e-1", country="DE")))
+        assert [row["country"] for row in await read(store, "players")] == ["DE"]
+    finally:
+        await store.close()
+        await drop_schema(schema)
