@@ -114,8 +114,9 @@ class Lane:
         self._wakeup.set()
 
     def hurry(self) -> None:
-        """Send what is queued now, not at linger: the destination is at its in-flight bound, so no record can arrive
-        to fill the batch, and lingering would only hold consumption paused. Lasts until the lane is empty."""
+        """Send what is queued now, not at linger: the destination holds half its in-flight bound or more, so the
+        bound, not max_events, caps the batch, and lingering would only let consumption run into the bound and wait
+        there. Lasts until the lane is empty."""
         if not self.hurried and self.batcher:
             self.hurried = True
             self._wakeup.set()

@@ -84,7 +84,7 @@ class DeliveryStage:
         return [lane for lanes in self._lanes.values() for lane in lanes if lane is not None]
 
     def hurry(self) -> None:
-        """Every lane sends what it holds without lingering (the destination is at its bound)."""
+        """Every lane sends what it holds without lingering (the destination holds half its bound or more)."""
         for lanes in self._lanes.values():
             for lane in lanes:
                 if lane is not None:
