@@ -41,7 +41,10 @@ MAX_POLL_RECORDS = 5000
 POLL_MS = 100
 """Longest a poll waits for records."""
 PAUSED_POLL_MS = 10
-"""Longest a poll waits while consumption is paused at the in-flight bound: how soon a drop to half is noticed."""
+"""Longest a poll waits in the first QUICK_RESUME seconds of a pause at the in-flight bound: how soon a drop to half
+is noticed. A pause that lasts longer is an outage or a halt; polls then wait POLL_MS again (measured: a gateway
+paused for good used 0.9% of a core at 10 ms, 0.3% at 100)."""
+QUICK_RESUME = 0.5
 REVOKE_SETTLE_TIMEOUT = 10.0
 
 
@@ -108,6 +111,7 @@ class Pipeline:
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._paused = False
+        self._paused_at = 0.0  # monotonic time consumption last paused
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: Committer | None = None
@@ -474,6 +478,8 @@ class Pipeline:
             self._stage.hurry()
         if full:
             consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions
+            if not self._paused:
+                self._paused_at = now
             self._paused = True
         elif self._paused:
             consumer.resume(*consumer.assignment())
@@ -535,8 +541,9 @@ class Pipeline:
             try:
                 # Paused, a poll only waits: look again soon, so consumption resumes as soon as the lanes' sends
                 # settled (a send takes tens of milliseconds; a 100 ms wait each time cost a quarter of a backlog's
-                # drain). A paused poll sends no fetch, so polling often costs only this loop.
-                wait_ms = PAUSED_POLL_MS if self._paused else POLL_MS
+                # drain). A paused poll sends no fetch, so polling often costs only this loop, for a while.
+                quick = self._paused and time.monotonic() - self._paused_at < QUICK_RESUME
+                wait_ms = PAUSED_POLL_MS if quick else POLL_MS
                 batches = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
             except KafkaError as error:  # never ends the pipeline, never a silent loop: counted, logged, backed off
                 delay = self._reads.failed(error)
