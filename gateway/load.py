@@ -90,9 +90,14 @@ class Bound:
             limit_events, limit_bytes = limit_events - aside.events, limit_bytes - aside.bytes
         return events <= max(0, limit_events) // 2 and size <= max(0, limit_bytes) // 2
 
-    def half_full(self, load: Load) -> bool:
-        """Whether `load` is at half the bound or more, in count or bytes."""
-        return load.events >= self.events // 2 or load.bytes >= self.bytes // 2
+    def half_full(self, load: Load, aside: Load | None = None) -> bool:
+        """Whether `load` is at half the bound or more, in count or bytes; the part held `aside` (as in `check`) counts
+        neither in the load nor in the bound."""
+        events, size, limit_events, limit_bytes = load.events, load.bytes, self.events, self.bytes
+        if aside is not None:
+            events, size = events - aside.events, size - aside.bytes
+            limit_events, limit_bytes = limit_events - aside.events, limit_bytes - aside.bytes
+        return events >= max(0, limit_events) // 2 or size >= max(0, limit_bytes) // 2
 
     def room(self, load: Load, average_bytes: int) -> int:
         """How many more messages of about `average_bytes` fit under the bound (at least 0)."""

@@ -471,10 +471,11 @@ class Pipeline:
             load = self._loads[name]
             full = bound.check(load, now) or full
             room = min(room, bound.room(load, average))
-        if full or self._bound.half_full(total):
+        if full or self._bound.half_full(total, aside):
             # The bound, not max_events, caps the batches now: lingering for a batch that cannot fill would only let
             # consumption run into the bound and wait there. Sending from half the bound overlaps the sends with
-            # reading the other half.
+            # reading the other half. A parked brand's share is left out: it cannot drain, and counted it would
+            # keep the other brands' lanes from lingering for as long as it is halted.
             self._stage.hurry()
         if full:
             consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions

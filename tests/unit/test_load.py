@@ -147,3 +147,20 @@ def test_half_full_from_half_the_bound_by_count_or_bytes() -> None:
     heavy.add(5_000)
     assert bound.half_full(heavy)  # half the bytes, one event
     assert not bound.full  # half_full never changes the hysteresis state
+
+
+def test_half_full_leaves_out_what_is_held_aside() -> None:
+    """A parked brand's share (held aside) counts neither in the load nor in the bound: 60 events aside of a bound of
+    100 leave 40, of which 20 is half."""
+    bound = Bound(100, 1_000_000)
+    aside, load = Load(), Load()
+    for _ in range(60):
+        aside.add(10)
+        load.add(10)
+    assert bound.half_full(load)  # counted whole, 60 of 100
+    assert not bound.half_full(load, aside)  # nothing but the parked share is held
+    for _ in range(19):
+        load.add(10)
+    assert not bound.half_full(load, aside)  # 19 of 40
+    load.add(10)
+    assert bound.half_full(load, aside)  # 20 of 40
