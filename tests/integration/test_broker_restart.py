@@ -118,7 +118,9 @@ async def test_sigterm_while_the_broker_is_down_exits_within_the_grace_period(
     events = [event for event in Traffic(seed=43, players=100, prefix="term").stream(1500) if unibo_takes(event)]
     grace = 3.0
     port = free_port()
-    destination = unibo_destination(unibo.url, batch={"max_events": 50, "linger_ms": 50})
+    # One lane: 50 events a second, so the 1,320 events take 26 s and the shutdown always leaves work for the restart
+    # (with 4 lanes, 200 a second, a slow broker stop under load once let the drain deliver them all).
+    destination = unibo_destination(unibo.url, concurrency=1, batch={"max_events": 50, "linger_ms": 50})
     tree = gateway_config(persistent.bootstrap_servers, "events", [destination], http_port=port, grace=grace)
     tree["kafka"]["group_prefix"] = "gw-term"
     process = GatewayProcess(write_config(tmp_path / "gateway.yaml", tree), tmp_path / "gateway")
