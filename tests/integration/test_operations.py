@@ -66,41 +66,30 @@ async def test_two_replicas_share_partitions_and_survive_a_rebalance(
     assert sum(o or 0 for o in offsets.values()) == len(events)
 
 
-async def test_lanes_send_at_once_when_the_in_flight_bound_is_reached(
-    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
+@pytest.mark.parametrize(
+    ("count", "max_in_flight", "lanes"),
+    [
+        pytest.param(4000, 400, 4, id="at-the-bound"),  # consumption pauses at the bound: no batch can fill
+        pytest.param(600, 1000, 2, id="past-half"),  # the bound is never reached, but caps the batches past half
+    ],
+)
+async def test_lanes_do_not_linger_from_half_the_in_flight_bound(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox, count: int, max_in_flight: int, lanes: int
 ) -> None:
-    """A ten-minute linger, batches of up to 10,000, and max_in_flight 400 spread over 4 lanes: no batch can fill
-    while consumption is paused at the bound, so lingering would stall the pipeline for the linger. The lanes send
-    what they hold instead, and 4,000 events arrive, committed, well inside the linger."""
-    events = [e for e in _events(6000, seed=36) if unibo_takes(e)][:4000]
+    """A ten-minute linger and batches of up to 10,000 under a small max_in_flight: past half the bound the bound,
+    not max_events, caps the batches, so lingering would only stall the pipeline for the linger. The lanes send what
+    they hold instead, and every event arrives, committed, well inside the linger."""
+    events = [e for e in _events(count * 2, seed=36) if unibo_takes(e)][:count]
+    assert len(events) == count
     await produce(broker.bootstrap_servers, topic, events)
     destination = unibo_destination(
-        unibo.url, max_in_flight=400, concurrency=4, batch={"max_events": 10_000, "linger_ms": 600_000}
+        unibo.url, max_in_flight=max_in_flight, concurrency=lanes, batch={"max_events": 10_000, "linger_ms": 600_000}
     )
     tree = gateway_config(broker.bootstrap_servers, topic, [destination])
     async with running_gateway(tree):
         await wait_for(lambda: unibo.sandbox.total_unique >= len(events), 120, "every event before the linger")
         # No request carried more than the bound's worth: batches were cut by the bound, not by max_events.
-        assert unibo.sandbox.stats.accepted_batches >= len(events) // 400
-    assert set(unibo.sandbox.unique_ids("default")) == {e["event_id"] for e in events}
-    offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
-    assert sum(o or 0 for o in offsets.values()) == len(events)
-
-
-async def test_lanes_send_at_once_from_half_the_in_flight_bound(
-    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
-) -> None:
-    """600 events under max_in_flight 1,000 and a ten-minute linger: the bound is never reached, but past half of it
-    the lanes stop lingering (the bound, not max_events, caps their batches now), so every event arrives, committed,
-    well inside the linger."""
-    events = [e for e in _events(1500, seed=37) if unibo_takes(e)][:600]
-    await produce(broker.bootstrap_servers, topic, events)
-    destination = unibo_destination(
-        unibo.url, max_in_flight=1000, concurrency=2, batch={"max_events": 10_000, "linger_ms": 600_000}
-    )
-    tree = gateway_config(broker.bootstrap_servers, topic, [destination])
-    async with running_gateway(tree):
-        await wait_for(lambda: unibo.sandbox.total_unique >= len(events), 120, "every event before the linger")
+        assert unibo.sandbox.stats.accepted_batches >= len(events) // max_in_flight
     assert set(unibo.sandbox.unique_ids("default")) == {e["event_id"] for e in events}
     offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
     assert sum(o or 0 for o in offsets.values()) == len(events)
