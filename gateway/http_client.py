@@ -15,8 +15,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import SecretStr
 from yarl import URL
 
+from gateway import __version__
 from gateway.backoff import parse_retry_after
 from gateway.config import DestinationConfig, ProxyConfig
+from gateway.http1 import Http1Client, InvalidResponse
 from gateway.metrics import DestinationMetrics, observe_one
 from gateway.outcomes import (
     TRANSPORT_FAILURE,
@@ -32,6 +34,7 @@ from gateway.request_deadline import RequestDeadline
 MAX_RESPONSE_BYTES = 1024 * 1024
 """A vendor's answer is read up to this size; the rest is dropped (an answer is a status and a short detail)."""
 MAX_DETAIL = 200
+USER_AGENT = f"event-gateway/{__version__}"
 
 UNADDRESSABLE_SEGMENTS = frozenset({".", ".."})
 """Ids that cannot be one URL path segment: the HTTP client normalizes them away (`/user/../token` is `/token`)."""
@@ -148,6 +151,12 @@ class HttpTransport:
         )
         self._limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         self._session: aiohttp.ClientSession | None = None
+        # Direct requests take the lean client; through a proxy (CONNECT tunnels, proxy credentials) aiohttp's.
+        self._direct = (
+            Http1Client(self._ssl, pool_size=pool_size, cap=MAX_RESPONSE_BYTES, user_agent=USER_AGENT)
+            if self._proxy is None
+            else None
+        )
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -167,11 +176,47 @@ class HttpTransport:
         by aiohttp; a yarl URL goes as it is, so a caller that signs the URL builds it in its wire form."""
         if self._limiter is not None:
             await self._limiter.acquire()
+        deadline = self.deadline.current
+        started = time.perf_counter()
+        if self._direct is not None:
+            result = await self._send_direct(self._direct, method, url, body, headers, deadline)
+        else:
+            result = await self._send_proxied(method, url, body, headers, deadline)
+        elapsed = time.perf_counter() - started
+        if 200 <= result.status < 300:
+            self.deadline.answered(elapsed)
+        observe_one(self._metrics.http_duration, elapsed)
+        self._metrics.http_requests(status_class(result.status)).inc()
+        return result
+
+    async def _send_direct(
+        self,
+        client: Http1Client,
+        method: str,
+        url: str | URL,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        deadline: float,
+    ) -> HttpResponse:
+        try:
+            answer = await client.request(method, url, body, headers, deadline)
+        except TimeoutError:
+            self._timed_out(deadline)
+            return HttpResponse.failed(FailureKind.TIMEOUT)
+        except ssl.SSLError as error:  # certificate verification failures among them
+            return HttpResponse.failed(FailureKind.TLS, type(error).__name__)
+        except OSError as error:  # refused, reset, unreachable, DNS, or closed before the whole answer came
+            return HttpResponse.failed(FailureKind.CONNECTION, type(error).__name__)
+        except (InvalidResponse, ValueError) as error:  # a malformed answer, or a URL or header that cannot be sent
+            return HttpResponse.failed(FailureKind.CLIENT, type(error).__name__)
+        return HttpResponse(answer.status, answer.body, answer.headers, truncated=answer.truncated)
+
+    async def _send_proxied(
+        self, method: str, url: str | URL, body: bytes | None, headers: Mapping[str, str] | None, deadline: float
+    ) -> HttpResponse:
         session = self._ensure_session()
         if self._proxy_headers is not None and _plain_http(url):
             headers = {**(headers or {}), **self._proxy_headers}
-        deadline = self.deadline.current
-        started = time.perf_counter()
         try:
             async with session.request(
                 method,
@@ -200,11 +245,6 @@ class HttpTransport:
             result = HttpResponse.failed(FailureKind.CONNECTION, type(error).__name__)
         except aiohttp.ClientError as error:
             result = HttpResponse.failed(FailureKind.CLIENT, type(error).__name__)
-        elapsed = time.perf_counter() - started
-        if 200 <= result.status < 300:
-            self.deadline.answered(elapsed)
-        observe_one(self._metrics.http_duration, elapsed)
-        self._metrics.http_requests(status_class(result.status)).inc()
         return result
 
     def _client_timeout(self, seconds: float) -> aiohttp.ClientTimeout:
@@ -225,6 +265,8 @@ class HttpTransport:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+        if self._direct is not None:
+            await self._direct.close()
 
 
 def _plain_http(url: str | URL) -> bool:
