@@ -117,13 +117,16 @@ class _Connection(asyncio.Protocol):
         self._state = _HEAD
         self._head_only = head_only
         self._truncated = False
-        if body is None:
-            self.transport.write(data)
-        elif len(body) <= 16 * 1024:
-            self.transport.write(data + body)
-        else:  # no copy of a large batch just to prepend its head
-            self.transport.write(data)
-            self.transport.write(body)
+        try:
+            if body is None:
+                self.transport.write(data)
+            elif len(body) <= 16 * 1024:
+                self.transport.write(data + body)
+            else:  # no copy of a large batch just to prepend its head
+                self.transport.write(data)
+                self.transport.write(body)
+        except RuntimeError as error:  # uvloop refuses a write to a transport that closed meanwhile
+            raise ServerDisconnected() from error
         return waiter
 
     def close(self) -> None:
@@ -421,16 +424,17 @@ class Http1Client:
         if connection is None:
             async with asyncio.timeout_at(deadline):
                 connection = await self._connect(origin)
-        waiter = connection.send(head, body, head_only=method == "HEAD")
-        timer = loop.call_at(deadline, _expire, waiter)
-        try:
-            answer = await waiter
+        try:  # from here on the connection goes back to the pool, or is dropped and leaves it: never neither
+            waiter = connection.send(head, body, head_only=method == "HEAD")
+            timer = loop.call_at(deadline, _expire, waiter)
+            try:
+                answer = await waiter
+            finally:
+                timer.cancel()
         except BaseException:
             connection.abort()
             self._discard(origin, connection)
             raise
-        finally:
-            timer.cancel()
         self._release(origin, connection)
         return answer
 

@@ -364,3 +364,36 @@ async def test_tls_verifies_with_the_ca_refuses_without_it_and_skips_only_when_t
         unverified = _client(tls=False)
         assert await _get(unverified, server.url) == (200, b"ok")
         await unverified.close()
+
+
+async def test_failed_and_cancelled_requests_give_their_connection_back_to_the_pool() -> None:
+    """With a pool of one, a malformed answer, a cut connection, a timeout and a cancelled request each leave the
+    pool's one slot free: the request after them is served rather than waiting forever."""
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok"]
+    server = ScriptedServer(lambda n, head: answers[n] if n < len(answers) else OK, close_after=False)
+
+    def script(n: int, head: bytes) -> bytes | None:
+        if n == 1:
+            server.close_after = True  # the second answer is cut short by the connection's end
+        elif n >= 2:
+            server.close_after = False
+        return answers[n] if n < len(answers) else OK
+
+    server.script = script
+    async with server.running():
+        client = _client(pool_size=1)
+        with pytest.raises(InvalidResponse):
+            await _get(client, server.url)
+        with pytest.raises(ServerDisconnected):
+            await _get(client, server.url)
+        server.delay = 0.2
+        with pytest.raises(TimeoutError):
+            await _get(client, server.url, within=0.05)
+        cancelled = asyncio.create_task(_get(client, server.url))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        server.delay = 0
+        assert await asyncio.wait_for(_get(client, server.url), 5) == (200, b"ok")
+        await client.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 import time
 
@@ -11,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from gateway.config import DestinationConfig
 from gateway.http_client import MAX_RESPONSE_BYTES, HttpTransport, RateLimiter, ssl_context, unsettled_result
 from gateway.metrics import DestinationMetrics, Metrics
-from gateway.outcomes import Outcome, classify
+from gateway.outcomes import FailureKind, Outcome, classify
 
 
 async def test_rate_limiter_spaces_requests() -> None:
@@ -116,3 +118,50 @@ async def test_redirects_are_answers_never_followed_and_name_their_location() ->
     finally:
         await transport.close()
         await runner.cleanup()
+
+
+async def test_a_direct_request_reports_each_failure_by_kind_and_counts_it() -> None:
+    """Through the lean client: a refused connection is `connection`, a malformed answer `client` (naming the
+    error class only), a hanging server `timeout`; each is status 0, counted under the `error` class, and the
+    request's key never appears in what is reported."""
+    finished = asyncio.Event()
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"NOT HTTP k-secret\r\n\r\n")
+        await finished.wait()
+        writer.close()
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await finished.wait()
+        writer.close()
+
+    registry = CollectorRegistry()
+    config = DestinationConfig(name="d", connector="unibo", timeout=0.2)
+    transport = HttpTransport(config, DestinationMetrics(Metrics(registry), "d"), pool_size=2)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        refused_port = free.getsockname()[1]
+    garbage_server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    hang_server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    try:
+        headers = {"x-api-key": "k-secret"}
+        refused = await transport.request("POST", f"http://127.0.0.1:{refused_port}/", body=b"{}", headers=headers)
+        malformed = await transport.request(
+            "POST", f"http://127.0.0.1:{garbage_server.sockets[0].getsockname()[1]}/", body=b"{}", headers=headers
+        )
+        hung = await transport.request(
+            "POST", f"http://127.0.0.1:{hang_server.sockets[0].getsockname()[1]}/", body=b"{}", headers=headers
+        )
+    finally:
+        await transport.close()
+        finished.set()
+        for server in (garbage_server, hang_server):
+            server.close()
+            await server.wait_closed()
+    assert (refused.status, refused.failure and refused.failure.kind) == (0, FailureKind.CONNECTION)
+    assert (malformed.status, malformed.error) == (0, "client: InvalidResponse")
+    assert (hung.status, hung.failure and hung.failure.kind) == (0, FailureKind.TIMEOUT)
+    assert all("k-secret" not in response.error for response in (refused, malformed, hung))
+    assert registry.get_sample_value("gateway_http_requests_total", {"destination": "d", "status_class": "error"}) == 3
