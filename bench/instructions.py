@@ -10,7 +10,8 @@ batch_body (the Unibo request body, per record), log_batch (the per-batch INFO l
 userwise_request (the UserWise client signing and sending one player's records, per request, to that server),
 enable3_map and userwise_map (those connectors' mapping of deposits, withdrawals, gamerounds and logins, per event),
 enable3_delivery and userwise_delivery (those events through the whole pipeline but Kafka: ingest, map, batch,
-deliver to that server and settle, per request sent).
+deliver to that server and settle, per request sent), aiohttp_floor (a bare aiohttp session posting to that server,
+per request: the floor the others are compared with).
 Run: .venv/bin/python bench/instructions.py [--events 5000] [--stages decode ingest ...]  (about 2 minutes)
 """
 
@@ -60,6 +61,7 @@ STAGES = (
     "userwise_map",
     "enable3_delivery",
     "userwise_delivery",
+    "aiohttp_floor",
 )
 PLAYER_TYPES = ("deposit", "withdrawal", "gameround", "login")  # the types every connector maps, one player each
 USERWISE_KEYS = {"default": {"api_key": "bench-userwise-api-key", "secret_key": "bench-userwise-secret"}}
@@ -173,7 +175,7 @@ def _stage(name: str, count: int) -> int:
             batch_body(batch)
         mark()
         return len(records)
-    elif name in ("enable3_request", "userwise_request", "enable3_delivery", "userwise_delivery"):
+    elif name in ("enable3_request", "userwise_request", "enable3_delivery", "userwise_delivery", "aiohttp_floor"):
         return _served(name, count)
     elif name == "log_batch":
         engine = _pipeline()._stage.engine
@@ -199,6 +201,8 @@ def _served(name: str, count: int) -> int:
     try:
         if name.endswith("_delivery"):
             return asyncio.run(_deliveries(name.removesuffix("_delivery"), count, url))
+        if name == "aiohttp_floor":
+            return asyncio.run(_bare_aiohttp_requests(count, url))
         return asyncio.run((_enable3_requests if name == "enable3_request" else _userwise_requests)(count, url))
     finally:
         server.terminate()
@@ -223,6 +227,28 @@ def _serve(port: int, ready: Any) -> None:
         await asyncio.Event().wait()
 
     asyncio.run(main())
+
+
+async def _bare_aiohttp_requests(count: int, url: str) -> int:
+    """`count` POSTs of an Enable3-sized body from a bare aiohttp session, one at a time, between two marks: the
+    floor the per-request stages are compared with (cpu_per_request.py's floor, counted rather than timed)."""
+    import aiohttp  # noqa: PLC0415
+
+    body = b'{"event_id":"e-1","user_id":"p-1","type":"deposit","amount":12.5,"currency":"EUR"}'
+    headers = {"X-API-KEY": "bench-key", "content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4)) as session:
+
+        async def post() -> None:
+            async with session.post(f"{url}/api/v1/event", data=body, headers=headers) as response:
+                await response.read()
+
+        for _ in range(50):  # a warm pool and warm code
+            await post()
+        mark()
+        for _ in range(count):
+            await post()
+        mark()
+    return count
 
 
 async def _enable3_requests(count: int, url: str) -> int:
@@ -361,7 +387,7 @@ def main() -> None:
         raise SystemExit(f"expected {2 * len(args.stages)} dumps, got {len(totals)}: something else calls crc32")
     for index, (name, unit) in enumerate(zip(args.stages, units, strict=True)):
         per = {"log_batch": "batch", "batch_body": "record"}.get(name, "event")
-        per = "request" if name.endswith(("_request", "_delivery")) else per
+        per = "request" if name.endswith(("_request", "_delivery", "_floor")) else per
         plural = "batches" if per == "batch" else per + "s"
         print(f"{name:10} {totals[2 * index + 1] / unit:12,.0f} instructions per {per}  ({unit} {plural})")
 
