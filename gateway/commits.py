@@ -8,6 +8,7 @@ on; one that drops it silently costs only the duplicates it would have saved.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -24,11 +25,15 @@ log = structlog.get_logger("gateway.commits")
 
 FETCH_TIMEOUT = 10.0
 ENCODE_SHARE = 0.02
-"""At most this share of the time goes to encoding metadata: commit rounds are spaced out when encoding gets costly
-(tens of thousands of unsettled offsets per partition)."""
+"""At most this share of the process's time goes to encoding metadata: commit rounds are spaced out when encoding gets
+costly (tens of thousands of unsettled offsets per partition). The share is the process's, not each committer's: with
+one pipeline per destination in one process, a share per committer would let encoding take it once per destination."""
+
+_LIVE: weakref.WeakSet[Committer] = weakref.WeakSet()
+"""The process's committers, whose last rounds' encoding together is held within ENCODE_SHARE."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True, eq=False)  # identity: kept in a WeakSet
 class Committer:
     """Commits one consumer's trackers; remembers whether the broker takes metadata."""
 
@@ -37,9 +42,13 @@ class Committer:
     last_failure: KafkaError | None = field(default=None)
     encode_seconds: float = 0.0  # what the last round spent choosing positions and encoding metadata
 
+    def __post_init__(self) -> None:
+        _LIVE.add(self)
+
     def delay(self, period: float) -> float:
-        """Seconds until the next commit round: `period`, stretched so encoding stays within ENCODE_SHARE."""
-        return max(period, self.encode_seconds / ENCODE_SHARE)
+        """Seconds until the next commit round: `period`, stretched so that the encoding of every committer in the
+        process, each at this spacing, stays within ENCODE_SHARE."""
+        return max(period, sum(committer.encode_seconds for committer in _LIVE) / ENCODE_SHARE)
 
     async def commit(
         self,
