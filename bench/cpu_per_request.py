@@ -7,24 +7,35 @@ committed the whole backlog; its requests are the gateway's own `gateway_http_re
 seconds, requests, CPU µs per request, and the sharing ratio (all three / the three single runs added up).
 Then the floor: a bare aiohttp client posting to a local aiohttp server in another process, CPU µs per request
 (also with uvloop when it is installed).
+With --instructions each run's gateway instead runs in a child process under valgrind's callgrind, and its
+instructions from the group join to the last commit are counted (as bench/instructions.py counts its stages): unlike
+CPU time on a shared machine, the counts do not move with the load, so the sharing ratio is read from them. The
+broker and the sandboxes stay outside callgrind. About 10 minutes for 30,000 events.
 Run: .venv/bin/python bench/cpu_per_request.py [--events 60000] [--players 1000] [--runs 1] [--floor-requests 30000]
+     [--instructions]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from harness import PARTITIONS, SANDBOX_KEYS, create_topics, produce, spawn_sandboxes, wait_for_sandboxes
+from instructions import _totals
 
 from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.ports import free_port
@@ -79,8 +90,18 @@ def _requests(gateway: Gateway, vendor: str) -> int:
     )
 
 
-async def run(bootstrap: str, topic: str, count: int, vendors: Sequence[str], urls: dict[str, str], label: str) -> Any:
-    """(CPU seconds, requests by vendor, wall seconds) of one gateway draining the backlog to `vendors`."""
+async def run(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    vendors: Sequence[str],
+    urls: dict[str, str],
+    label: str,
+    *,
+    marks: bool = False,
+) -> Any:
+    """(CPU seconds, requests by vendor, wall seconds) of one gateway draining the backlog to `vendors`; with
+    `marks`, the callgrind marker is called where the CPU time is read."""
     prefix = f"bench-cpu-{label}-{time.time_ns()}"
     tree = _tree(bootstrap, topic, prefix, vendors, urls)
     consumers = {
@@ -94,6 +115,8 @@ async def run(bootstrap: str, topic: str, count: int, vendors: Sequence[str], ur
     try:
         while not (gateway.pipelines and all(p.joined for p in gateway.pipelines)):
             await asyncio.sleep(0.05)
+        if marks:
+            mark()
         cpu, wall = cpu_seconds(), time.perf_counter()
         pending = set(vendors)
         while pending:
@@ -103,6 +126,8 @@ async def run(bootstrap: str, topic: str, count: int, vendors: Sequence[str], ur
                 if sum(offset or 0 for offset in offsets) >= count:
                     pending.discard(vendor)
         cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
+        if marks:
+            mark()
         requests = {vendor: _requests(gateway, vendor) for vendor in vendors}
     finally:
         gateway.stop()
@@ -110,6 +135,45 @@ async def run(bootstrap: str, topic: str, count: int, vendors: Sequence[str], ur
         for consumer in consumers.values():
             await consumer.stop()
     return cpu, requests, wall
+
+
+def mark() -> None:
+    """Have callgrind dump its counters now. A gateway run itself calls the C functions bench/instructions.py marks
+    with (zlib's crc32 and adler32), so the process asks callgrind through its control tool instead."""
+    subprocess.run(["callgrind_control", "--dump", str(os.getpid())], check=True, capture_output=True)
+
+
+def counted_run(
+    bootstrap: str, topic: str, count: int, vendors: Sequence[str], urls: dict[str, str], label: str
+) -> Any:
+    """(instructions, requests by vendor, wall seconds) of `run` in a child process under callgrind."""
+    with tempfile.TemporaryDirectory() as directory:
+        job = {"bootstrap": bootstrap, "topic": topic, "count": count, "vendors": list(vendors), "urls": urls}
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={directory}/cg.%p",
+            sys.executable,
+            __file__,
+            "--inside-run",
+            json.dumps({**job, "label": label}),
+        ]
+        environment = {**os.environ, "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
+        totals = _totals(Path(directory))
+        if len(totals) != 2:
+            raise SystemExit(f"expected 2 callgrind dumps, got {len(totals)}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        return totals[1], result["requests"], result["wall"]
+
+
+def _inside_run(job: str) -> None:
+    """The child of `counted_run`: one gateway run, its requests and wall time printed as JSON."""
+    spec = json.loads(job)
+    _, requests, wall = event_loop.run(
+        run(spec["bootstrap"], spec["topic"], spec["count"], spec["vendors"], spec["urls"], spec["label"], marks=True)
+    )
+    print(json.dumps({"requests": requests, "wall": wall}))
 
 
 # ---- the floor: a bare aiohttp client against a bare aiohttp server --------------------------------------------
@@ -186,13 +250,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="repeat each run; the lowest CPU is printed")
     parser.add_argument("--only", nargs="+", choices=["enable3", "userwise", "unibo", "all", "floor"], default=None)
     parser.add_argument("--floor-requests", type=int, default=30_000)
+    parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
+    parser.add_argument("--inside-run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     configure(level=LEVEL, fmt="json", stream=DEVNULL)
+    if args.inside_run:
+        _inside_run(args.inside_run)
+        return
     only = set(args.only or ["enable3", "userwise", "unibo", "all", "floor"])
     runs = [vendors for vendors in RUNS if (vendors[0] if len(vendors) == 1 else "all") in only]
     if runs:
         print(f"event loop: {event_loop.chosen()} (GATEWAY_EVENT_LOOP)")
-        event_loop.run(gateway_runs(runs, args.events, args.players, args.runs))
+        event_loop.run(gateway_runs(runs, args.events, args.players, args.runs, counted=args.instructions))
     if "floor" in only:
         for name, micros in floor(args.floor_requests, concurrency=32):
             print(
@@ -201,8 +270,10 @@ def main() -> None:
             )
 
 
-async def gateway_runs(runs: Sequence[tuple[str, ...]], events: int, players: int, repeat: int) -> None:
-    """Produce the backlog once, then print each run's figures."""
+async def gateway_runs(
+    runs: Sequence[tuple[str, ...]], events: int, players: int, repeat: int, *, counted: bool = False
+) -> None:
+    """Produce the backlog once, then print each run's figures (CPU seconds, or with `counted` instructions)."""
     singles: dict[str, float] = {}
     if runs:
         process, urls = spawn_sandboxes()
@@ -216,16 +287,22 @@ async def gateway_runs(runs: Sequence[tuple[str, ...]], events: int, players: in
                 print(f"backlog: {events} events over {players} players; CPU of the gateway process")
                 for vendors in runs:
                     label = vendors[0] if len(vendors) == 1 else "all three"
+                    args = (broker.bootstrap_servers, topic, events, vendors, urls, label.replace(" ", "-"))
                     results = [
-                        await run(broker.bootstrap_servers, topic, events, vendors, urls, label.replace(" ", "-"))
+                        await asyncio.to_thread(counted_run, *args) if counted else await run(*args)
                         for _ in range(repeat)
                     ]
                     cpu, requests, wall = min(results, key=lambda result: result[0])
                     total = sum(requests.values())
-                    line = f"{label:10} CPU {cpu:6.2f} s  requests {total:7,}  wall {wall:6.2f} s"
+                    if counted:
+                        line = f"{label:10} instructions {cpu / 1e9:6.2f} G  requests {total:7,}"
+                    else:
+                        line = f"{label:10} CPU {cpu:6.2f} s  requests {total:7,}  wall {wall:6.2f} s"
                     if len(vendors) == 1:
                         singles[vendors[0]] = cpu
-                        if total >= 1000:
+                        if total >= 1000 and counted:
+                            line += f"  {cpu / total:9,.0f} instructions per request"
+                        elif total >= 1000:
                             line += f"  {cpu / total * 1e6:6.1f} µs CPU per request"
                     else:
                         line += f"  ({', '.join(f'{v} {n:,}' for v, n in requests.items())})"
