@@ -13,6 +13,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from gateway import __version__
+from gateway.commits import EncodingBudget
 from gateway.config import GatewayConfig
 from gateway.destination import ResolvedConfig
 from gateway.dlq import DeadLetterWriter
@@ -142,8 +143,9 @@ class Gateway:
                 stack.push_async_callback(extension.stop)  # before start: a start that fails half-way is undone
                 await extension.start()
                 log.info("extension started", destination=name)
+            encoding = EncodingBudget()  # the pipelines hold the share of time for commit metadata together
             self.pipelines = [
-                Pipeline(d, gateway.kafka, dead_letters, self.metrics, _shared(extensions, d.name))
+                Pipeline(d, gateway.kafka, dead_letters, self.metrics, _shared(extensions, d.name), encoding)
                 for d in self.destinations
             ]
             releasing = asyncio.create_task(release_forever(), name="memory-release")

@@ -8,7 +8,6 @@ on; one that drops it silently costs only the duplicates it would have saved.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -25,15 +24,25 @@ log = structlog.get_logger("gateway.commits")
 
 FETCH_TIMEOUT = 10.0
 ENCODE_SHARE = 0.02
-"""At most this share of the process's time goes to encoding metadata: commit rounds are spaced out when encoding gets
-costly (tens of thousands of unsettled offsets per partition). The share is the process's, not each committer's: with
-one pipeline per destination in one process, a share per committer would let encoding take it once per destination."""
-
-_LIVE: weakref.WeakSet[Committer] = weakref.WeakSet()
-"""The process's committers, whose last rounds' encoding together is held within ENCODE_SHARE."""
+"""At most this share of the time goes to encoding metadata: commit rounds are spaced out when encoding gets costly
+(tens of thousands of unsettled offsets per partition). Committers sharing an EncodingBudget (a gateway's pipelines)
+hold it together: a share per committer would let encoding take it once per destination."""
 
 
-@dataclass(slots=True, weakref_slot=True, eq=False)  # identity: kept in a WeakSet
+@dataclass(slots=True)
+class EncodingBudget:
+    """ENCODE_SHARE held across the committers that share it: each spaces its rounds by what all of them spent
+    encoding on their last round, keyed by owner (a pipeline keeps its key across consumer restarts)."""
+
+    spent: dict[str, float] = field(default_factory=dict)
+
+    def delay(self, period: float, owner: str, own: float) -> float:
+        """`period`, stretched so that every owner encoding as last time, each at this spacing, stays in the share."""
+        others = sum(seconds for key, seconds in self.spent.items() if key != owner)
+        return max(period, (others + own) / ENCODE_SHARE)
+
+
+@dataclass(slots=True)
 class Committer:
     """Commits one consumer's trackers; remembers whether the broker takes metadata."""
 
@@ -41,14 +50,12 @@ class Committer:
     metadata_max_bytes: int = DEFAULT_MAX_BYTES
     last_failure: KafkaError | None = field(default=None)
     encode_seconds: float = 0.0  # what the last round spent choosing positions and encoding metadata
-
-    def __post_init__(self) -> None:
-        _LIVE.add(self)
+    budget: EncodingBudget = field(default_factory=EncodingBudget)  # shared by a gateway's pipelines
+    owner: str = ""
 
     def delay(self, period: float) -> float:
-        """Seconds until the next commit round: `period`, stretched so that the encoding of every committer in the
-        process, each at this spacing, stays within ENCODE_SHARE."""
-        return max(period, sum(committer.encode_seconds for committer in _LIVE) / ENCODE_SHARE)
+        """Seconds until the next commit round: `period`, stretched so encoding stays within its budget's share."""
+        return self.budget.delay(period, self.owner, self.encode_seconds)
 
     async def commit(
         self,
@@ -60,7 +67,7 @@ class Committer:
         moved), or None when the commit failed or went unanswered (`last_failure` says why)."""
         started = time.perf_counter()
         commits = positions_to_commit(trackers, only, self.metadata_max_bytes)
-        self.encode_seconds = time.perf_counter() - started
+        self.encode_seconds = self.budget.spent[self.owner] = time.perf_counter() - started
         if not commits:
             return commits
         try:

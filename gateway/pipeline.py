@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from gateway.batcher import Item, Lane
-from gateway.commits import Committer, settled_above_committed
+from gateway.commits import Committer, EncodingBudget, settled_above_committed
 from gateway.config import KafkaConfig
 from gateway.consumer_health import BrokerContact, ReadFailures
 from gateway.dead_letter_log import DeadLetterLog
@@ -74,8 +74,10 @@ class Pipeline:
         dead_letters: DeadLetterWriter,
         metrics: Metrics,
         shared: object | None = None,
+        encoding: EncodingBudget | None = None,
     ) -> None:
-        """`shared` is the destination's connector extension's shared part, handed to its client."""
+        """`shared` is the destination's connector extension's shared part, handed to its client. `encoding` is the
+        share of time for commit metadata this pipeline holds with the others of its gateway (its own when None)."""
         self.destination = destination
         self.name = destination.name
         self._log = destination_logger("gateway.pipeline", self.name)
@@ -115,6 +117,7 @@ class Pipeline:
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: Committer | None = None
+        self._encoding = encoding if encoding is not None else EncodingBudget()
         self._commit_failures = 0  # in a row
         # Offsets the previous owner of a newly assigned partition committed as settled: skipped when read.
         self._settled_before: dict[TopicPartition, SettledAbove] = {}
@@ -376,7 +379,9 @@ class Pipeline:
             return
         committer = self._committer
         if committer is None or committer.consumer is not consumer:
-            committer = self._committer = Committer(consumer, self._kafka.commit_metadata_max_bytes)
+            committer = self._committer = Committer(
+                consumer, self._kafka.commit_metadata_max_bytes, budget=self._encoding, owner=self.name
+            )
         async with self._commit_lock:
             commits = await committer.commit(self._partitions, only, limit)
             if commits is None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError, OffsetMetadataTooLargeError
 from aiokafka.structs import OffsetAndMetadata
 
-from gateway.commits import Committer, settled_above_committed
+from gateway.commits import Committer, EncodingBudget, settled_above_committed
 from gateway.offset_metadata import encode
 from gateway.offsets import PartitionOffsets
 
@@ -85,17 +84,22 @@ async def test_rounds_are_spaced_out_when_encoding_gets_costly() -> None:
     assert committer.delay(0.2) == 0.5
 
 
-async def test_the_encoding_share_is_the_process_s_not_each_committer_s() -> None:
-    """Three pipelines in one process, each spending 4 ms a round on encoding: spaced 0.2 s apart they would spend
-    6% of the process on it, so each waits 0.6 s (12 ms in 0.6 s is 2%). Once the others are gone, 0.2 s again."""
-    committers = [Committer(_Consumer()) for _ in range(3)]
+async def test_committers_sharing_a_budget_hold_the_share_together() -> None:
+    """Three pipelines of one gateway, each spending 4 ms a round on encoding: spaced 0.2 s apart they would spend 6%
+    of the process on it, so each waits 0.6 s (12 ms in 0.6 s is 2%). A committer with a budget of its own (replay)
+    is not slowed by them."""
+    budget = EncodingBudget()
+    trackers = {TP: _held_watermark()}
+    committers = [Committer(_Consumer(), 4000, budget=budget, owner=name) for name in ("a", "b", "c")]
     for committer in committers:
-        committer.encode_seconds = 0.004
+        await committer.commit(trackers)
+        budget.spent[committer.owner] = committer.encode_seconds = 0.004  # as if encoding took 4 ms
     assert [round(committer.delay(0.2), 6) for committer in committers] == [0.6, 0.6, 0.6]
-    alone = committers.pop()
-    committers.clear()
-    gc.collect()
+    alone = Committer(_Consumer(), 4000)
+    alone.encode_seconds = 0.004
     assert round(alone.delay(0.2), 6) == 0.2
+    replaced = Committer(_Consumer(), 4000, budget=budget, owner="a")  # pipeline a's next consumer: one share still
+    assert round(replaced.delay(0.2), 6) == round(0.008 / 0.02, 6)
 
 
 async def test_a_failed_commit_is_retried_next_round() -> None:
