@@ -173,7 +173,8 @@ class HttpTransport:
         headers: Mapping[str, str] | None = None,
     ) -> HttpResponse:
         """Send one request; the answer or the failure, measured and counted. A string URL is normalized (re-quoted)
-        by aiohttp; a yarl URL goes as it is, so a caller that signs the URL builds it in its wire form."""
+        by yarl, as aiohttp does; a yarl URL goes as it is, so a caller that signs the URL builds it in its wire form.
+        Direct requests take the lean client (gateway/http1.py), proxied ones aiohttp's."""
         if self._limiter is not None:
             await self._limiter.acquire()
         deadline = self.deadline.current
