@@ -23,6 +23,7 @@ from connectors.enable3.config import (
 )
 from gateway.connector import MapDispatch, VendorRecord, record_body
 from gateway.errors import MappingError, UnsupportedCurrency
+from gateway.event_fields import clock_text
 from gateway.events import (
     CustomEvent,
     DepositEvent,
@@ -45,13 +46,8 @@ _SEGMENT_ROUTES = {"add": SEGMENT_ADD, "remove": SEGMENT_REMOVE}
 
 
 def created_at(moment: datetime) -> str:
-    """Enable3's timestamp: UTC as `YYYY-MM-DD HH:MM:SS` (the contract makes every datetime UTC-aware).
-
-    `isoformat` begins with exactly that and costs half of `strftime`; before the year 1000 it pads the year, which
-    `strftime` does not, so those take `strftime` (the text stays what it was)."""
-    if moment.year < 1000:
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
-    return moment.isoformat(" ", "seconds")[:19]
+    """Enable3's timestamp: UTC as `YYYY-MM-DD HH:MM:SS` (the contract makes every datetime UTC-aware)."""
+    return clock_text(moment).replace("T", " ", 1)
 
 
 def number(value: Decimal) -> float:

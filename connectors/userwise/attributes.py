@@ -10,6 +10,7 @@ from typing import Any
 
 from connectors.userwise.config import DataType, UserWiseOptions
 from gateway.errors import MappingError
+from gateway.event_fields import clock_text
 
 Attribute = dict[str, Any]
 
@@ -27,13 +28,8 @@ FIELD_TYPES: dict[str, DataType] = {
 
 
 def datetime_text(value: datetime) -> str:
-    """UserWise's datetime format, `YYYY-MM-DDTHH:MM:SSZ` (values are UTC by the event contract).
-
-    `isoformat` begins with the date and time in that form and costs half of `strftime`; before the year 1000 it pads
-    the year, which `strftime` does not, so those take `strftime` (the text stays what it was)."""
-    if value.year < 1000:
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return value.isoformat("T", "seconds")[:19] + "Z"
+    """UserWise's datetime format, `YYYY-MM-DDTHH:MM:SSZ` (values are UTC by the event contract)."""
+    return clock_text(value) + "Z"
 
 
 def number(value: Decimal | int | float) -> float:
