@@ -15,6 +15,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -526,8 +527,10 @@ class Http1Client:
         return origin, target
 
     def _encoded(self, headers: Mapping[str, str]) -> bytes:
-        """The caller's header fields in wire form; remembered per mapping, since callers keep one per tenant."""
-        cached = self._fields.get(id(headers))
+        """The caller's header fields in wire form. Read-only mappings (a tenant's headers, built once) are encoded
+        once; a plain dict every time, since its caller may change it between requests (a refreshed token)."""
+        frozen = isinstance(headers, CIMultiDictProxy | MappingProxyType)
+        cached = self._fields.get(id(headers)) if frozen else None
         if cached is not None and cached[0] is headers:
             return cached[1]
         lines = []
@@ -540,9 +543,10 @@ class Http1Client:
                 raise ValueError(f"the {name} header's value holds line breaks")  # never the value: it may be a key
             lines.append(f"{name}: {value}\r\n")
         encoded = "".join(lines).encode("utf-8")
-        if len(self._fields) >= _URL_CACHE_SIZE:
-            self._fields.clear()
-        self._fields[id(headers)] = (headers, encoded)
+        if frozen:
+            if len(self._fields) >= _URL_CACHE_SIZE:
+                self._fields.clear()
+            self._fields[id(headers)] = (headers, encoded)
         return encoded
 
 

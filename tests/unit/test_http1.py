@@ -397,3 +397,18 @@ async def test_failed_and_cancelled_requests_give_their_connection_back_to_the_p
         server.delay = 0
         assert await asyncio.wait_for(_get(client, server.url), 5) == (200, b"ok")
         await client.close()
+
+
+async def test_a_plain_dict_of_headers_changed_between_requests_sends_its_new_values() -> None:
+    """A caller that keeps one dict and refreshes a token in it sends the new token: only read-only mappings have
+    their encoding remembered."""
+    server = ScriptedServer(lambda n, head: OK)
+    async with server.running():
+        client = _client()
+        headers = {"Authorization": "Bearer first"}
+        await client.request("POST", server.url + "/", b"", headers, 5)
+        headers["Authorization"] = "Bearer second"
+        await client.request("POST", server.url + "/", b"", headers, 5)
+        await client.close()
+    assert b"Authorization: Bearer first\r\n" in server.heads[0]
+    assert b"Authorization: Bearer second\r\n" in server.heads[1]
