@@ -226,9 +226,7 @@ class _Connection(asyncio.Protocol):
         return True
 
     def _read_past_answer(self, buffer: bytearray) -> bool:
-        """Bytes after a finished answer, that no request asked for: the connection is not used again."""
-        if buffer:
-            self.reusable = False
+        """Nothing more to read: bytes left after a finished answer were judged by `_finish` (not reused)."""
         return False
 
     def _start(self, head: bytes) -> None:

@@ -83,6 +83,15 @@ def _client(pool_size: int = 4, tls: ssl.SSLContext | bool = True) -> Http1Clien
     return Http1Client(tls, pool_size=pool_size, cap=CAP, user_agent="event-gateway/test")
 
 
+async def _in_a_row(server: ScriptedServer, count: int) -> list[tuple[int, bytes]]:
+    """`count` requests one after the other to `server` (started here), by one client; the answers."""
+    async with server.running():
+        client = _client()
+        answers = [await _get(client, server.url) for _ in range(count)]
+        await client.close()
+    return answers
+
+
 async def _get(client: Http1Client, url: str, body: bytes | None = None, within: float = 5.0) -> tuple[int, bytes]:
     answer = await client.request("POST", url + "/p", body, {"X-Api-Key": "k"}, within)
     return answer.status, answer.body
@@ -118,21 +127,13 @@ async def test_a_chunked_answer_with_extensions_and_trailers_is_joined_and_the_c
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\nX-T: 1\r\n\r\n"
     )
     server = ScriptedServer(lambda n, head: chunked)
-    async with server.running():
-        client = _client()
-        assert await _get(client, server.url) == (200, b"wikipedia")
-        assert await _get(client, server.url) == (200, b"wikipedia")
-        await client.close()
+    assert await _in_a_row(server, 2) == [(200, b"wikipedia")] * 2
     assert server.connections == 1
 
 
 async def test_an_answer_ended_by_the_connection_is_whole_and_its_connection_not_reused() -> None:
     server = ScriptedServer(lambda n, head: b"HTTP/1.1 500 Oops\r\n\r\nthe rest%d" % n, close_after=True)
-    async with server.running():
-        client = _client()
-        assert await _get(client, server.url) == (500, b"the rest0")
-        assert await _get(client, server.url) == (500, b"the rest1")
-        await client.close()
+    assert await _in_a_row(server, 2) == [(500, b"the rest0"), (500, b"the rest1")]
     assert server.connections == 2
 
 
@@ -144,10 +145,7 @@ async def test_interim_answers_are_skipped_and_bodyless_statuses_read_no_body() 
         OK,
     ]
     server = ScriptedServer(lambda n, head: answers[n])
-    async with server.running():
-        client = _client()
-        assert [await _get(client, server.url) for _ in answers] == [(200, b"ok"), (204, b""), (304, b""), (200, b"ok")]
-        await client.close()
+    assert await _in_a_row(server, len(answers)) == [(200, b"ok"), (204, b""), (304, b""), (200, b"ok")]
     assert server.connections == 1
 
 
@@ -200,10 +198,7 @@ async def test_a_gzip_answer_is_decoded() -> None:
     server = ScriptedServer(
         lambda n, head: b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     )
-    async with server.running():
-        client = _client()
-        assert await _get(client, server.url) == (200, b'{"ok":true}')
-        await client.close()
+    assert await _in_a_row(server, 1) == [(200, b'{"ok":true}')]
 
 
 @pytest.mark.parametrize(
@@ -320,11 +315,7 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
 
 async def test_bytes_no_request_asked_for_stop_the_connection_being_reused() -> None:
     server = ScriptedServer(lambda n, head: OK + b"HTTP/1.1 200 OK\r\n" if n == 0 else OK)
-    async with server.running():
-        client = _client()
-        assert await _get(client, server.url) == (200, b"ok")
-        assert await _get(client, server.url) == (200, b"ok")
-        await client.close()
+    assert await _in_a_row(server, 2) == [(200, b"ok")] * 2
     assert server.connections == 2
 
 
