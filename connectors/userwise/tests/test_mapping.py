@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from connectors.userwise.attributes import datetime_text
+from connectors.userwise.attributes import attribute, converted, datetime_text, inferred_type
 from connectors.userwise.config import UserWiseOptions
 from connectors.userwise.mapping import map_event
 from devkit.testbed.traffic import Traffic
@@ -116,6 +116,40 @@ _custom_values = st.one_of(
     st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-(10**9), max_value=10**9),
     st.lists(st.text(max_size=5), max_size=3),
 )
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    value=st.one_of(
+        st.none(),
+        _custom_values,
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.decimals(allow_nan=False, allow_infinity=False),  # what the event contract's numbers decode to
+        st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3))])),
+    ),
+    data_type=st.one_of(st.none(), st.sampled_from(["string", "boolean", "integer", "float", "datetime"])),
+    override=st.one_of(st.none(), st.sampled_from(["string", "boolean", "integer", "float", "datetime"])),
+    prefix=st.sampled_from(["", "gw_"]),
+)
+def test_an_attribute_holds_what_the_general_conversion_gives(
+    value: Any, data_type: str | None, override: str | None, prefix: str
+) -> None:
+    """`attribute` takes shortcuts for the common types; for any value, declared type, configured override and
+    prefix it sends exactly what `converted` makes of the value, or refuses it the same way."""
+    options = UserWiseOptions.model_validate(
+        {"attribute_prefix": prefix, "data_types": {"x": override} if override else {}}
+    )
+    chosen = override or data_type or inferred_type(value)
+    try:
+        expected = converted("x", value, chosen)  # type: ignore[arg-type]
+    except MappingError as refused:
+        with pytest.raises(MappingError) as raised:
+            attribute("x", value, options, data_type)  # type: ignore[arg-type]
+        assert str(raised.value) == str(refused)
+        return
+    made = attribute("x", value, options, data_type)  # type: ignore[arg-type]
+    assert made == {"name": f"{prefix}x", "value": expected, "data_type": chosen}
+    assert type(made["value"]) is type(expected)
 
 
 @settings(max_examples=200, deadline=None)
