@@ -23,6 +23,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from harness import PARTITIONS, SANDBOX_KEYS, create_topics, produce, spawn_sandboxes, wait_for_sandboxes
+from harness import (
+    PARTITIONS,
+    SANDBOX_KEYS,
+    create_topics,
+    in_child,
+    produce,
+    produce_at_rate,
+    spawn_sandboxes,
+    wait_for_sandboxes,
+)
 from instructions import _totals
 
 from devkit.testbed.broker import EmbeddedBroker
@@ -99,42 +109,69 @@ async def run(
     label: str,
     *,
     marks: bool = False,
+    live: tuple[int, float] | None = None,
 ) -> Any:
-    """(CPU seconds, requests by vendor, wall seconds) of one gateway draining the backlog to `vendors`; with
-    `marks`, the callgrind marker is called where the CPU time is read."""
+    """(CPU seconds, requests by vendor, wall seconds, shared decodes) of one gateway draining the backlog to
+    `vendors`; with `marks`, the callgrind marker is called where the CPU time is read. With `live` (players,
+    events/s), `topic` is empty and the traffic is produced at that rate by another process once the gateway has
+    joined, so the destinations read at the head of the log, as in production."""
     prefix = f"bench-cpu-{label}-{time.time_ns()}"
     tree = _tree(bootstrap, topic, prefix, vendors, urls)
-    consumers = {
-        vendor: AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{prefix}.{vendor}", enable_auto_commit=False)
-        for vendor in vendors
-    }
-    for consumer in consumers.values():
-        await consumer.start()
     gateway = Gateway(config_module.parse(tree, env={}))
     task = asyncio.create_task(gateway.run(install_signals=False))
+    producing: asyncio.Future[None] | None = None
     try:
         while not (gateway.pipelines and all(p.joined for p in gateway.pipelines)):
             await asyncio.sleep(0.05)
         if marks:
             mark()
         cpu, wall = cpu_seconds(), time.perf_counter()
-        pending = set(vendors)
-        while pending:
+        if live is not None:
+            producing = asyncio.ensure_future(
+                asyncio.to_thread(in_child, _produce_live, bootstrap, topic, count, live[0], live[1])
+            )
+        # The end is read from the pipelines' own record of what the broker acknowledged: asking the broker from
+        # this process would add the bench's requests to the gateway's CPU, once per destination and every poll,
+        # which under callgrind (50x slower) was several percent of the three-destination run.
+        while not all(_committed(pipeline) >= count for pipeline in gateway.pipelines):
             await asyncio.sleep(0.2)
-            for vendor in list(pending):
-                offsets = [await consumers[vendor].committed(TopicPartition(topic, p)) for p in range(PARTITIONS)]
-                if sum(offset or 0 for offset in offsets) >= count:
-                    pending.discard(vendor)
         cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
         if marks:
             mark()
+        if producing is not None:
+            await producing
+        for vendor in vendors:  # and the broker agrees, asked outside the measured span
+            await _check_committed(bootstrap, f"{prefix}.{vendor}", topic, count)
         requests = {vendor: _requests(gateway, vendor) for vendor in vendors}
+        decodes = gateway.decodes
+        shared = (decodes.hits, decodes.hits + decodes.misses) if decodes is not None else None
     finally:
         gateway.stop()
         await task
-        for consumer in consumers.values():
-            await consumer.stop()
-    return cpu, requests, wall
+    return cpu, requests, wall, shared
+
+
+def _produce_live(bootstrap: str, topic: str, count: int, players: int, rate: float) -> None:
+    """The standard mix (seed 5) produced at `rate` events/s, in a process of its own (its CPU is not counted)."""
+    traffic = Traffic(seed=5, players=players, prefix=topic)
+    batch = [message(event) for event in traffic.stream(count)]
+    asyncio.run(produce_at_rate(bootstrap, topic, batch, rate, step=max(1, int(rate) // 100), linger_ms=5))
+
+
+async def _check_committed(bootstrap: str, group: str, topic: str, count: int) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        offsets = [await consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)]
+    finally:
+        await consumer.stop()
+    if sum(offset or 0 for offset in offsets) < count:
+        raise SystemExit(f"{group}: the broker holds commits short of the backlog: {offsets}")
+
+
+def _committed(pipeline: Any) -> int:
+    """The offsets `pipeline` has committed and the broker acknowledged, summed over its partitions."""
+    return sum(tracker.committed or 0 for tracker in pipeline._partitions.values())
 
 
 def mark() -> None:
@@ -146,7 +183,8 @@ def mark() -> None:
 def counted_run(
     bootstrap: str, topic: str, count: int, vendors: Sequence[str], urls: dict[str, str], label: str
 ) -> Any:
-    """(instructions, requests by vendor, wall seconds) of `run` in a child process under callgrind."""
+    """(instructions, requests by vendor, wall seconds) of `run` in a child process under callgrind. With
+    CALLGRIND_KEEP set to a folder, the run's dumps are copied there (for callgrind_annotate)."""
     with tempfile.TemporaryDirectory() as directory:
         job = {"bootstrap": bootstrap, "topic": topic, "count": count, "vendors": list(vendors), "urls": urls}
         command = [
@@ -161,19 +199,23 @@ def counted_run(
         environment = {**os.environ, "PYTHONHASHSEED": "0"}
         done = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
         totals = _totals(Path(directory))
+        keep = os.environ.get("CALLGRIND_KEEP")
+        if keep:
+            for dump in Path(directory).glob("cg.*"):
+                shutil.copy(dump, Path(keep) / f"{label}.{dump.name}")
         if len(totals) != 2:
             raise SystemExit(f"expected 2 callgrind dumps, got {len(totals)}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
-        return totals[1], result["requests"], result["wall"]
+        return totals[1], result["requests"], result["wall"], result["shared"]
 
 
 def _inside_run(job: str) -> None:
     """The child of `counted_run`: one gateway run, its requests and wall time printed as JSON."""
     spec = json.loads(job)
-    _, requests, wall = event_loop.run(
+    _, requests, wall, shared = event_loop.run(
         run(spec["bootstrap"], spec["topic"], spec["count"], spec["vendors"], spec["urls"], spec["label"], marks=True)
     )
-    print(json.dumps({"requests": requests, "wall": wall}))
+    print(json.dumps({"requests": requests, "wall": wall, "shared": shared}))
 
 
 # ---- the floor: a bare aiohttp client against a bare aiohttp server --------------------------------------------
@@ -251,6 +293,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=["enable3", "userwise", "unibo", "all", "floor"], default=None)
     parser.add_argument("--floor-requests", type=int, default=30_000)
     parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
+    parser.add_argument(
+        "--rate", type=float, help="live traffic: produce the events at this rate while each gateway runs"
+    )
     parser.add_argument("--inside-run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     configure(level=LEVEL, fmt="json", stream=DEVNULL)
@@ -261,7 +306,11 @@ def main() -> None:
     runs = [vendors for vendors in RUNS if (vendors[0] if len(vendors) == 1 else "all") in only]
     if runs:
         print(f"event loop: {event_loop.chosen()} (GATEWAY_EVENT_LOOP)")
-        event_loop.run(gateway_runs(runs, args.events, args.players, args.runs, counted=args.instructions))
+        if args.rate and args.instructions:
+            parser.error("--rate is timed: callgrind's gateway could not keep up with live traffic")
+        event_loop.run(
+            gateway_runs(runs, args.events, args.players, args.runs, counted=args.instructions, rate=args.rate)
+        )
     if "floor" in only:
         for name, micros in floor(args.floor_requests, concurrency=32):
             print(
@@ -271,9 +320,16 @@ def main() -> None:
 
 
 async def gateway_runs(
-    runs: Sequence[tuple[str, ...]], events: int, players: int, repeat: int, *, counted: bool = False
+    runs: Sequence[tuple[str, ...]],
+    events: int,
+    players: int,
+    repeat: int,
+    *,
+    counted: bool = False,
+    rate: float | None = None,
 ) -> None:
-    """Produce the backlog once, then print each run's figures (CPU seconds, or with `counted` instructions)."""
+    """Produce the backlog once (or with `rate`, live traffic for each run), then print each run's figures (CPU
+    seconds, or with `counted` instructions)."""
     singles: dict[str, float] = {}
     if runs:
         process, urls = spawn_sandboxes()
@@ -281,37 +337,53 @@ async def gateway_runs(
             await wait_for_sandboxes(urls)
             with EmbeddedBroker() as broker:
                 topic = "bench-cpu"
-                await create_topics(broker, topic)
-                traffic = Traffic(seed=5, players=players, prefix=topic)
-                await produce(broker.bootstrap_servers, topic, [message(e) for e in traffic.stream(events)])
-                print(f"backlog: {events} events over {players} players; CPU of the gateway process")
+                if rate:
+                    print(f"live: {events} events over {players} players at {rate:,.0f}/s; CPU of the gateway process")
+                else:
+                    await create_topics(broker, topic)
+                    traffic = Traffic(seed=5, players=players, prefix=topic)
+                    await produce(broker.bootstrap_servers, topic, [message(e) for e in traffic.stream(events)])
+                    print(f"backlog: {events} events over {players} players; CPU of the gateway process")
                 for vendors in runs:
                     label = vendors[0] if len(vendors) == 1 else "all three"
-                    args = (broker.bootstrap_servers, topic, events, vendors, urls, label.replace(" ", "-"))
-                    results = [
-                        await asyncio.to_thread(counted_run, *args) if counted else await run(*args)
-                        for _ in range(repeat)
-                    ]
-                    cpu, requests, wall = min(results, key=lambda result: result[0])
-                    total = sum(requests.values())
-                    if counted:
-                        line = f"{label:10} instructions {cpu / 1e9:6.2f} G  requests {total:7,}"
-                    else:
-                        line = f"{label:10} CPU {cpu:6.2f} s  requests {total:7,}  wall {wall:6.2f} s"
-                    if len(vendors) == 1:
-                        singles[vendors[0]] = cpu
-                        if total >= 1000 and counted:
-                            line += f"  {cpu / total:9,.0f} instructions per request"
-                        elif total >= 1000:
-                            line += f"  {cpu / total * 1e6:6.1f} µs CPU per request"
-                    else:
-                        line += f"  ({', '.join(f'{v} {n:,}' for v, n in requests.items())})"
-                        if len(singles) == 3:
-                            line += f"  sharing: {cpu / sum(singles.values()):.2f} of the singles added up"
-                    print(line, flush=True)
+                    results = []
+                    for attempt in range(repeat):
+                        if rate:  # a topic of its own per run, empty until the gateway has joined
+                            topic = f"bench-cpu-live-{label.replace(' ', '-')}-{attempt}"
+                            await create_topics(broker, topic)
+                        args = (broker.bootstrap_servers, topic, events, vendors, urls, label.replace(" ", "-"))
+                        if counted:
+                            results.append(await asyncio.to_thread(counted_run, *args))
+                        else:
+                            results.append(await run(*args, live=(players, rate) if rate else None))
+                    print(_figures(label, vendors, min(results, key=lambda result: result[0]), singles, counted))
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def _figures(label: str, vendors: Sequence[str], result: Any, singles: dict[str, float], counted: bool) -> str:
+    """One run's line: its CPU (or instructions), requests, per request alone, and the sharing ratio for all three."""
+    cpu, requests, wall, shared = result
+    total = sum(requests.values())
+    if counted:
+        line = f"{label:10} instructions {cpu / 1e9:6.2f} G  requests {total:7,}"
+    else:
+        line = f"{label:10} CPU {cpu:6.2f} s  requests {total:7,}  wall {wall:6.2f} s"
+    if len(vendors) == 1:
+        singles[vendors[0]] = cpu
+        if total >= 1000 and counted:
+            line += f"  {cpu / total:9,.0f} instructions per request"
+        elif total >= 1000:
+            line += f"  {cpu / total * 1e6:6.1f} µs CPU per request"
+        return line
+    line += f"  ({', '.join(f'{v} {n:,}' for v, n in requests.items())})"
+    if shared is not None:
+        hits, lookups = shared
+        line += f"  decodes shared: {hits / max(1, lookups):.0%} of {lookups:,}"
+    if len(singles) == 3:
+        line += f"  sharing: {cpu / sum(singles.values()):.2f} of the singles added up"
+    return line
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__
 from gateway.commits import EncodingBudget
 from gateway.config import GatewayConfig
+from gateway.decode_cache import DecodeCache
 from gateway.destination import ResolvedConfig
 from gateway.dlq import DeadLetterWriter
 from gateway.extensions import Extension, ExtensionContext, extensions_of
@@ -82,6 +83,7 @@ class Gateway:
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.pipelines: list[Pipeline] = []
+        self.decodes: DecodeCache | None = None  # shared by the pipelines when there are several
         self.stopping = asyncio.Event()
         self.drained = asyncio.Event()  # under a companion: the pipelines are done (or never started)
         self.http: HttpServer | None = None
@@ -144,8 +146,12 @@ class Gateway:
                 await extension.start()
                 log.info("extension started", destination=name)
             encoding = EncodingBudget()  # the pipelines hold the share of time for commit metadata together
+            # Destinations reading in step decode each record once between them (gateway/decode_cache.py).
+            self.decodes = DecodeCache() if len(self.destinations) > 1 else None
             self.pipelines = [
-                Pipeline(d, gateway.kafka, dead_letters, self.metrics, _shared(extensions, d.name), encoding)
+                Pipeline(
+                    d, gateway.kafka, dead_letters, self.metrics, _shared(extensions, d.name), encoding, self.decodes
+                )
                 for d in self.destinations
             ]
             releasing = asyncio.create_task(release_forever(), name="memory-release")

@@ -16,7 +16,7 @@ from gateway.events import Event
 from gateway.http_client import HttpTransport
 from gateway.metrics import DestinationMetrics
 from gateway.offsets import PartitionOffsets
-from gateway.routing import Router
+from gateway.routing import Decoder, Router, decode_value
 
 
 def _nothing() -> None:
@@ -41,13 +41,15 @@ class DeliveryStage:
         shared: object | None = None,
         on_state_change: Callable[[], None] = _nothing,
         on_lane_failed: Callable[[BaseException], None] = lambda error: None,
+        decoder: Decoder = decode_value,
     ) -> None:
         """`shared` is the destination's connector extension's shared part, handed to its client; `batch` bounds the
-        lanes' batches (the destination's by default); `on_lane_failed` hears of a lane that ended with a bug."""
+        lanes' batches (the destination's by default); `on_lane_failed` hears of a lane that ended with a bug;
+        `decoder` turns records into events (a gateway's pipelines share one, see gateway/decode_cache.py)."""
         self.name = destination.name
         config = destination.config
         self.tenants = {brand: Tenant(brand, creds) for brand, creds in destination.credentials.items()}
-        self.router = Router(destination, self.tenants)
+        self.router = Router(destination, self.tenants, decoder)
         # One connection per lane (lanes are per tenant), so no send waits for a pooled connection inside its timeout.
         pool_size = max(lane_count(destination), 4)
         self.transport = HttpTransport(config, metrics, pool_size=pool_size)

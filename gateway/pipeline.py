@@ -16,6 +16,7 @@ from gateway.commits import Committer, EncodingBudget, settled_above_committed
 from gateway.config import KafkaConfig
 from gateway.consumer_health import BrokerContact, ReadFailures
 from gateway.dead_letter_log import DeadLetterLog
+from gateway.decode_cache import DecodeCache
 from gateway.delivery_stage import DeliveryStage, lane_count
 from gateway.destination import Destination
 from gateway.dlq import DeadLetterWriter
@@ -34,6 +35,7 @@ from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offset_metadata import SettledAbove
 from gateway.offsets import PartitionOffsets
 from gateway.parking import Parking
+from gateway.routing import decode_value
 from gateway.start_position import StartFilter, reset_policy, seek_new_partitions, start_time
 from gateway.waits import wait_event
 
@@ -75,9 +77,11 @@ class Pipeline:
         metrics: Metrics,
         shared: object | None = None,
         encoding: EncodingBudget | None = None,
+        decodes: DecodeCache | None = None,
     ) -> None:
         """`shared` is the destination's connector extension's shared part, handed to its client. `encoding` is the
-        share of time for commit metadata this pipeline holds with the others of its gateway (its own when None)."""
+        share of time for commit metadata this pipeline holds with the others of its gateway (its own when None).
+        `decodes` is the cache of decoded records the pipelines of a gateway share (none: each decodes alone)."""
         self.destination = destination
         self.name = destination.name
         self._log = destination_logger("gateway.pipeline", self.name)
@@ -96,6 +100,7 @@ class Pipeline:
             shared=shared,
             on_state_change=self._update_up,
             on_lane_failed=self._lane_failed,
+            decoder=decodes.decode if decodes is not None else decode_value,
         )
         self._route = self._stage.router.route
         self._place = self._stage.place

@@ -3,7 +3,7 @@ type, find the brand's tenant, map to vendor records; `gateway map` takes the sa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.connector import VendorRecord
@@ -13,16 +13,28 @@ from gateway.errors import EventError, InvalidEvent, MappingError, UnknownBrand
 from gateway.events import Event, decode
 from gateway.logs import destination_logger
 
+Decoder = Callable[[Any], Event]
+"""Decodes a Kafka record's value into its event (or raises EventError): `decode_value`, or a shared DecodeCache's."""
+
 Route = tuple[Event, Tenant, Sequence[VendorRecord]]
 """A routed record: its event, the tenant whose credentials carry it, and the vendor records it maps to (never none)."""
+
+
+def decode_value(message: Any) -> Event:
+    """The event of a Kafka record, decoded from its value."""
+    return decode(message.value)
 
 
 class Router:
     """One destination's decode, filter, tenant and map: written once, so a fix to routing reaches run and replay."""
 
-    __slots__ = ("_connector", "_events", "_log", "_map", "_name", "_options", "_tenants")
+    __slots__ = ("_connector", "_decode", "_events", "_log", "_map", "_name", "_options", "_tenants")
 
-    def __init__(self, destination: Destination, tenants: Mapping[str, Tenant]) -> None:
+    def __init__(
+        self, destination: Destination, tenants: Mapping[str, Tenant], decoder: Decoder = decode_value
+    ) -> None:
+        """`decoder` turns a record into its event: a gateway's pipelines share one that reuses their decodes."""
+        self._decode = decoder
         self._name = destination.name
         self._connector = destination.connector.name
         self._events = destination.events
@@ -39,7 +51,7 @@ class Router:
         a connector that fails on an event is a bug that must cost that one message: logged, then MappingError.
         """
         try:
-            event = decode(message.value)
+            event = self._decode(message)
         except EventError:
             raise
         except Exception as error:  # defensive: decode turns every failure it knows into an EventError

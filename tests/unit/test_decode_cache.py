@@ -1,0 +1,79 @@
+"""The decode cache a gateway's pipelines share: a hit only for the same record, bounded, failures never kept."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import orjson
+import pytest
+
+from devkit.testbed.traffic import Traffic, message
+from gateway.decode_cache import DEFAULT_CAPACITY, DecodeCache
+from gateway.errors import EventError
+from gateway.events import decode
+
+
+def _record(offset: int, value: bytes | None, partition: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(topic="t", partition=partition, offset=offset, value=value)
+
+
+def _values(count: int) -> list[bytes]:
+    return [message(event)[1] for event in Traffic(seed=8, players=500).stream(count)]
+
+
+def test_a_second_reader_of_a_record_takes_the_first_ones_event() -> None:
+    """Two destinations reading the same records: each is decoded once, the second reader gets the same event."""
+    cache = DecodeCache()
+    values = _values(200)
+    first = [cache.decode(_record(offset, value)) for offset, value in enumerate(values)]
+    second = [cache.decode(_record(offset, bytes(value))) for offset, value in enumerate(values)]  # its own bytes
+    assert all(a is b for a, b in zip(first, second, strict=True))
+    assert first == [decode(value) for value in values]
+    assert (cache.hits, cache.misses) == (200, 200)
+
+
+def test_other_bytes_at_the_same_coordinates_are_decoded_not_taken() -> None:
+    """A record is never taken for another: same topic, partition and offset but other bytes (a topic created
+    again) decodes those bytes."""
+    cache = DecodeCache()
+    one, other = _values(2)
+    cache.decode(_record(5, one))
+    assert cache.decode(_record(5, other)) == decode(other)
+    assert cache.decode(_record(5, other, partition=1)) == decode(other)
+    assert cache.hits == 0
+    assert cache.decode(_record(5, other)) == decode(other)  # the newer bytes are what is kept now
+    assert cache.hits == 1
+
+
+def test_records_that_fail_to_decode_fail_for_every_reader_and_are_not_kept() -> None:
+    """Each destination dead-letters an undecodable record itself: the error reaches every reader."""
+    cache = DecodeCache()
+    poison = [b"{not json", orjson.dumps({"type": "deposit"}), None]
+    for _reader in range(2):  # two destinations
+        for offset, value in enumerate(poison):
+            with pytest.raises(EventError):
+                cache.decode(_record(offset, value))
+    assert len(cache) == 0
+    assert cache.hits == 0
+
+
+def test_the_cache_stays_within_its_capacity_over_many_times_its_size() -> None:
+    """At the default capacity, records far beyond it: never more than the capacity held, the oldest dropped first,
+    the newest still there for a reader in step."""
+    cache = DecodeCache()
+    values = _values(500)
+    total = DEFAULT_CAPACITY * 6
+    for offset in range(total):
+        cache.decode(_record(offset, values[offset % len(values)]))
+        assert len(cache) <= DEFAULT_CAPACITY
+    assert len(cache) == DEFAULT_CAPACITY
+    misses = cache.misses
+    cache.decode(_record(total - DEFAULT_CAPACITY, values[(total - DEFAULT_CAPACITY) % len(values)]))  # oldest kept
+    assert cache.misses == misses
+    cache.decode(_record(total - DEFAULT_CAPACITY - 1, values[(total - DEFAULT_CAPACITY - 1) % len(values)]))
+    assert cache.misses == misses + 1  # dropped: decoded again
+
+
+def test_a_cache_refuses_to_hold_nothing() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        DecodeCache(0)
