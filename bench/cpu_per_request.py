@@ -10,9 +10,13 @@ Then the floor: a bare aiohttp client posting to a local aiohttp server in anoth
 With --instructions each run's gateway instead runs in a child process under valgrind's callgrind, and its
 instructions from the group join to the last commit are counted (as bench/instructions.py counts its stages): unlike
 CPU time on a shared machine, the counts do not move with the load, so the sharing ratio is read from them. The
-broker and the sandboxes stay outside callgrind. About 10 minutes for 30,000 events.
+broker and the sandboxes stay outside callgrind. About 10 minutes for 30,000 events. The end of a run is read from
+the pipelines' acknowledged commits, so the bench puts no Kafka requests of its own into the measured span.
+With --rate the events are not a backlog: each run gets an empty topic, and another process produces the events at
+that rate once the gateway has joined (live traffic, destinations reading in step); the three-destination line also
+prints the share of decodes the shared decode cache served.
 Run: .venv/bin/python bench/cpu_per_request.py [--events 60000] [--players 1000] [--runs 1] [--floor-requests 30000]
-     [--instructions]
+     [--instructions | --rate 2000]
 """
 
 from __future__ import annotations
