@@ -10,6 +10,7 @@ from devkit.sandbox.server import SandboxServer
 from devkit.sandbox.unibo.sandbox import UniboSandbox
 from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.traffic import Traffic, unibo_takes
+from gateway.decode_cache import DEFAULT_CAPACITY
 from tests.integration.conftest import UNIBO_KEY, RunningSandbox
 from tests.integration.harness import (
     committed,
@@ -219,8 +220,10 @@ async def test_forbidden_halts_keeps_events_and_resumes_when_key_fixed(
 async def test_a_hanging_destination_does_not_slow_the_other(
     broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
 ) -> None:
-    """Two destinations, one vendor hanging: the other delivers everything while the first has delivered nothing."""
-    events = _events(2000, seed=7)
+    """Two destinations, one vendor hanging: the other delivers everything while the first has delivered nothing.
+    More events than the shared decode cache holds: the destination that fell behind decodes what the cache has
+    dropped by then, and still delivers every event."""
+    events = _events(DEFAULT_CAPACITY + 2000, seed=7)
     expected = _expected(events)
     stuck = UniboSandbox({UNIBO_KEY: "default"})
     stuck.faults.add(FaultPlan(kind="hang"))
@@ -242,5 +245,10 @@ async def test_a_hanging_destination_does_not_slow_the_other(
             assert stuck.total_unique == 0
             stuck.faults.clear()
             await wait_for(lambda: stuck.total_unique >= len(expected), 60, "the stuck destination after recovery")
+            decodes = gateway.gateway.decodes
+    # The healthy destination drained the backlog first, through more records than the cache holds: the one behind
+    # found the oldest dropped and decoded them itself (more decodes than events), and still delivered everything.
+    assert decodes is not None
+    assert decodes.misses > len(events)
     assert set(stuck.unique_ids("default")) == expected
     assert set(unibo.sandbox.unique_ids("default")) == expected
