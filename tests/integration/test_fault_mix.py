@@ -41,8 +41,7 @@ async def test_enable3_and_userwise_deliver_everything_under_the_fault_mix(
     broker: EmbeddedBroker, topic: str, vendors: tuple[Enable3Sandbox, str, UserWiseSandbox, str]
 ) -> None:
     """With 3% 5xx, 2% 429 (Retry-After: 1), 1% resets and 0.1% hangs on every request, both destinations deliver
-    every event exactly once, each player's events in order, with no dead letter; offsets reach the end. They share
-    the gateway's decode cache, so this holds for events one destination decoded and the other took."""
+    every event exactly once, each player's events in order, with no dead letter; offsets reach the end."""
     enable3, enable3_url, userwise, userwise_url = vendors
     events = list(Traffic(seed=31, players=300, prefix="mix").stream(EVENTS))
     missions = mission_ids(events)
@@ -71,9 +70,6 @@ async def test_enable3_and_userwise_deliver_everything_under_the_fault_mix(
             "every event at both vendors",
         )
         retries = gateway.value("gateway_delivery_retries_total", destination="userwise", reason="rate_limited")
-        decodes = gateway.gateway.decodes
-    # The two destinations shared decoded records where they read in step: what follows holds with the cache on.
-    assert decodes is not None and decodes.hits > 0
     assert enable3.faults.total_injected > 0 and userwise.faults.total_injected > 0
     assert retries > 0
     assert sorted(enable3.event_ids("default")) == sorted(missions)

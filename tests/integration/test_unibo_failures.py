@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Literal
 
@@ -252,3 +253,44 @@ async def test_a_hanging_destination_does_not_slow_the_other(
     assert decodes.misses > len(events)
     assert set(stuck.unique_ids("default")) == expected
     assert set(unibo.sandbox.unique_ids("default")) == expected
+
+
+async def test_destinations_in_step_share_decodes_and_each_delivers_and_dead_letters_everything(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox
+) -> None:
+    """Two destinations reading live traffic in step: records one decoded are taken by the other from the shared
+    decode cache, yet each vendor gets every event once, and each destination dead-letters every poison message."""
+    events = _events(3000, seed=11)
+    expected = _expected(events)
+    poison = [b"\xff not json", b'{"event_id": "x1", "type": "deposit", "player_id": "p1"}']
+    other = UniboSandbox({UNIBO_KEY: "default"})
+    async with SandboxServer(other.app()) as other_server:
+        tree = gateway_config(
+            broker.bootstrap_servers,
+            topic,
+            [unibo_destination(unibo.url, name="first"), unibo_destination(other_server.url, name="second")],
+        )
+        async with running_gateway(tree) as gateway:
+            for start in range(0, len(events), 250):  # live traffic: both groups read at the head of the log
+                await produce(broker.bootstrap_servers, topic, events[start : start + 250])
+                if start == 1500:
+                    await produce(broker.bootstrap_servers, topic, poison, key=b"p1")
+                await asyncio.sleep(0.1)
+            await wait_for(
+                lambda: unibo.sandbox.total_unique >= len(expected) and other.total_unique >= len(expected),
+                60,
+                "every event at both vendors",
+            )
+            dead = await read_topic(broker.bootstrap_servers, f"{topic}.dlq", expect=2 * len(poison), timeout=30)
+            decodes = gateway.gateway.decodes
+    assert decodes is not None
+    assert decodes.hits > len(events) // 2  # most records were decoded once for both
+    for sandbox in (unibo.sandbox, other):
+        assert set(sandbox.unique_ids("default")) == expected
+        assert sandbox.tenants["default"].duplicates == 0
+    assert sorted((r.headers["gateway-destination"], r.value) for r in dead) == sorted(
+        (name, value) for name in ("first", "second") for value in poison
+    )
+    for name in ("first", "second"):
+        offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.{name}", topic)
+        assert sum(o or 0 for o in offsets.values()) == len(events) + len(poison)
