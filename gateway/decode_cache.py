@@ -8,7 +8,8 @@ decodes for itself, as it would without the cache.
 
 A hit needs equal value bytes too, so a record is never taken for another (a topic deleted and created again).
 Records that fail to decode are not kept: each destination dead-letters them itself, as before. Events are frozen
-models, so one destination's connector cannot change what another sees.
+models, so one destination's connector cannot change what another sees. It holds at most DEFAULT_CAPACITY records
+and DEFAULT_MAX_BYTES of their values, whichever comes first.
 """
 
 from __future__ import annotations
@@ -20,19 +21,27 @@ from gateway.events import Event, decode
 
 DEFAULT_CAPACITY = 4096
 """Records kept. In step, destinations are a poll or two apart: at 2,000 and 6,000 events/s, 1,024 entries already
-shared 62-67% of the decodes of three destinations (two of every three, the most there is). An entry holds about
-1.7 KiB (the event and the entry) besides the value bytes, so the cache holds at most about 7 MiB."""
+shared 62-67% of the decodes of three destinations (two of every three, the most there is). An entry of the standard
+mix holds about 1.7 KiB (the event and the entry) besides its value bytes."""
+
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+"""Value bytes kept at most. The count alone would let large records (a producer's 1 MiB events) hold gigabytes after
+they settled; an event takes a few times its value's size in memory, so the cache stays within tens of MiB whatever
+the records. Records of the standard mix (about 400 bytes) reach the count first."""
 
 
 class DecodeCache:
-    """The last `capacity` records decoded by a gateway's pipelines, for the others to take (see the module doc)."""
+    """The last records decoded by a gateway's pipelines, for the others to take (see the module doc): at most
+    `capacity` of them and `max_bytes` of their values, the oldest dropped first."""
 
-    __slots__ = ("_capacity", "_entries", "_order", "hits", "misses")
+    __slots__ = ("_bytes", "_capacity", "_entries", "_max_bytes", "_order", "hits", "misses")
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        if capacity < 1:
-            raise ValueError("a decode cache holds at least one record")
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if capacity < 1 or max_bytes < 1:
+            raise ValueError("a decode cache holds at least one record and one byte")
         self._capacity = capacity
+        self._max_bytes = max_bytes
+        self._bytes = 0  # of the values held
         self._entries: dict[tuple[str, int, int], tuple[bytes, Event]] = {}
         self._order: deque[tuple[str, int, int]] = deque()  # keys, oldest first (a dict's first key is slow to drop)
         self.hits = 0
@@ -41,21 +50,36 @@ class DecodeCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def held_bytes(self) -> int:
+        """Value bytes held now."""
+        return self._bytes
+
     def decode(self, message: Any) -> Event:
-        """The event of a Kafka record: the one another destination decoded, else decoded here (and kept).
+        """The event of a Kafka record: the one another destination decoded, else decoded here (and kept, unless
+        its value alone is over `max_bytes`).
 
         Raises what `events.decode` raises for a record that cannot be decoded."""
         key = (message.topic, message.partition, message.offset)
         value = message.value
-        entry = self._entries.get(key)
+        entries = self._entries
+        entry = entries.get(key)
         if entry is not None and entry[0] == value:
             self.hits += 1
             return entry[1]
         self.misses += 1
         event = decode(value)
+        size = len(value)
+        if size > self._max_bytes:
+            return event
         if entry is None:
             self._order.append(key)
-            if len(self._order) > self._capacity:
-                del self._entries[self._order.popleft()]
-        self._entries[key] = (value, event)
+        else:
+            self._bytes -= len(entry[0])
+        entries[key] = (value, event)
+        self._bytes += size
+        order = self._order
+        while len(order) > self._capacity or self._bytes > self._max_bytes:
+            dropped = entries.pop(order.popleft())
+            self._bytes -= len(dropped[0])
         return event

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from devkit.testbed.traffic import Traffic, message
-from gateway.decode_cache import DEFAULT_CAPACITY, DecodeCache
+from gateway.decode_cache import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, DecodeCache
 from gateway.errors import EventError
 from gateway.events import decode
 
@@ -74,6 +74,47 @@ def test_the_cache_stays_within_its_capacity_over_many_times_its_size() -> None:
     assert cache.misses == misses + 1  # dropped: decoded again
 
 
+def _large(index: int, size: int) -> bytes:
+    """A valid custom event of about `size` bytes (attributes take long text)."""
+    event = {
+        "event_id": f"big-{index}",
+        "type": "custom",
+        "name": "upload",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "player_id": f"p{index % 7}",
+        "attributes": {"blob": "x" * size},
+    }
+    return orjson.dumps(event)
+
+
+def test_large_records_are_held_within_the_byte_bound() -> None:
+    """Records of 200 KiB, far more of them than the byte bound takes (the count would let 4,096 of them, 800 MiB,
+    stay resident after they settled): the values held never pass DEFAULT_MAX_BYTES, and the newest are kept."""
+    cache = DecodeCache()
+    values = [_large(index, 200 * 1024) for index in range(200)]
+    for offset, value in enumerate(values):
+        cache.decode(_record(offset, value))
+        assert cache.held_bytes <= DEFAULT_MAX_BYTES
+    assert 0 < len(cache) <= DEFAULT_MAX_BYTES // (200 * 1024)
+    assert cache.held_bytes == sum(len(value) for value in values[-len(cache) :])
+    misses = cache.misses
+    cache.decode(_record(len(values) - 1, values[-1]))
+    assert cache.misses == misses  # the newest is there for a reader in step
+
+
+def test_a_record_larger_than_the_byte_bound_is_decoded_but_not_kept() -> None:
+    cache = DecodeCache(max_bytes=64 * 1024)
+    small, large = _values(1)[0], _large(0, 100 * 1024)
+    cache.decode(_record(0, small))
+    assert cache.decode(_record(1, large)) == decode(large)
+    assert len(cache) == 1
+    assert cache.held_bytes == len(small)
+    cache.decode(_record(0, small))
+    assert cache.hits == 1  # what was held stays
+
+
 def test_a_cache_refuses_to_hold_nothing() -> None:
     with pytest.raises(ValueError, match="at least one"):
         DecodeCache(0)
+    with pytest.raises(ValueError, match="at least one"):
+        DecodeCache(max_bytes=0)
