@@ -16,7 +16,7 @@ from gateway.events import Event
 from gateway.http_client import HttpTransport
 from gateway.metrics import DestinationMetrics
 from gateway.offsets import PartitionOffsets
-from gateway.routing import Decoder, Router, decode_value
+from gateway.routing import Decoder, Router
 
 
 def _nothing() -> None:
@@ -41,7 +41,7 @@ class DeliveryStage:
         shared: object | None = None,
         on_state_change: Callable[[], None] = _nothing,
         on_lane_failed: Callable[[BaseException], None] = lambda error: None,
-        decoder: Decoder = decode_value,
+        decoder: Decoder | None = None,
     ) -> None:
         """`shared` is the destination's connector extension's shared part, handed to its client; `batch` bounds the
         lanes' batches (the destination's by default); `on_lane_failed` hears of a lane that ended with a bug;

@@ -35,7 +35,6 @@ from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offset_metadata import SettledAbove
 from gateway.offsets import PartitionOffsets
 from gateway.parking import Parking
-from gateway.routing import decode_value
 from gateway.start_position import StartFilter, reset_policy, seek_new_partitions, start_time
 from gateway.waits import wait_event
 
@@ -100,7 +99,7 @@ class Pipeline:
             shared=shared,
             on_state_change=self._update_up,
             on_lane_failed=self._lane_failed,
-            decoder=decodes.decode if decodes is not None else decode_value,
+            decoder=decodes.decode if decodes is not None else None,
         )
         self._route = self._stage.router.route
         self._place = self._stage.place
