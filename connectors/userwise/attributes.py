@@ -109,7 +109,7 @@ def attribute(name: str, value: Any, options: UserWiseOptions, data_type: DataTy
     if value is None or (kind is str and chosen == "string"):
         sent = value
     elif kind is datetime and chosen == "datetime":
-        sent = clock_text(value) + "Z"
+        sent = datetime_text(value)
     elif kind is Decimal and chosen == "float":
         sent = number(value)
     elif kind is bool and chosen == "boolean":
