@@ -15,6 +15,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import cast
 
@@ -33,6 +34,27 @@ RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "co
 _FORBIDDEN_IN_HEADERS = str.maketrans("", "", "\r\n\0")
 _BODYLESS_STATUSES = frozenset({204, 304})
 _URL_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WireUrl:
+    """An absolute URL already in the exact form that goes on the wire: its origin (`scheme://authority`, a URL the
+    caller parsed once) and its request target (path and query). A caller that builds many URLs under one origin,
+    and signs their text, hands them over with no URL object built, parsed or re-quoted per request."""
+
+    origin: URL
+    target: str
+
+    def url(self) -> URL:
+        """The same URL as a yarl URL, as it is (for aiohttp, through a proxy)."""
+        path, _, query = self.target.partition("?")
+        origin = self.origin
+        return URL.build(
+            scheme=origin.scheme, authority=origin.raw_authority, path=path, query_string=query, encoded=True
+        )
+
+    def __str__(self) -> str:
+        return f"{self.origin}{self.target}"
 
 
 class InvalidResponse(Exception):
@@ -388,10 +410,16 @@ class Http1Client:
         self._agent = f"User-Agent: {user_agent}\r\n".encode("latin-1")
         self._origins: dict[tuple[str, str, int], _Origin] = {}
         self._targets: dict[str, tuple[_Origin, bytes]] = {}
+        self._wire_origins: dict[int, tuple[URL, _Origin]] = {}  # by the origin URL's id: the entry holds it
         self._fields: dict[int, tuple[Mapping[str, str], bytes]] = {}
 
     async def request(
-        self, method: str, url: str | URL, body: bytes | None, headers: Mapping[str, str] | None, within: float
+        self,
+        method: str,
+        url: str | URL | WireUrl,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        within: float,
     ) -> Answer:
         """Send one request and read its answer within `within` seconds, from waiting for a connection to the
         answer's last byte. Raises TimeoutError, OSError (ssl.SSLError among them), ServerDisconnected or
@@ -497,9 +525,16 @@ class Http1Client:
 
     # -- request heads ------------------------------------------------------------------------------------------
 
-    def _target(self, url: str | URL) -> tuple[_Origin, bytes]:
+    def _target(self, url: str | URL | WireUrl) -> tuple[_Origin, bytes]:
         """The origin and the request target (path and query, in wire form). A string URL is normalized by yarl, as
-        aiohttp does; the last `_URL_CACHE_SIZE` strings are remembered."""
+        aiohttp does; the last `_URL_CACHE_SIZE` strings are remembered. A WireUrl's target goes as it is."""
+        if isinstance(url, WireUrl):
+            entry = self._wire_origins.get(id(url.origin))
+            if entry is None or entry[0] is not url.origin:
+                if len(self._wire_origins) >= _URL_CACHE_SIZE:
+                    self._wire_origins.clear()
+                entry = self._wire_origins[id(url.origin)] = (url.origin, self._origin(url.origin))
+            return entry[1], _sendable(url.target.encode("ascii"))
         key = url if isinstance(url, str) else None
         if key is not None:
             cached = self._targets.get(key)
@@ -507,6 +542,16 @@ class Http1Client:
                 return cached
             url = URL(key)
         assert isinstance(url, URL)
+        origin = self._origin(url)
+        target = _sendable((url.raw_path_qs or "/").encode("ascii"))
+        if key is not None:
+            if len(self._targets) >= _URL_CACHE_SIZE:
+                self._targets.clear()
+            self._targets[key] = (origin, target)
+        return origin, target
+
+    def _origin(self, url: URL) -> _Origin:
+        """The pool of `url`'s scheme, host and port; ValueError unless it is an absolute http or https URL."""
         scheme = url.scheme
         if scheme not in ("http", "https") or not url.raw_host:
             raise ValueError("only absolute http and https URLs can be requested")
@@ -515,14 +560,7 @@ class Http1Client:
         origin = self._origins.get(origin_key)
         if origin is None:
             origin = self._origins[origin_key] = _Origin(scheme, url.raw_host, port)
-        target = (url.raw_path_qs or "/").encode("ascii")
-        if b" " in target or target != target.translate(None, b"\r\n\0\t"):
-            raise ValueError("the URL's path holds characters that cannot be sent")
-        if key is not None:
-            if len(self._targets) >= _URL_CACHE_SIZE:
-                self._targets.clear()
-            self._targets[key] = (origin, target)
-        return origin, target
+        return origin
 
     def _encoded(self, headers: Mapping[str, str]) -> bytes:
         """The caller's header fields in wire form. Read-only mappings (a tenant's headers, built once) are encoded
@@ -546,6 +584,13 @@ class Http1Client:
                 self._fields.clear()
             self._fields[id(headers)] = (headers, encoded)
         return encoded
+
+
+def _sendable(target: bytes) -> bytes:
+    """`target` if it can go in a request line; ValueError for spaces and control characters."""
+    if not target.startswith(b"/") or b" " in target or target != target.translate(None, b"\r\n\0\t"):
+        raise ValueError("the URL's path holds characters that cannot be sent")
+    return target
 
 
 def _host_field(scheme: str, host: str, port: int) -> bytes:

@@ -18,7 +18,7 @@ from yarl import URL
 from gateway import __version__
 from gateway.backoff import parse_retry_after
 from gateway.config import DestinationConfig, ProxyConfig
-from gateway.http1 import Http1Client, InvalidResponse
+from gateway.http1 import Http1Client, InvalidResponse, WireUrl
 from gateway.metrics import DestinationMetrics, observe_one
 from gateway.outcomes import (
     TRANSPORT_FAILURE,
@@ -167,13 +167,14 @@ class HttpTransport:
     async def request(
         self,
         method: str,
-        url: str | URL,
+        url: str | URL | WireUrl,
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> HttpResponse:
         """Send one request; the answer or the failure, measured and counted. A string URL is normalized (re-quoted)
-        by yarl, as aiohttp does; a yarl URL goes as it is, so a caller that signs the URL builds it in its wire form.
+        by yarl, as aiohttp does; a yarl URL or a WireUrl goes as it is, so a caller that signs the URL builds it in
+        its wire form (a WireUrl with no URL object made per request).
         Direct requests take the lean client (gateway/http1.py), proxied ones aiohttp's."""
         if self._limiter is not None:
             await self._limiter.acquire()
@@ -194,7 +195,7 @@ class HttpTransport:
         self,
         client: Http1Client,
         method: str,
-        url: str | URL,
+        url: str | URL | WireUrl,
         body: bytes | None,
         headers: Mapping[str, str] | None,
         deadline: float,
@@ -213,9 +214,16 @@ class HttpTransport:
         return HttpResponse(answer.status, answer.body, answer.headers, truncated=answer.truncated)
 
     async def _send_proxied(
-        self, method: str, url: str | URL, body: bytes | None, headers: Mapping[str, str] | None, deadline: float
+        self,
+        method: str,
+        url: str | URL | WireUrl,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        deadline: float,
     ) -> HttpResponse:
         session = self._ensure_session()
+        if isinstance(url, WireUrl):
+            url = url.url()
         if self._proxy_headers is not None and _plain_http(url):
             headers = {**(headers or {}), **self._proxy_headers}
         try:

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from yarl import URL
 
+from gateway.http1 import WireUrl
 from gateway.http_client import UNADDRESSABLE_SEGMENTS, path_segment
 
 API_PREFIX = "/api/v1/appuser/"
@@ -63,44 +64,39 @@ def wire_segment(player_id: str) -> str:
 
 
 class AppUserUrls:
-    """The signed appuser URLs of one base URL, as yarl URLs in wire form that the HTTP client sends as they are.
+    """The signed appuser URLs of one base URL, in the wire form the HTTP client sends as it is (a WireUrl).
 
     Per request, building a URL string and letting the HTTP client parse and re-quote it (twice: once to sign its
     normalized form, once to send it) cost more than the signing. Here the base URL is parsed once; a request's URL
-    is the normalized prefix, the id's wire segment and the endpoint, hashed as that string and handed over as a
-    URL built from its parts. A base URL whose prefix does not come out that way (or for which the probe id's URLs
-    differ from `appuser_url`'s) takes the parsing path for every request, so the bytes on the wire never change.
+    is the normalized prefix, the id's wire segment and the endpoint, hashed as that string and handed over as that
+    target under the parsed origin. A base URL whose prefix does not come out that way (or for which the probe id's
+    URLs differ from `appuser_url`'s) takes the parsing path for every request, so the bytes on the wire never change.
     """
 
     def __init__(self, base_url: str) -> None:
         self._base_url = base_url
         prefix = URL(f"{base_url.rstrip('/')}{API_PREFIX}")
         self._prefix = str(prefix)
-        self._scheme = prefix.scheme
-        self._authority = prefix.raw_authority
+        self._origin = URL.build(scheme=prefix.scheme, authority=prefix.raw_authority, encoded=True)
         self._path = prefix.raw_path
         self._wire_form = self._prefix.endswith(API_PREFIX) and self._path.endswith(API_PREFIX)
         self._wire_form = self._wire_form and all(
-            self.signed(PROBE_ID, endpoint, b"{}", "probe") == self._parsed(PROBE_ID, endpoint, b"{}", "probe")
-            and str(self.signed(PROBE_ID, endpoint, b"{}", "probe"))
+            self.signed(PROBE_ID, endpoint, b"{}", "probe").url()
+            == self._parsed(PROBE_ID, endpoint, b"{}", "probe").url()
+            and str(self.signed(PROBE_ID, endpoint, b"{}", "probe").url())
             == signed_url(appuser_url(base_url, PROBE_ID, endpoint), b"{}", "probe")
             for endpoint in ("events", "revenue_events", "attributes")
         )
 
-    def signed(self, player_id: str, endpoint: str, body: bytes, secret: str) -> URL:
+    def signed(self, player_id: str, endpoint: str, body: bytes, secret: str) -> WireUrl:
         """`POST` URL for `player_id`'s `endpoint` with `enc` over that URL, `body` and `secret`."""
         if not self._wire_form:
             return self._parsed(player_id, endpoint, body, secret)
         tail = f"{wire_segment(player_id)}/{endpoint}"
         enc = request_hash(self._prefix + tail, body, secret)
-        return URL.build(
-            scheme=self._scheme,
-            authority=self._authority,
-            path=self._path + tail,
-            query_string="enc=" + enc,
-            encoded=True,
-        )
+        return WireUrl(self._origin, f"{self._path}{tail}?enc={enc}")
 
-    def _parsed(self, player_id: str, endpoint: str, body: bytes, secret: str) -> URL:
+    def _parsed(self, player_id: str, endpoint: str, body: bytes, secret: str) -> WireUrl:
         """The URL as the HTTP client makes it of `signed_url(appuser_url(...))` (the reference the fast path meets)."""
-        return URL(signed_url(appuser_url(self._base_url, player_id, endpoint), body, secret))
+        url = URL(signed_url(appuser_url(self._base_url, player_id, endpoint), body, secret))
+        return WireUrl(URL.build(scheme=url.scheme, authority=url.raw_authority, encoded=True), url.raw_path_qs)

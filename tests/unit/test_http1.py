@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import uvloop
+from yarl import URL
 
 from devkit.testbed.broker import make_throwaway_pki
-from gateway.http1 import Http1Client, InvalidResponse, ServerDisconnected
+from gateway.http1 import Http1Client, InvalidResponse, ServerDisconnected, WireUrl
 
 CAP = 64 * 1024
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -338,6 +339,30 @@ async def test_a_string_url_is_sent_in_its_normalized_wire_form() -> None:
         await client.request("POST", server.url + "/a b/ü?x=1 2", b"", None, 5)
         await client.close()
     assert server.heads[0].startswith(b"POST /a%20b/%C3%BC?x=1+2 HTTP/1.1\r\n")
+
+
+async def test_a_wire_url_is_sent_as_it_is_on_its_origins_pooled_connection() -> None:
+    """A WireUrl's target goes on the request line byte for byte (no re-quoting: `%21` stays), and requests under one
+    origin object, or an equal one, share the pool; a target that cannot go on a request line is refused unsent."""
+    server = ScriptedServer(lambda n, head: OK)
+    async with server.running():
+        client = _client()
+        origin = URL(server.url)
+        await client.request("POST", WireUrl(origin, "/a/%21x?enc=ab"), b"", None, 5)
+        await client.request("POST", WireUrl(URL(server.url), "/b"), b"", None, 5)
+        await client.request("POST", server.url + "/c", b"", None, 5)
+        for target in ("/a b", "/a\r\nX-Evil: 1", "a", "/\u00fc"):
+            with pytest.raises(ValueError):
+                await client.request("POST", WireUrl(origin, target), b"", None, 5)
+        await client.close()
+    assert [head.split(b"\r\n")[0] for head in server.heads] == [
+        b"POST /a/%21x?enc=ab HTTP/1.1",
+        b"POST /b HTTP/1.1",
+        b"POST /c HTTP/1.1",
+    ]
+    assert server.connections == 1
+    assert str(WireUrl(origin, "/a/%21x?enc=ab")) == server.url + "/a/%21x?enc=ab"
+    assert WireUrl(origin, "/a/%21x?enc=ab").url() == URL(server.url + "/a/%21x?enc=ab", encoded=True)
 
 
 async def test_tls_verifies_with_the_ca_refuses_without_it_and_skips_only_when_told(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ import time
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from yarl import URL
 
 from gateway.config import DestinationConfig
+from gateway.http1 import WireUrl
 from gateway.http_client import MAX_RESPONSE_BYTES, HttpTransport, RateLimiter, ssl_context, unsettled_result
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.outcomes import FailureKind, Outcome, classify
@@ -165,3 +167,28 @@ async def test_a_direct_request_reports_each_failure_by_kind_and_counts_it() -> 
     assert (hung.status, hung.failure and hung.failure.kind) == (0, FailureKind.TIMEOUT)
     assert all("k-secret" not in response.error for response in (refused, malformed, hung))
     assert registry.get_sample_value("gateway_http_requests_total", {"destination": "d", "status_class": "error"}) == 3
+
+
+async def test_a_wire_url_through_a_proxy_goes_out_as_it_is() -> None:
+    """Through a proxy (aiohttp's client), a WireUrl is sent with its target unchanged (`%21` is not un-escaped), as
+    the lean client sends it directly: a signed URL's bytes are the same either way."""
+    lines: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lines.append((await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[0])
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = DestinationConfig(name="d", connector="unibo", proxy=f"http://127.0.0.1:{port}")
+    transport = HttpTransport(config, DestinationMetrics(Metrics(CollectorRegistry()), "d"), pool_size=2)
+    try:
+        url = WireUrl(URL("http://vendor.test:8080"), "/api/v1/appuser/a%21b/events?enc=ff")
+        response = await transport.request("POST", url, body=b"{}")
+    finally:
+        await transport.close()
+        server.close()
+    assert response.status == 204
+    assert lines == [b"POST http://vendor.test:8080/api/v1/appuser/a%21b/events?enc=ff HTTP/1.1"]

@@ -114,9 +114,14 @@ def test_wire_form_urls_are_what_the_client_would_make_of_the_signed_string(base
     for endpoint in ("events", "revenue_events", "attributes"):
         reference = signed_url(appuser_url(base_url, player, endpoint), b'{"events":[]}', SECRET)
         built = urls.signed(player, endpoint, b'{"events":[]}', SECRET)
-        assert str(built) == str(URL(reference))
-        assert built == URL(reference)
-        assert built.raw_path_qs == URL(reference).raw_path_qs
+        assert str(built.url()) == str(URL(reference))
+        assert built.url() == URL(reference)
+        assert built.target == URL(reference).raw_path_qs  # the bytes of the request line
+        assert (built.origin.scheme, built.origin.raw_host, built.origin.port) == (
+            URL(reference).scheme,
+            URL(reference).raw_host,
+            URL(reference).port,
+        )
 
 
 def test_plain_base_urls_take_the_wire_form_path() -> None:
