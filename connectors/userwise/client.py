@@ -108,45 +108,62 @@ class UserWiseClient:
         secret = credentials.secret_key.get_secret_value()
         delivered: set[int] = set()
         failures: list[RequestFailure] = []
-        # Set on HALT: the rest would be refused the same way. A transient failure stops only its own player.
-        stop = asyncio.Event()
+        players = plan(records, self._max_items)
+        if len(players) == 1:
+            # The engine's per-key sends: one player, its requests one at a time inside the engine's request slot,
+            # which bounds the destination's requests to its pool as `_slots` does for several players.
+            await self._player(players[0], records, headers, secret, delivered, failures, None)
+        else:
+            # Set on HALT: the rest would be refused the same way. A transient failure stops only its own player.
+            stop = asyncio.Event()
+            async with asyncio.TaskGroup() as group:
+                for requests in players:
+                    group.create_task(self._player(requests, records, headers, secret, delivered, failures, stop))
+        return combine(delivered, failures)
 
-        async def player(requests: list[PlannedRequest]) -> None:
-            for request in requests:
-                if stop.is_set():
-                    return
-                if not all(still_owned(records[index]) for index in request.indexes):
-                    failures.append(RequestFailure(request, revoked(0)))  # another replica sends the player now
-                    return
+    async def _player(
+        self,
+        requests: list[PlannedRequest],
+        records: Sequence[VendorRecord],
+        headers: CIMultiDictProxy[str],
+        secret: str,
+        delivered: set[int],
+        failures: list[RequestFailure],
+        stop: asyncio.Event | None,
+    ) -> None:
+        """One player's requests in order, up to the first that fails (its later ones wait, so its order holds).
+        With `stop` (several players at once), each request takes one of `_slots` and none starts once it is set."""
+        for request in requests:
+            if stop is not None and stop.is_set():
+                return
+            if not all(still_owned(records[index]) for index in request.indexes):
+                failures.append(RequestFailure(request, revoked(0)))  # another replica sends the player now
+                return
+            if stop is None:
+                result = await self._attempt(request, headers, secret, len(requests))
+            else:
                 async with self._slots:
                     if stop.is_set():
                         return
-                    try:
-                        result = await self._post(request, headers, secret)
-                    except Exception as error:  # a bug in one request must not cancel the others' 2xx answers
-                        log.exception("userwise request failed in the client", player_requests=len(requests))
-                        result = SendResult(Outcome.RETRY, 0, reason="client_error", detail=type(error).__name__)
-                if result.outcome is Outcome.DELIVERED:
-                    delivered.update(request.indexes)
-                    continue
-                failures.append(RequestFailure(request, result))
-                if result.outcome is Outcome.HALT:
-                    stop.set()
-                return  # the player's later requests wait, so its order holds
+                    result = await self._attempt(request, headers, secret, len(requests))
+            if result.outcome is Outcome.DELIVERED:
+                delivered.update(request.indexes)
+                continue
+            failures.append(RequestFailure(request, result))
+            if result.outcome is Outcome.HALT and stop is not None:
+                stop.set()
+            return
 
-        players = plan(records, self._max_items)
-        if len(players) == 1:  # the engine's per-key sends: one player, no task of its own needed
-            await player(players[0])
-        else:
-            async with asyncio.TaskGroup() as group:
-                for requests in players:
-                    group.create_task(player(requests))
-        return combine(delivered, failures)
-
-    async def _post(self, request: PlannedRequest, headers: CIMultiDictProxy[str], secret: str) -> SendResult:
-        url = self._urls.signed(request.player, request.route, request.body, secret)
-        response = await self._http.request("POST", url, body=request.body, headers=headers)
-        return classify_response(response)
+    async def _attempt(
+        self, request: PlannedRequest, headers: CIMultiDictProxy[str], secret: str, player_requests: int
+    ) -> SendResult:
+        try:
+            url = self._urls.signed(request.player, request.route, request.body, secret)
+            response = await self._http.request("POST", url, body=request.body, headers=headers)
+            return classify_response(response)
+        except Exception as error:  # a bug in one request must not cancel the others' 2xx answers
+            log.exception("userwise request failed in the client", player_requests=player_requests)
+            return SendResult(Outcome.RETRY, 0, reason="client_error", detail=type(error).__name__)
 
     async def close(self) -> None:
         """Nothing to release: the transport belongs to the pipeline."""

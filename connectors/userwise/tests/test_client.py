@@ -238,3 +238,25 @@ async def test_a_request_that_raises_keeps_the_other_players_deliveries() -> Non
     result = await _client(AnsweringTransport(answer, delay=0.01)).send(CREDENTIALS, records)
     assert result.outcome is Outcome.RETRY and result.reason == "client_error"
     assert result.delivered == frozenset({0, 2})
+
+
+@pytest.mark.parametrize(
+    ("second", "outcome"), [(401, Outcome.HALT), (503, Outcome.RETRY), (422, Outcome.REJECT), (None, Outcome.RETRY)]
+)
+async def test_one_players_requests_stop_at_the_first_that_fails(second: int | None, outcome: Outcome) -> None:
+    """The engine's per-player send (one player, three requests: events, attributes, events): a failed second request
+    (refused, transient, rejected, or a bug in the client) leaves the third unsent and the first delivered."""
+
+    def answer(url: str, body: bytes) -> tuple[int, dict[str, str]]:
+        if "/attributes" in url:
+            if second is None:
+                raise RuntimeError("a bug while sending the attributes")
+            return second, {}
+        return 204, {}
+
+    transport = AnsweringTransport(answer)
+    records = [_record("a", "events", "1"), _record("a", "attributes", "2"), _record("a", "events", "3")]
+    result = await _client(transport).send(CREDENTIALS, records)
+    assert result.outcome is outcome
+    assert result.delivered == frozenset({0})
+    assert [sent["url"].split("/a/")[1].split("?")[0] for sent in transport.requests] == ["events", "attributes"]
