@@ -50,9 +50,11 @@ _PATTERN_MESSAGES: Final = {
 def may_hold_inexact_numbers(raw: bytes) -> bool:
     """Cheap test: False means every JSON number in `raw` survives the parser's f64 exactly."""
     classes = raw.translate(_BYTE_CLASSES)
-    if _LONG_MANTISSA in classes:
+    # `find`, not `in`: CPython 3.11's `bytes in bytes` first tries its operand as a byte value, raising and clearing
+    # a TypeError each time (about 1,900 instructions, more than the search).
+    if classes.find(_LONG_MANTISSA) != -1:
         return True
-    return _SIGNED_LONG_EXPONENT in classes and _EXTREME_EXPONENT.search(classes) is not None
+    return classes.find(_SIGNED_LONG_EXPONENT) != -1 and _EXTREME_EXPONENT.search(classes) is not None
 
 
 def quote_inexact_numbers(raw: bytes) -> tuple[bytes, frozenset[str]]:

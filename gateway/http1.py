@@ -588,7 +588,7 @@ class Http1Client:
 
 def _sendable(target: bytes) -> bytes:
     """`target` if it can go in a request line; ValueError for spaces and control characters."""
-    if not target.startswith(b"/") or b" " in target or target != target.translate(None, b"\r\n\0\t"):
+    if not target.startswith(b"/") or target != target.translate(None, b" \r\n\0\t"):
         raise ValueError("the URL's path holds characters that cannot be sent")
     return target
 
