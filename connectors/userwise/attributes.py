@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -98,12 +99,36 @@ def converted(name: str, value: Any, data_type: DataType) -> Any:
     return result
 
 
-def attribute(name: str, value: Any, options: UserWiseOptions, data_type: DataType | None = None) -> Attribute:
-    """One attribute; `options.data_types` overrides the type, `options.attribute_prefix` prefixes the name.
+@dataclass(frozen=True, slots=True)
+class AttributeStyle:
+    """What the options say about every attribute: type overrides by name, and a prefix for every name. Read from
+    the options once per event (see `style_of`), not per attribute: an options field is a model attribute, whose
+    lookup costs several times a plain one."""
+
+    overrides: Mapping[str, DataType]
+    prefix: str
+
+
+_STYLES: dict[int, tuple[UserWiseOptions, AttributeStyle]] = {}
+_MAX_STYLES = 64
+
+
+def style_of(options: UserWiseOptions) -> AttributeStyle:
+    """The attribute style of `options`, made once per options object (keyed by its id; the entry holds it)."""
+    entry = _STYLES.get(id(options))
+    if entry is None or entry[0] is not options:
+        if len(_STYLES) >= _MAX_STYLES:
+            _STYLES.clear()
+        entry = _STYLES[id(options)] = (options, AttributeStyle(options.data_types, options.attribute_prefix))
+    return entry[1]
+
+
+def attribute(name: str, value: Any, style: AttributeStyle, data_type: DataType | None = None) -> Attribute:
+    """One attribute; `style.overrides` overrides the type, `style.prefix` prefixes the name.
 
     Runs several times per event, so the common cases (text, datetimes, amounts and flags in their own types) take
     no detour through `converted`, which gives the same values (the property tests check both ways)."""
-    overrides = options.data_types
+    overrides = style.overrides
     chosen = (overrides.get(name) if overrides else None) or data_type or inferred_type(value)
     kind = value.__class__
     if value is None or (kind is str and chosen == "string"):
@@ -116,5 +141,5 @@ def attribute(name: str, value: Any, options: UserWiseOptions, data_type: DataTy
         sent = value
     else:
         sent = converted(name, value, chosen)
-    prefix = options.attribute_prefix
+    prefix = style.prefix
     return {"name": prefix + name if prefix else name, "value": sent, "data_type": chosen}

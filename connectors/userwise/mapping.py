@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from connectors.userwise.attributes import FIELD_TYPES, Attribute, attribute, number
+from connectors.userwise.attributes import FIELD_TYPES, Attribute, AttributeStyle, attribute, number, style_of
 from connectors.userwise.config import CUSTOM_PREFIX, UserWiseOptions
 from gateway.connector import MapDispatch, VendorRecord, record_body
 from gateway.errors import MappingError
@@ -46,31 +46,32 @@ def _player(event: Event) -> str:
     return player_id
 
 
-def _identity(event: Event, options: UserWiseOptions) -> list[Attribute]:
+def _identity(event: Event, style: AttributeStyle) -> list[Attribute]:
     return [
-        attribute(EVENT_UID, event.event_id, options, "string"),
-        attribute(OCCURRED_AT, event.occurred_at, options, "datetime"),
+        attribute(EVENT_UID, event.event_id, style, "string"),
+        attribute(OCCURRED_AT, event.occurred_at, style, "datetime"),
     ]
 
 
-def _event_record(event: Event, name: str, extra: list[Attribute], options: UserWiseOptions) -> VendorRecord:
-    item = {"event_id": name, "attributes": _identity(event, options) + extra}
+def _event_record(event: Event, name: str, extra: list[Attribute], style: AttributeStyle) -> VendorRecord:
+    item = {"event_id": name, "attributes": _identity(event, style) + extra}
     return VendorRecord(route=EVENTS, body=record_body(item), key=_player(event), record_id=event.event_id)
 
 
-def _payment(event: DepositEvent | WithdrawalEvent, options: UserWiseOptions) -> list[Attribute]:
+def _payment(event: DepositEvent | WithdrawalEvent, style: AttributeStyle) -> list[Attribute]:
     extra = [
-        attribute("amount", event.amount, options, "float"),
-        attribute("currency", event.currency, options, "string"),
-        attribute("transaction_id", event.transaction_id, options, "string"),
+        attribute("amount", event.amount, style, "float"),
+        attribute("currency", event.currency, style, "string"),
+        attribute("transaction_id", event.transaction_id, style, "string"),
     ]
     if event.method is not None:
-        extra.append(attribute("method", event.method, options, "string"))
+        extra.append(attribute("method", event.method, style, "string"))
     return extra
 
 
 def _deposit(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, DepositEvent)
+    style = style_of(options)
     if event.status != "success":
         return ()  # only money that arrived is revenue or a deposit
     records: list[VendorRecord] = []
@@ -79,7 +80,7 @@ def _deposit(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
             "revenue": number(event.amount),
             "transaction_id": event.transaction_id,  # UserWise upserts by it: a re-send updates, never duplicates
             "revenue_type": options.revenue_types["deposit"],
-            "attributes": [*_identity(event, options), attribute("currency", event.currency, options, "string")],
+            "attributes": [*_identity(event, style), attribute("currency", event.currency, style, "string")],
         }
         records.append(
             VendorRecord(
@@ -88,43 +89,46 @@ def _deposit(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
         )
     name = options.event_names["deposit"]
     if name is not None:
-        records.append(_event_record(event, name, _payment(event, options), options))
+        records.append(_event_record(event, name, _payment(event, style), style))
     return records
 
 
 def _withdrawal(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, WithdrawalEvent)
+    style = style_of(options)
     name = options.event_names["withdrawal"]
     if event.status != "success" or name is None:
         return ()
-    return (_event_record(event, name, _payment(event, options), options),)
+    return (_event_record(event, name, _payment(event, style), style),)
 
 
 def _gameround(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, GameRoundEvent)
+    style = style_of(options)
     name = options.event_names[event.kind]
     if name is None:
         return ()
     extra = [
-        attribute("amount", event.amount, options, "float"),
-        attribute("currency", event.currency, options, "string"),
-        attribute("game_id", event.game_id, options, "string"),
-        attribute("round_id", event.round_id, options, "string"),
-        attribute("is_bonus", event.is_bonus, options, "boolean"),
+        attribute("amount", event.amount, style, "float"),
+        attribute("currency", event.currency, style, "string"),
+        attribute("game_id", event.game_id, style, "string"),
+        attribute("round_id", event.round_id, style, "string"),
+        attribute("is_bonus", event.is_bonus, style, "boolean"),
     ]
-    return (_event_record(event, name, extra, options),)
+    return (_event_record(event, name, extra, style),)
 
 
 def _login(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, LoginEvent)
+    style = style_of(options)
     if not event.success:
         return ()  # a failed attempt is neither a login nor a last login
     records: list[VendorRecord] = []
     name = options.event_names["login"]
     if name is not None:
-        records.append(_event_record(event, name, [], options))
+        records.append(_event_record(event, name, [], style))
     if options.last_login:
-        attributes = [attribute(LAST_LOGIN, event.occurred_at, options, "datetime")]
+        attributes = [attribute(LAST_LOGIN, event.occurred_at, style, "datetime")]
         records.append(
             VendorRecord(
                 route=ATTRIBUTES,
@@ -136,12 +140,14 @@ def _login(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     return records
 
 
-def _custom_attributes(custom: dict[str, Any] | None, options: UserWiseOptions) -> list[Attribute]:
+def _custom_attributes(
+    custom: dict[str, Any] | None, options: UserWiseOptions, style: AttributeStyle
+) -> list[Attribute]:
     if not custom:
         return []
     every = f"{CUSTOM_PREFIX}*" in options.profile_fields
     return [
-        attribute(name, value, options)
+        attribute(name, value, style)
         for name, value in custom.items()
         if every or f"{CUSTOM_PREFIX}{name}" in options.profile_fields
     ]
@@ -149,13 +155,14 @@ def _custom_attributes(custom: dict[str, Any] | None, options: UserWiseOptions) 
 
 def _profile(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, PlayerEvent)
+    style = style_of(options)
     changes = event.changes()
     attributes: list[Attribute] = []
     # Partial update: only the fields this message carried; an explicit null upserts null (or is left out).
     for field in options.profile_fields:
         if field in changes and (changes[field] is not None or options.send_nulls):
-            attributes.append(attribute(field, changes[field], options, FIELD_TYPES.get(field, "string")))
-    attributes.extend(_custom_attributes(changes.get("custom"), options))
+            attributes.append(attribute(field, changes[field], style, FIELD_TYPES.get(field, "string")))
+    attributes.extend(_custom_attributes(changes.get("custom"), options, style))
     if not attributes:
         return ()
     return (VendorRecord(route=ATTRIBUTES, body=record_body(attributes), key=_player(event), record_id=event.event_id),)
@@ -163,12 +170,13 @@ def _profile(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
 
 def _custom(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, CustomEvent)
-    extra = [attribute("value", event.value, options, "float")]
+    style = style_of(options)
+    extra = [attribute("value", event.value, style, "float")]
     if event.tags:
-        extra.append(attribute("tags", event.tags, options, "string"))
+        extra.append(attribute("tags", event.tags, style, "string"))
     reserved = {EVENT_UID, OCCURRED_AT, "value", "tags"}
-    extra.extend(attribute(name, value, options) for name, value in event.attributes.items() if name not in reserved)
-    return (_event_record(event, event.name, extra, options),)
+    extra.extend(attribute(name, value, style) for name, value in event.attributes.items() if name not in reserved)
+    return (_event_record(event, event.name, extra, style),)
 
 
 def refund_transaction_id(event: RevenueEvent) -> str:
@@ -184,6 +192,7 @@ def refund_transaction_id(event: RevenueEvent) -> str:
 
 def _revenue(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, RevenueEvent)
+    style = style_of(options)
     if event.player_id is None:
         return ()  # operator-level revenue has no app user to attach it to
     amount = number(event.amount)
@@ -196,7 +205,7 @@ def _revenue(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     }
     if event.product_id is not None:
         item["product_id"] = event.product_id
-    item["attributes"] = [*_identity(event, options), attribute("currency", event.currency, options, "string")]
+    item["attributes"] = [*_identity(event, style), attribute("currency", event.currency, style, "string")]
     return (VendorRecord(route=REVENUE_EVENTS, body=record_body(item), key=_player(event), record_id=key),)
 
 

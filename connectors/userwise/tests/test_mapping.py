@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from connectors.userwise.attributes import attribute, converted, datetime_text, inferred_type
+from connectors.userwise.attributes import attribute, converted, datetime_text, inferred_type, style_of
 from connectors.userwise.config import UserWiseOptions
 from connectors.userwise.mapping import map_event
 from devkit.testbed.traffic import Traffic
@@ -144,10 +144,10 @@ def test_an_attribute_holds_what_the_general_conversion_gives(
         expected = converted("x", value, chosen)  # type: ignore[arg-type]
     except MappingError as refused:
         with pytest.raises(MappingError) as raised:
-            attribute("x", value, options, data_type)  # type: ignore[arg-type]
+            attribute("x", value, style_of(options), data_type)  # type: ignore[arg-type]
         assert str(raised.value) == str(refused)
         return
-    made = attribute("x", value, options, data_type)  # type: ignore[arg-type]
+    made = attribute("x", value, style_of(options), data_type)  # type: ignore[arg-type]
     assert made == {"name": f"{prefix}x", "value": expected, "data_type": chosen}
     assert type(made["value"]) is type(expected)
 
