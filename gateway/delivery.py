@@ -195,7 +195,8 @@ class DeliveryEngine:
     ) -> list[list[Item]]:
         attempts = Attempts(self._backoff)
         while True:
-            await tenant.wait_turn(sender)
+            if tenant.halted:  # only the prober sends then (a coroutine made per send for nothing, otherwise)
+                await tenant.wait_turn(sender)
             segment = [item for item in segment if not item.offsets.closed]
             if not segment:
                 return []
@@ -217,8 +218,7 @@ class DeliveryEngine:
             outcome = result.outcome
             if outcome is Outcome.DELIVERED:
                 self._settle_delivered(segment, stats, result.duplicates)
-                self._set_failing(sender, False)
-                return []
+                return []  # no longer failing: said by _deliver_segment, on the way out
             if outcome is Outcome.RETRY and result.reason == REVOKED and _any_revoked(segment):
                 continue  # the client stopped at a revoked record: the loop drops those and sends the rest now
             if outcome is Outcome.RETRY:
