@@ -15,12 +15,13 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
+
+from gateway.immutable import immutable
 
 MAX_HEAD_BYTES = 64 * 1024
 """A response's status line and header fields together are at most this long."""
@@ -36,7 +37,7 @@ _BODYLESS_STATUSES = frozenset({204, 304})
 _URL_CACHE_SIZE = 1024
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class WireUrl:
     """An absolute URL already in the exact form that goes on the wire: its origin (`scheme://authority`, a URL the
     caller parsed once) and its request target (path and query). A caller that builds many URLs under one origin,

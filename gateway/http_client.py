@@ -7,7 +7,7 @@ import base64
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -19,6 +19,7 @@ from gateway import __version__
 from gateway.backoff import parse_retry_after
 from gateway.config import DestinationConfig, ProxyConfig
 from gateway.http1 import Http1Client, InvalidResponse, WireUrl
+from gateway.immutable import immutable
 from gateway.metrics import DestinationMetrics, observe_one
 from gateway.outcomes import (
     TRANSPORT_FAILURE,
@@ -51,7 +52,7 @@ def path_segment(value: str) -> str:
 _NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class HttpResponse:
     """A vendor's answer; status 0 with `failure` set when no answer came (timeout, reset, TLS, DNS)."""
 

@@ -6,6 +6,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway.immutable import immutable
+
 
 class Outcome(enum.Enum):
     """What the delivery engine does with a vendor's answer."""
@@ -95,7 +97,7 @@ def retry_reason(status: int, transport_reason: str = "") -> str:
     return f"http_{status}" if status in (408, 425) else "other"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SendResult:
     """A connector client's verdict on one send of a batch of records.
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import orjson
 
 from connectors.userwise.mapping import ATTRIBUTES
 from gateway.connector import VendorRecord
+from gateway.immutable import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PlannedRequest:
     """One POST: the player, the endpoint, the body bytes, and which batch records it carries."""
 
