@@ -233,66 +233,49 @@ Brand = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 """The tenant; selects the destination's credentials."""
 
 _MONEY_BOUNDS: Final = Field(allow_inf_nan=False, max_digits=_MAX_DIGITS, decimal_places=_DECIMAL_PLACES)
-# The bounds as pydantic states them, kept for the JSON Schema producers read (`gateway schema`). Validation checks
-# them in `_money` instead: pydantic-core checks max_digits and decimal_places with two `as_tuple` calls a value
-# (about 840 ns), where an amount as short as they usually are is settled from its text (about 150 ns). A property
-# test holds `_money` to pydantic's own check: the same values accepted, the same errors.
-_MONEY_SCHEMA: Final = TypeAdapter(Annotated[Decimal, _MONEY_BOUNDS]).json_schema()
-_NON_NEGATIVE_MONEY_SCHEMA: Final = TypeAdapter(Annotated[Decimal, _MONEY_BOUNDS, Field(ge=0)]).json_schema()
+# The bounds as pydantic states them. They stay in the JSON Schema producers read (`gateway schema`), and pydantic
+# still decides every value they might refuse (`_MONEY_CHECK`), whatever its version counts. But pydantic-core checks
+# max_digits and decimal_places with `normalize()` and two `as_tuple()` calls a value (about 840 ns), and most
+# amounts need none of it: written without an exponent, with at most 20 digits before the point and 18 after, a value
+# is within every bound, which `_money` sees from its text (about 150 ns). A property test holds the two to the same
+# accepted values and the same errors.
+_MONEY_CHECK: Final[TypeAdapter[Decimal]] = TypeAdapter(Annotated[Decimal, _MONEY_BOUNDS])
+_NON_NEGATIVE_MONEY_CHECK: Final[TypeAdapter[Decimal]] = TypeAdapter(Annotated[Decimal, _MONEY_BOUNDS, Field(ge=0)])
+_MONEY_SCHEMA: Final = _MONEY_CHECK.json_schema()
+_NON_NEGATIVE_MONEY_SCHEMA: Final = _NON_NEGATIVE_MONEY_CHECK.json_schema()
 _FINITE: Final = Field(allow_inf_nan=False)
 
 
-def _digits(number: Decimal) -> tuple[int, int]:
-    """(decimal places, digits) of a finite decimal, counted as pydantic-core counts them."""
-    _, digits, exponent = number.as_tuple()
-    assert isinstance(exponent, int)  # finite
-    if exponent >= 0:
-        return 0, len(digits) + exponent
-    return -exponent, max(len(digits), -exponent)
-
-
-def _within_bounds(number: Decimal) -> None:
-    """pydantic-core's max_digits and decimal_places check, to the letter: a bound is broken only when both the
-    value and its normalized form (trailing zeros stripped, rounded to the context's 28 digits) break it."""
-    try:
-        normalized = number.normalize()
-    except ArithmeticError:  # pragma: no cover - pydantic-core then counts the value itself twice
-        normalized = number
-    places, digits = _digits(number)
-    normalized_places, normalized_digits = _digits(normalized)
-    if digits > _MAX_DIGITS and normalized_digits > _MAX_DIGITS:
-        raise PydanticCustomError(
-            "decimal_max_digits", f"Decimal input should have no more than {_MAX_DIGITS} digits in total"
-        )
-    if places > _DECIMAL_PLACES and normalized_places > _DECIMAL_PLACES:
-        raise PydanticCustomError(
-            "decimal_max_places", f"Decimal input should have no more than {_DECIMAL_PLACES} decimal places"
-        )
-    if digits - places > _MAX_WHOLE_DIGITS and normalized_digits - normalized_places > _MAX_WHOLE_DIGITS:
-        raise PydanticCustomError(
-            "decimal_whole_digits",
-            f"Decimal input should have no more than {_MAX_WHOLE_DIGITS} digits before the decimal point",
-        )
-
-
-def _money(number: Decimal) -> Decimal:
-    """A finite decimal within DECIMAL(38,18). Plain text (no exponent) with at most 20 digits before the point and
-    18 after is within every bound, so pydantic-core would accept it; anything else is counted as it counts."""
+def _plainly_within_bounds(number: Decimal) -> bool:
+    """True when `number` is written without an exponent, with at most 20 digits before the point and 18 after:
+    then it has at most 38 digits, 18 places and 20 whole digits however they are counted."""
     text = str(number)
-    if "E" not in text:
-        whole, _, places = text.lstrip("-").partition(".")
-        if len(places) <= _DECIMAL_PLACES and len(whole) <= _MAX_WHOLE_DIGITS:
-            return number
-    _within_bounds(number)
+    if "E" in text:
+        return False
+    whole, _, places = text.lstrip("-").partition(".")
+    return len(places) <= _DECIMAL_PLACES and len(whole) <= _MAX_WHOLE_DIGITS
+
+
+def _checked(number: Decimal, check: TypeAdapter[Decimal]) -> Decimal:
+    """`number` through pydantic's own bounds check, its first error raised as the field's own; then `_few_places`."""
+    try:
+        check.validate_python(number)
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False, include_context=False)[0]
+        raise PydanticCustomError(first["type"], first["msg"]) from None
     return _few_places(number)
 
 
+def _money(number: Decimal) -> Decimal:
+    """A finite decimal within DECIMAL(38,18) (see _MONEY_BOUNDS)."""
+    return number if _plainly_within_bounds(number) else _checked(number, _MONEY_CHECK)
+
+
 def _non_negative_money(number: Decimal) -> Decimal:
-    """`_money`, then >= 0 (in pydantic-core's order: the digits are checked first)."""
-    number = _money(number)
-    if number < 0:
-        raise PydanticCustomError("greater_than_equal", "Input should be greater than or equal to 0")
-    return number
+    """`_money`, and >= 0 (checked by pydantic after the bounds, as before)."""
+    if number >= 0 and _plainly_within_bounds(number):
+        return number
+    return _checked(number, _NON_NEGATIVE_MONEY_CHECK)
 
 
 Money = Annotated[Decimal, _FINITE, WithJsonSchema(_MONEY_SCHEMA), AfterValidator(_money)]
