@@ -84,7 +84,9 @@ class UserWiseClient:
         self._max_items = options.max_items_per_request
         # Requests in flight for the destination stay within the pipeline's connection pool (one connection per
         # lane, at least 4), so a request never waits for a connection inside its timeout: a timed-out request is
-        # ambiguous for UserWise (no dedupe for plain events), so spurious timeouts would mean duplicates.
+        # ambiguous for UserWise (no dedupe for plain events), so spurious timeouts would mean duplicates. A send
+        # of several players takes these slots; a one-player send (the engine's per-key path) runs inside one of the
+        # engine's request slots, as many as the pool's connections.
         lanes = (destination.concurrency or DEFAULTS.concurrency) * max(1, len(destination.credentials))
         self._slots = asyncio.Semaphore(max(lanes, 4))
         self._headers: dict[int, tuple[UserWiseCredentials, CIMultiDictProxy[str]]] = {}
