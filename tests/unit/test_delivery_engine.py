@@ -502,3 +502,26 @@ async def test_a_batch_of_more_players_than_the_bound_does_not_wait_for_a_hung_p
     release.set()
     await asyncio.wait_for(harness.engine.settled(), 5)
     assert offsets.committable() == players + 1
+
+
+async def test_per_key_sends_in_flight_never_exceed_the_request_slots() -> None:
+    """A batch of 60 players: their sends overlap, but never more than the engine's request slots (4 here), the
+    pool's connections. A per-request client's one-player send relies on this bound alone (UserWise's does)."""
+    in_flight = 0
+    most = 0
+
+    class Slow(PerKeyClient):
+        async def send(self, credentials: Any, records: Sequence[VendorRecord]) -> SendResult:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.005)
+            in_flight -= 1
+            return SendResult(Outcome.DELIVERED, 204)
+
+    harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=Slow)
+    offsets, items = _keyed_items([f"p{index}" for index in range(60)])
+    await asyncio.wait_for(harness.engine.deliver(Tenant("default", None), items), 1)
+    await asyncio.wait_for(harness.engine.settled(), 5)
+    assert offsets.committable() == 60
+    assert most == 4
