@@ -128,7 +128,8 @@ async def run(
     with _span_from_first_assignment(marks) as begun:
         task = asyncio.create_task(gateway.run(install_signals=False))
         try:
-            while not (gateway.pipelines and all(p.joined for p in gateway.pipelines)):
+            # `joined` is set as `on_assigned` starts and `begun` as it ends: wait for both.
+            while not (begun and gateway.pipelines and all(p.joined for p in gateway.pipelines)):
                 await asyncio.sleep(0.05)
             cpu, wall = begun[0]
             if live is not None:
