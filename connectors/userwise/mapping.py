@@ -71,9 +71,9 @@ def _payment(event: DepositEvent | WithdrawalEvent, style: AttributeStyle) -> li
 
 def _deposit(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, DepositEvent)
-    style = style_of(options)
     if event.status != "success":
         return ()  # only money that arrived is revenue or a deposit
+    style = style_of(options)
     records: list[VendorRecord] = []
     if options.deposit_revenue:
         item = {
@@ -95,19 +95,19 @@ def _deposit(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
 
 def _withdrawal(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, WithdrawalEvent)
-    style = style_of(options)
     name = options.event_names["withdrawal"]
     if event.status != "success" or name is None:
         return ()
+    style = style_of(options)
     return (_event_record(event, name, _payment(event, style), style),)
 
 
 def _gameround(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, GameRoundEvent)
-    style = style_of(options)
     name = options.event_names[event.kind]
     if name is None:
         return ()
+    style = style_of(options)
     extra = [
         attribute("amount", event.amount, style, "float"),
         attribute("currency", event.currency, style, "string"),
@@ -120,9 +120,9 @@ def _gameround(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]
 
 def _login(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     assert isinstance(event, LoginEvent)
-    style = style_of(options)
     if not event.success:
         return ()  # a failed attempt is neither a login nor a last login
+    style = style_of(options)
     records: list[VendorRecord] = []
     name = options.event_names["login"]
     if name is not None:
