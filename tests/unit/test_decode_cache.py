@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from devkit.testbed.traffic import Traffic, message
-from gateway.decode_cache import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, DecodeCache
+from gateway.decode_cache import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, MIN_USE, SAMPLE, WINDOW, DecodeCache
 from gateway.errors import EventError
 from gateway.events import decode
 
@@ -58,20 +58,93 @@ def test_records_that_fail_to_decode_fail_for_every_reader_and_are_not_kept() ->
 
 
 def test_the_cache_stays_within_its_capacity_over_many_times_its_size() -> None:
-    """At the default capacity, records far beyond it: never more than the capacity held, the oldest dropped first,
-    the newest still there for a reader in step."""
+    """Two readers in step, at the default capacity, records far beyond it: never more than the capacity held, the
+    oldest dropped first, the newest still there for a reader in step."""
     cache = DecodeCache()
     values = _values(500)
     total = DEFAULT_CAPACITY * 6
     for offset in range(total):
-        cache.decode(_record(offset, values[offset % len(values)]))
+        value = values[offset % len(values)]
+        cache.decode(_record(offset, value))
+        cache.decode(_record(offset, value))  # the second reader, in step
         assert len(cache) <= DEFAULT_CAPACITY
+    assert (cache.hits, cache.misses) == (total, total)
+    assert not cache.sampling
     assert len(cache) == DEFAULT_CAPACITY
     misses = cache.misses
     cache.decode(_record(total - DEFAULT_CAPACITY, values[(total - DEFAULT_CAPACITY) % len(values)]))  # oldest kept
     assert cache.misses == misses
     cache.decode(_record(total - DEFAULT_CAPACITY - 1, values[(total - DEFAULT_CAPACITY - 1) % len(values)]))
     assert cache.misses == misses + 1  # dropped: decoded again
+
+
+def _drain_apart(cache: DecodeCache, values: list[bytes], readers: int, gap: int) -> list[list[object]]:
+    """`readers` destinations draining `values` `gap` records apart (the first one ahead), as on a backlog; returns
+    each reader's events."""
+    seen: list[list[object]] = [[] for _ in range(readers)]
+    for step in range(len(values) + gap * (readers - 1)):
+        for reader in range(readers):
+            offset = step - reader * gap
+            if 0 <= offset < len(values):
+                seen[reader].append(cache.decode(_record(offset, values[offset])))
+    return seen
+
+
+def test_records_no_reader_takes_are_sampled_not_kept() -> None:
+    """Three destinations draining a backlog further apart than the cache holds (no lookup can hit): after the first
+    window of misses the cache keeps one record in SAMPLE, and holds at most capacity / SAMPLE of them, not 4,096
+    events for the collector to walk. Every reader still gets every event, decoded as `decode` does it."""
+    values = _values(3 * WINDOW)
+    cache = DecodeCache()
+    seen = _drain_apart(cache, values, readers=3, gap=DEFAULT_CAPACITY + 1)
+    assert cache.hits == 0
+    assert len(cache) <= DEFAULT_CAPACITY // SAMPLE
+    assert cache.sampling
+    expected = [decode(value) for value in values]
+    assert all(events == expected for events in seen)
+
+
+def test_readers_back_in_step_get_the_cache_back_within_two_windows() -> None:
+    """A sampling cache whose destinations read in step again (the backlog drained, all at the head of the log):
+    the sampled records are taken, and within two windows of misses every record is kept again, and taken."""
+    values = _values(12 * WINDOW)
+    cache = DecodeCache()
+    apart, in_step = values[: 3 * WINDOW], values[3 * WINDOW :]
+    _drain_apart(cache, apart, readers=3, gap=DEFAULT_CAPACITY + 1)
+    assert cache.sampling
+    start = len(apart)
+    while cache.sampling:
+        for _reader in range(3):
+            cache.decode(_record(start, in_step[start - len(apart)]))
+        start += 1
+        assert start - len(apart) <= 2 * WINDOW, "still sampling after two windows of in-step reads"
+    hits, misses = cache.hits, cache.misses
+    for offset in range(start, len(values)):  # from here on, every record is decoded once for the three
+        for _reader in range(3):
+            cache.decode(_record(offset, values[offset]))
+    remaining = len(values) - start
+    assert remaining > 4 * WINDOW
+    assert (cache.misses - misses, cache.hits - hits) == (remaining, 2 * remaining)
+
+
+def test_one_reader_ahead_of_two_in_step_keeps_the_cache() -> None:
+    """Unibo far ahead, Enable3 and UserWise in step behind it: half of the kept records are taken (the ones the
+    leading destination keeps are dropped before the others come), above MIN_USE, so the two in step share."""
+    assert MIN_USE < 0.5
+    values = _values(3 * WINDOW)
+    cache = DecodeCache()
+    seen: list[list[object]] = [[], [], []]
+    gap = DEFAULT_CAPACITY  # the leader's records are dropped before the followers read them
+    for step in range(len(values) + gap):
+        if step < len(values):
+            seen[0].append(cache.decode(_record(step, values[step])))
+        if step >= gap:
+            for reader in (1, 2):
+                seen[reader].append(cache.decode(_record(step - gap, values[step - gap])))
+    assert not cache.sampling
+    assert cache.hits >= len(values) - DEFAULT_CAPACITY  # the second follower took nearly every record
+    expected = [decode(value) for value in values]
+    assert all(events == expected for events in seen)
 
 
 def _large(index: int, size: int) -> bytes:
