@@ -32,10 +32,14 @@ log = structlog.get_logger("gateway.app")
 def tune_garbage_collector() -> None:
     """Collect less often: the hot path allocates a few objects per event, and with tens of thousands of records in
     flight the default thresholds (700 allocations) spend a fifth of the consume path in the collector
-    (bench/ingest_path.py: 26.2 -> 23.0 us per event). Start-up objects are frozen out of every collection."""
+    (bench/ingest_path.py: 26.2 -> 23.0 us per event). Start-up objects are frozen out of every collection.
+    A young collection walks every record in flight (four objects each), and finds no garbage there: at 50,000 a
+    200,000-event Unibo drain spent 130-170 ms of its 3 s of CPU in them, at 200,000 none, with the peak RSS of a
+    1M backlog with a brand parked unchanged (143 MiB) and p99 at 2,000 events/s too (559 ms). The rounds of
+    gateway/memory.py collect the cycles every second either way."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(200_000, 20, 20)
 
 
 def _shared(extensions: dict[str, Extension], name: str) -> object | None:
