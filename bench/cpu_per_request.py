@@ -15,8 +15,12 @@ the pipelines' acknowledged commits, so the bench puts no Kafka requests of its 
 With --rate the events are not a backlog: each run gets an empty topic, and another process produces the events at
 that rate once the gateway has joined (live traffic, destinations reading in step); the three-destination line also
 prints the share of decodes the shared decode cache served.
+With --rounds N, every selected run and the floor are measured N times over, one round after another, so that the
+machine's drift (up to 1.7x within an hour here) falls on all of them alike; after the rounds it prints, per
+vendor, the median CPU per request and the median of its ratio to the floor measured in the same round, and the
+median sharing ratio.
 Run: .venv/bin/python bench/cpu_per_request.py [--events 60000] [--players 1000] [--runs 1] [--floor-requests 30000]
-     [--instructions | --rate 2000]
+     [--instructions | --rate 2000] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -325,6 +330,9 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, help="live traffic: produce the events at this rate while each gateway runs"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every selected run and the floor this many times, in turn"
+    )
     parser.add_argument("--inside-run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     configure(level=LEVEL, fmt="json", stream=DEVNULL)
@@ -333,19 +341,57 @@ def main() -> None:
         return
     only = set(args.only or ["enable3", "userwise", "unibo", "all", "floor"])
     runs = [vendors for vendors in RUNS if (vendors[0] if len(vendors) == 1 else "all") in only]
+    if args.rounds > 1 and args.instructions:
+        parser.error("--rounds is for timed runs: instruction counts do not drift")
+    floor_requests = args.floor_requests if "floor" in only and not args.instructions else 0
     if runs:
         print(f"event loop: {event_loop.chosen()} (GATEWAY_EVENT_LOOP)")
         if args.rate and args.instructions:
             parser.error("--rate is timed: callgrind's gateway could not keep up with live traffic")
-        event_loop.run(
-            gateway_runs(runs, args.events, args.players, args.runs, counted=args.instructions, rate=args.rate)
-        )
-    if "floor" in only:
-        for name, micros in floor(args.floor_requests, concurrency=32):
-            print(
-                f"floor: bare aiohttp client ({name} loop), {args.floor_requests:,} POSTs: "
-                f"{micros:.1f} µs CPU per request"
+        rounds = event_loop.run(
+            gateway_runs(
+                runs,
+                args.events,
+                args.players,
+                args.runs,
+                counted=args.instructions,
+                rate=args.rate,
+                rounds=args.rounds,
+                floor_requests=floor_requests,
             )
+        )
+        if args.rounds > 1:
+            print(_medians(rounds))
+    elif floor_requests:
+        for _round in range(args.rounds):
+            _print_floor(floor(floor_requests, concurrency=32), floor_requests)
+
+
+def _print_floor(results: list[tuple[str, float]], requests: int) -> dict[str, float]:
+    """Print the floor's lines; returns µs per request by event loop."""
+    for name, micros in results:
+        print(f"floor: bare aiohttp client ({name} loop), {requests:,} POSTs: {micros:.1f} µs CPU per request")
+    return dict(results)
+
+
+def _medians(rounds: list[dict[str, Any]]) -> str:
+    """The summary of several rounds: per vendor the median µs per request and the median of its ratio to the floor
+    of the same round (each event loop's), and the median sharing ratio."""
+    lines = [f"medians of {len(rounds)} rounds:"]
+    for label in rounds[0]["per_request"]:
+        micros = [each["per_request"][label] for each in rounds]
+        line = f"  {label:10} {statistics.median(micros):6.1f} µs CPU per request ({min(micros):.1f}-{max(micros):.1f})"
+        for loop in rounds[0]["floor"]:
+            ratios = [each["per_request"][label] / each["floor"][loop] for each in rounds]
+            line += f", {statistics.median(ratios):.2f}x the {loop} floor ({min(ratios):.2f}-{max(ratios):.2f})"
+        lines.append(line)
+    for loop in rounds[0]["floor"]:
+        floors = [each["floor"][loop] for each in rounds]
+        lines.append(f"  floor, {loop:7} {statistics.median(floors):6.1f} µs CPU per request")
+    sharing = [each["sharing"] for each in rounds if each["sharing"] is not None]
+    if sharing:
+        lines.append(f"  sharing    {statistics.median(sharing):.2f} ({min(sharing):.2f}-{max(sharing):.2f})")
+    return "\n".join(lines)
 
 
 async def gateway_runs(
@@ -356,10 +402,14 @@ async def gateway_runs(
     *,
     counted: bool = False,
     rate: float | None = None,
-) -> None:
+    rounds: int = 1,
+    floor_requests: int = 0,
+) -> list[dict[str, Any]]:
     """Produce the backlog once (or with `rate`, live traffic for each run), then print each run's figures (CPU
-    seconds, or with `counted` instructions)."""
-    singles: dict[str, float] = {}
+    seconds, or with `counted` instructions), `rounds` times over, each round followed by the floor when
+    `floor_requests`. Returns each round's figures: CPU µs per request by vendor, the floor by event loop, and the
+    sharing ratio (or None)."""
+    measured: list[dict[str, Any]] = []
     if runs:
         process, urls = spawn_sandboxes()
         try:
@@ -373,22 +423,68 @@ async def gateway_runs(
                     traffic = Traffic(seed=5, players=players, prefix=topic)
                     await produce(broker.bootstrap_servers, topic, [message(e) for e in traffic.stream(events)])
                     print(f"backlog: {events} events over {players} players; CPU of the gateway process")
-                for vendors in runs:
-                    label = vendors[0] if len(vendors) == 1 else "all three"
-                    results = []
-                    for attempt in range(repeat):
-                        if rate:  # a topic of its own per run, empty until the gateway has joined
-                            topic = f"bench-cpu-live-{label.replace(' ', '-')}-{attempt}"
-                            await create_topics(broker, topic)
-                        args = (broker.bootstrap_servers, topic, events, vendors, urls, label.replace(" ", "-"))
-                        if counted:
-                            results.append(await asyncio.to_thread(counted_run, *args))
-                        else:
-                            results.append(await run(*args, live=(players, rate) if rate else None))
-                    print(_figures(label, vendors, min(results, key=lambda result: result[0]), singles, counted))
+                for round_index in range(rounds):
+                    if rounds > 1:
+                        print(f"round {round_index + 1} of {rounds}:")
+                    measured.append(
+                        await _round(
+                            broker,
+                            topic,
+                            events,
+                            players,
+                            repeat,
+                            runs,
+                            urls,
+                            counted,
+                            rate,
+                            floor_requests,
+                            round_index,
+                        )
+                    )
         finally:
             process.terminate()
             process.wait(timeout=10)
+    return measured
+
+
+async def _round(
+    broker: EmbeddedBroker,
+    topic: str,
+    events: int,
+    players: int,
+    repeat: int,
+    runs: Sequence[tuple[str, ...]],
+    urls: dict[str, str],
+    counted: bool,
+    rate: float | None,
+    floor_requests: int,
+    round_index: int,
+) -> dict[str, Any]:
+    """One round: each of `runs` (the lowest of `repeat` attempts), then the floor when `floor_requests`."""
+    singles: dict[str, float] = {}
+    per_request: dict[str, float] = {}
+    sharing: float | None = None
+    for vendors in runs:
+        label = vendors[0] if len(vendors) == 1 else "all three"
+        results = []
+        for attempt in range(repeat):
+            if rate:  # a topic of its own per run, empty until the gateway has joined
+                topic = f"bench-cpu-live-{label.replace(' ', '-')}-{round_index}-{attempt}"
+                await create_topics(broker, topic)
+            args = (broker.bootstrap_servers, topic, events, vendors, urls, label.replace(" ", "-"))
+            if counted:
+                results.append(await asyncio.to_thread(counted_run, *args))
+            else:
+                results.append(await run(*args, live=(players, rate) if rate else None))
+        best = min(results, key=lambda result: result[0])
+        print(_figures(label, vendors, best, singles, counted))
+        total = sum(best[1].values())
+        if len(vendors) == 1 and total >= 1000 and not counted:
+            per_request[label] = best[0] / total * 1e6
+        elif len(vendors) > 1 and len(singles) == 3:
+            sharing = best[0] / sum(singles.values())
+    floors = _print_floor(await asyncio.to_thread(floor, floor_requests, 32), floor_requests) if floor_requests else {}
+    return {"per_request": per_request, "floor": floors, "sharing": sharing}
 
 
 def _figures(label: str, vendors: Sequence[str], result: Any, singles: dict[str, float], counted: bool) -> str:
