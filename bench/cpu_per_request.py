@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -60,6 +61,7 @@ from instructions import _totals
 from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, message
+from gateway import app as gateway_module
 from gateway import binding as config_module
 from gateway import event_loop
 from gateway.app import Gateway
@@ -69,6 +71,43 @@ from gateway.pipeline import Pipeline
 RUNS: tuple[tuple[str, ...], ...] = (("enable3",), ("userwise",), ("unibo",), ("unibo", "enable3", "userwise"))
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - the log lines' sink, for the process's life
 LEVEL = "info"  # the production default: per-request and per-batch log lines cost what they cost in production
+
+
+class CollectorTime:
+    """With --collector: the garbage collector's CPU time over each run's span, by generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.spent: dict[int, float] = {}
+        self.runs: dict[int, int] = {}
+        self._started = 0.0
+
+    def install(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def start(self) -> None:
+        self.spent, self.runs, self.active = {}, {}, True
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if not self.active:
+            return
+        if phase == "start":
+            self._started = time.process_time()
+            return
+        generation = info["generation"]
+        self.spent[generation] = self.spent.get(generation, 0.0) + time.process_time() - self._started
+        self.runs[generation] = self.runs.get(generation, 0) + 1
+
+    def summary(self) -> str:
+        self.active = False
+        total = sum(self.spent.values()) * 1000
+        parts = ", ".join(f"gen{g} {self.runs[g]} x {self.spent[g] * 1000:.0f} ms" for g in sorted(self.spent))
+        return f"  collector {total:.0f} ms over the span ({parts or 'no collections'})"
+
+
+COLLECTOR = CollectorTime()
+NO_DECODE_CACHE = False
+"""With --no-decode-cache: the gateways of the runs share no decode cache (to compare)."""
 
 
 def cpu_seconds() -> float:
@@ -129,6 +168,8 @@ async def run(
     prefix = f"bench-cpu-{label}-{time.time_ns()}"
     tree = _tree(bootstrap, topic, prefix, vendors, urls)
     gateway = Gateway(config_module.parse(tree, env={}))
+    if NO_DECODE_CACHE:
+        vars(gateway_module)["DecodeCache"] = lambda: None  # the gateway makes its cache in run(): none then
     producing: asyncio.Future[None] | None = None
     with _span_from_first_assignment(marks) as begun:
         task = asyncio.create_task(gateway.run(install_signals=False))
@@ -147,6 +188,7 @@ async def run(
             while not all(_committed(pipeline) >= count for pipeline in gateway.pipelines):
                 await asyncio.sleep(0.2)
             cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
+            COLLECTOR.active = False
             if marks:
                 mark()
             if producing is not None:
@@ -177,6 +219,8 @@ def _span_from_first_assignment(marks: bool) -> Iterator[list[tuple[float, float
             if marks:
                 mark()
             begun.append((cpu_seconds(), time.perf_counter()))
+            if COLLECTOR._callback in gc.callbacks:
+                COLLECTOR.start()
 
     Pipeline.on_assigned = on_assigned  # type: ignore[method-assign]
     try:
@@ -333,9 +377,15 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="measure every selected run and the floor this many times, in turn"
     )
+    parser.add_argument("--collector", action="store_true", help="print the garbage collector's time in each run")
+    parser.add_argument("--no-decode-cache", action="store_true", help="the gateways share no decode cache")
     parser.add_argument("--inside-run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     configure(level=LEVEL, fmt="json", stream=DEVNULL)
+    global NO_DECODE_CACHE  # noqa: PLW0603 - a bench switch, set once before the runs
+    NO_DECODE_CACHE = args.no_decode_cache
+    if args.collector:
+        COLLECTOR.install()
     if args.inside_run:
         _inside_run(args.inside_run)
         return
@@ -478,6 +528,8 @@ async def _round(
                 results.append(await run(*args, live=(players, rate) if rate else None))
         best = min(results, key=lambda result: result[0])
         print(_figures(label, vendors, best, singles, counted))
+        if COLLECTOR._callback in gc.callbacks:
+            print(COLLECTOR.summary())
         total = sum(best[1].values())
         if len(vendors) == 1 and total >= 1000 and not counted:
             per_request[label] = best[0] / total * 1e6
