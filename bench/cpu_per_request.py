@@ -264,7 +264,14 @@ def counted_run(
     """(instructions, requests by vendor, wall seconds) of `run` in a child process under callgrind. With
     CALLGRIND_KEEP set to a folder, the run's dumps are copied there (for callgrind_annotate)."""
     with tempfile.TemporaryDirectory() as directory:
-        job = {"bootstrap": bootstrap, "topic": topic, "count": count, "vendors": list(vendors), "urls": urls}
+        job = {
+            "bootstrap": bootstrap,
+            "topic": topic,
+            "count": count,
+            "vendors": list(vendors),
+            "urls": urls,
+            "no_decode_cache": NO_DECODE_CACHE,
+        }
         command = [
             "valgrind",
             "--tool=callgrind",
@@ -289,7 +296,9 @@ def counted_run(
 
 def _inside_run(job: str) -> None:
     """The child of `counted_run`: one gateway run, its requests and wall time printed as JSON."""
+    global NO_DECODE_CACHE  # noqa: PLW0603 - the parent's switch, set once before the run
     spec = json.loads(job)
+    NO_DECODE_CACHE = spec["no_decode_cache"]
     _, requests, wall, shared = event_loop.run(
         run(spec["bootstrap"], spec["topic"], spec["count"], spec["vendors"], spec["urls"], spec["label"], marks=True)
     )
