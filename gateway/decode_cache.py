@@ -130,7 +130,8 @@ class DecodeCache:
             self._bytes -= len(entry[0])
         entries[key] = (value, event)
         self._bytes += size
-        self._evict()
+        if len(self._order) > self._limit or self._bytes > self._max_bytes:
+            self._evict()
         return event
 
     def _evict(self) -> None:
