@@ -402,7 +402,7 @@ def main() -> None:
     runs = [vendors for vendors in RUNS if (vendors[0] if len(vendors) == 1 else "all") in only]
     if args.rounds > 1 and args.instructions:
         parser.error("--rounds is for timed runs: instruction counts do not drift")
-    floor_requests = args.floor_requests if "floor" in only and not args.instructions else 0
+    floor_requests = args.floor_requests if "floor" in only else 0
     if runs:
         print(f"event loop: {event_loop.chosen()} (GATEWAY_EVENT_LOOP)")
         if args.rate and args.instructions:
@@ -438,6 +438,8 @@ def _medians(rounds: list[dict[str, Any]]) -> str:
     of the same round (each event loop's), and the median sharing ratio."""
     lines = [f"medians of {len(rounds)} rounds:"]
     for label in rounds[0]["per_request"]:
+        if any(label not in each["per_request"] for each in rounds):
+            continue  # too few requests in some round to say
         micros = [each["per_request"][label] for each in rounds]
         line = f"  {label:10} {statistics.median(micros):6.1f} µs CPU per request ({min(micros):.1f}-{max(micros):.1f})"
         for loop in rounds[0]["floor"]:
@@ -537,7 +539,7 @@ async def _round(
                 results.append(await run(*args, live=(players, rate) if rate else None))
         best = min(results, key=lambda result: result[0])
         print(_figures(label, vendors, best, singles, counted))
-        if COLLECTOR._callback in gc.callbacks:
+        if COLLECTOR._callback in gc.callbacks and not counted:  # a counted run's collector is in its child
             print(COLLECTOR.summary())
         total = sum(best[1].values())
         if len(vendors) == 1 and total >= 1000 and not counted:
