@@ -113,25 +113,23 @@ class DecodeCache:
             return entry[1]
         self.misses += 1
         event = decode(value)
-        self._window_misses -= 1
-        if self._window_misses == 0:
-            self._judge()
+        size = len(value)
         if self._skip:
             self._skip -= 1
-            return event
-        size = len(value)
-        if size > self._max_bytes:
-            return event
-        self._skip = self._every - 1
-        self._window_kept += 1
-        if entry is None:
-            self._order.append(key)
-        else:
-            self._bytes -= len(entry[0])
-        entries[key] = (value, event)
-        self._bytes += size
-        if len(self._order) > self._limit or self._bytes > self._max_bytes:
-            self._evict()
+        elif size <= self._max_bytes:
+            self._skip = self._every - 1
+            self._window_kept += 1
+            if entry is None:
+                self._order.append(key)
+            else:
+                self._bytes -= len(entry[0])
+            entries[key] = (value, event)
+            self._bytes += size
+            if len(self._order) > self._limit or self._bytes > self._max_bytes:
+                self._evict()
+        self._window_misses -= 1
+        if self._window_misses == 0:  # after the record is kept: a judgement may drop any record held
+            self._judge()
         return event
 
     def _evict(self) -> None:

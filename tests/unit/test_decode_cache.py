@@ -191,3 +191,23 @@ def test_a_cache_refuses_to_hold_nothing() -> None:
         DecodeCache(0)
     with pytest.raises(ValueError, match="at least one"):
         DecodeCache(max_bytes=0)
+
+
+def test_a_judgement_on_the_miss_of_a_record_held_with_other_bytes_keeps_the_bounds_true() -> None:
+    """The window's last miss is a record whose coordinates are held with other bytes (a topic created again), and
+    the judgement there starts sampling, which drops most records: the cache's count of held bytes stays the sum of
+    the values it holds, and every record it holds can still be dropped."""
+    cache = DecodeCache()
+    values = _values(WINDOW + 1)
+    for offset in range(WINDOW - 1):  # one reader alone: kept, never taken
+        cache.decode(_record(offset, values[offset]))
+    cache.decode(_record(0, values[WINDOW]))  # the window's last miss: offset 0 again, other bytes
+    assert cache.sampling
+    held = cache._entries  # the invariant under test: held bytes and the drop order match the records held
+    assert cache.held_bytes == sum(len(value) for value, _ in held.values())
+    assert set(held) == set(cache._order)
+    limit = DEFAULT_CAPACITY // SAMPLE
+    for offset in range(WINDOW, WINDOW + (limit + 1) * SAMPLE):  # kept records enough to drop all held before
+        cache.decode(_record(offset, values[offset % len(values)]))
+    assert len(cache) == limit
+    assert all(key[2] >= WINDOW for key in cache._entries)
