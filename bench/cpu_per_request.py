@@ -77,13 +77,15 @@ class CollectorTime:
     """With --collector: the garbage collector's CPU time over each run's span, by generation (gc.callbacks)."""
 
     def __init__(self) -> None:
-        self.active = False
+        self.installed = False  # --collector given
+        self.active = False  # inside a run's span
         self.spent: dict[int, float] = {}
         self.runs: dict[int, int] = {}
         self._started = 0.0
 
     def install(self) -> None:
         gc.callbacks.append(self._callback)
+        self.installed = True
 
     def start(self) -> None:
         self.spent, self.runs, self.active = {}, {}, True
@@ -219,7 +221,7 @@ def _span_from_first_assignment(marks: bool) -> Iterator[list[tuple[float, float
             if marks:
                 mark()
             begun.append((cpu_seconds(), time.perf_counter()))
-            if COLLECTOR._callback in gc.callbacks:
+            if COLLECTOR.installed:
                 COLLECTOR.start()
 
     Pipeline.on_assigned = on_assigned  # type: ignore[method-assign]
@@ -539,7 +541,7 @@ async def _round(
                 results.append(await run(*args, live=(players, rate) if rate else None))
         best = min(results, key=lambda result: result[0])
         print(_figures(label, vendors, best, singles, counted))
-        if COLLECTOR._callback in gc.callbacks and not counted:  # a counted run's collector is in its child
+        if COLLECTOR.installed and not counted:  # a counted run's collector is in its child
             print(COLLECTOR.summary())
         total = sum(best[1].values())
         if len(vendors) == 1 and total >= 1000 and not counted:
