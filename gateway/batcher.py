@@ -43,11 +43,13 @@ class Batcher:
 
     def add(self, item: Item, now: float) -> bool:
         """Append an item; True when the batch is now full."""
-        if not self._items:
+        items = self._items
+        if not items:
             self._first_at = now
-        self._items.append(item)
+        items.append(item)
         self._size += len(item.record.body) + 1
-        return self.full()
+        limits = self.limits  # full(), inline: this runs once per record
+        return len(items) >= limits.max_events or self._size >= limits.max_bytes
 
     def full(self) -> bool:
         """True when the next batch would be cut by count or bytes rather than by linger."""
@@ -105,7 +107,7 @@ class Lane:
     def add(self, item: Item, now: float) -> None:
         """Queue an item at monotonic time `now` (called on the consume path: cheap, no awaits)."""
         batcher = self.batcher
-        if batcher.add(item, now) or len(batcher) == 1:
+        if batcher.add(item, now) or len(batcher._items) == 1:  # not len(batcher): a Python __len__ per record
             self._wakeup.set()
 
     def flush(self) -> None:
