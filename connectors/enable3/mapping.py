@@ -74,7 +74,7 @@ def _mission(
         "value": number(value),
         "createdAt": created_at(event.occurred_at),
     }
-    return (VendorRecord(route=EVENT, body=record_body(body), key=event.player_id, record_id=event.event_id),)
+    return (VendorRecord(EVENT, record_body(body), event.player_id, event.event_id),)
 
 
 def _status_allowed(kind: str, status: str, options: Enable3Options) -> bool:
@@ -122,7 +122,7 @@ def _revenue(event: Event, options: Enable3Options) -> Sequence[VendorRecord]:
         CURRENCY: event.currency,
     }
     body = _replace(options.revenue_template, values)
-    return (VendorRecord(route=REVENUE, body=record_body(body), key=REVENUE_KEY, record_id=event.event_id),)
+    return (VendorRecord(REVENUE, record_body(body), REVENUE_KEY, event.event_id),)
 
 
 def refund_request_id(event: RevenueEvent) -> str:
@@ -166,7 +166,7 @@ def _segment(event: Event, options: Enable3Options) -> Sequence[VendorRecord]:
     assert isinstance(event, SegmentEvent)
     body = fill_template(options.segment_template, event.player_id, event.segments)
     route = _SEGMENT_ROUTES[event.action]
-    return (VendorRecord(route=route, body=record_body(body), key=event.player_id, record_id=event.event_id),)
+    return (VendorRecord(route, record_body(body), event.player_id, event.event_id),)
 
 
 # The Enable3 requests for one event (at most one); empty when Enable3 does not take it.

@@ -105,7 +105,7 @@ def custom_value(value: Any) -> list[str] | None:  # noqa: PLR0911 - one return 
 
 def _record(event: Event, route: str, index: int, key: str, row: dict[str, Any]) -> VendorRecord:
     row["brand"] = event.brand
-    return VendorRecord(route=route, body=record_body(row), key=key, record_id=f"{event.event_id}/{route}/{index}")
+    return VendorRecord(route, record_body(row), key, f"{event.event_id}/{route}/{index}")
 
 
 def _player(event: PlayerEvent, options: IntargetOptions) -> list[VendorRecord]:

@@ -55,7 +55,7 @@ def _identity(event: Event, style: AttributeStyle) -> list[Attribute]:
 
 def _event_record(event: Event, name: str, extra: list[Attribute], style: AttributeStyle) -> VendorRecord:
     item = {"event_id": name, "attributes": _identity(event, style) + extra}
-    return VendorRecord(route=EVENTS, body=record_body(item), key=_player(event), record_id=event.event_id)
+    return VendorRecord(EVENTS, record_body(item), _player(event), event.event_id)
 
 
 def _payment(event: DepositEvent | WithdrawalEvent, style: AttributeStyle) -> list[Attribute]:
@@ -82,11 +82,7 @@ def _deposit(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
             "revenue_type": options.revenue_types["deposit"],
             "attributes": [*_identity(event, style), attribute("currency", event.currency, style, "string")],
         }
-        records.append(
-            VendorRecord(
-                route=REVENUE_EVENTS, body=record_body(item), key=_player(event), record_id=event.transaction_id
-            )
-        )
+        records.append(VendorRecord(REVENUE_EVENTS, record_body(item), _player(event), event.transaction_id))
     name = options.event_names["deposit"]
     if name is not None:
         records.append(_event_record(event, name, _payment(event, style), style))
@@ -130,12 +126,7 @@ def _login(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     if options.last_login:
         attributes = [attribute(LAST_LOGIN, event.occurred_at, style, "datetime")]
         records.append(
-            VendorRecord(
-                route=ATTRIBUTES,
-                body=record_body(attributes),
-                key=_player(event),
-                record_id=f"{event.event_id}/{LAST_LOGIN}",
-            )
+            VendorRecord(ATTRIBUTES, record_body(attributes), _player(event), f"{event.event_id}/{LAST_LOGIN}")
         )
     return records
 
@@ -165,7 +156,7 @@ def _profile(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     attributes.extend(_custom_attributes(changes.get("custom"), options, style))
     if not attributes:
         return ()
-    return (VendorRecord(route=ATTRIBUTES, body=record_body(attributes), key=_player(event), record_id=event.event_id),)
+    return (VendorRecord(ATTRIBUTES, record_body(attributes), _player(event), event.event_id),)
 
 
 def _custom(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
@@ -206,7 +197,7 @@ def _revenue(event: Event, options: UserWiseOptions) -> Sequence[VendorRecord]:
     if event.product_id is not None:
         item["product_id"] = event.product_id
     item["attributes"] = [*_identity(event, style), attribute("currency", event.currency, style, "string")]
-    return (VendorRecord(route=REVENUE_EVENTS, body=record_body(item), key=_player(event), record_id=key),)
+    return (VendorRecord(REVENUE_EVENTS, record_body(item), _player(event), key),)
 
 
 # The UserWise records for one event; empty when UserWise does not take it.
