@@ -116,6 +116,11 @@ class SandboxProcess:
             self._conn.send(request)
             return await asyncio.to_thread(self._conn.recv)
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU seconds the sandbox process has used so far."""
+        times = psutil.Process(self._process.pid).cpu_times()
+        return times.user + times.system
+
     async def wait_for_count(self, count: int, poll: float = 0.1) -> None:
         """Poll the sandbox's 'count' answer until it reaches `count`."""
         while await self.ask("count") < count:
