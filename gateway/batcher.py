@@ -43,13 +43,11 @@ class Batcher:
 
     def add(self, item: Item, now: float) -> bool:
         """Append an item; True when the batch is now full."""
-        items = self._items
-        if not items:
+        if not self._items:
             self._first_at = now
-        items.append(item)
+        self._items.append(item)
         self._size += len(item.record.body) + 1
-        limits = self.limits  # full(), inline: this runs once per record
-        return len(items) >= limits.max_events or self._size >= limits.max_bytes
+        return self.full()
 
     def full(self) -> bool:
         """True when the next batch would be cut by count or bytes rather than by linger."""
