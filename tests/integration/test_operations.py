@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
+from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
 
 from devkit.sandbox.faults import FaultPlan
 from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, unibo_takes
 from gateway import binding
+from gateway import pipeline as pipeline_module
 from gateway.app import Gateway
 from gateway.delivery import DeliveryEngine
 from tests.integration.conftest import RunningSandbox
@@ -131,6 +134,47 @@ async def test_backpressure_bounds_in_flight_and_pauses_consumption(
             "lag back to zero",
         )
     assert set(unibo.sandbox.unique_ids("default")) == {e["event_id"] for e in events}
+
+
+async def test_at_the_bound_consumption_holds_before_it_pauses(
+    broker: EmbeddedBroker, topic: str, unibo: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the bound, consumption first holds: no poll, the partitions unpaused, so aiokafka keeps the records it
+    prefetched. Pausing at once made it drop them into a reference cycle (its PartitionRecords and their generator)
+    that held each fetch buffer until the garbage collector ran. A bound held for HOLD seconds is an outage: the
+    partitions are paused then, and resumed once the vendor is back; nothing is lost either way."""
+    monkeypatch.setattr(pipeline_module, "HOLD", 2.0)
+    monkeypatch.setenv("GATEWAY_MALLOC_TUNING", "0")  # no collection rounds: a dropped record set stays to be found
+    events = [e for e in _events(5000, seed=37) if unibo_takes(e)]
+    unibo.sandbox.faults.add(FaultPlan(kind="hang"))
+    await produce(broker.bootstrap_servers, topic, events)
+    tree = gateway_config(
+        broker.bootstrap_servers, topic, [unibo_destination(unibo.url, max_in_flight=300, timeout=1.0)]
+    )
+    try:
+        async with running_gateway(tree) as gateway:
+            gc.disable()
+            consumer = gateway.gateway.pipelines[0]._consumer
+            assert consumer is not None
+            await wait_for(lambda: gateway.value("gateway_in_flight_events", destination="unibo") >= 300, 30, "bound")
+            await asyncio.sleep(1.0)
+            assert consumer.paused() == set()  # holding, with thousands of prefetched records waiting
+            # A record set aiokafka dropped is a cycle with its generator: alive (the collector is off), but no longer
+            # held by a fetch result.
+            record_sets = [o for o in gc.get_objects() if isinstance(o, PartitionRecords)]
+            dropped = [o for o in record_sets if not any(isinstance(r, FetchResult) for r in gc.get_referrers(o))]
+            assert dropped == []
+            del record_sets, dropped
+            await wait_for(lambda: consumer.paused() == consumer.assignment(), 10, "the pause after HOLD")
+            assert gateway.value("gateway_events_consumed_total", destination="unibo") <= 300
+            unibo.sandbox.faults.clear()
+            await wait_for(lambda: unibo.sandbox.total_unique >= len(events), 60, "delivery after recovery")
+            assert consumer.paused() == set()
+    finally:
+        gc.enable()
+    assert set(unibo.sandbox.unique_ids("default")) == {e["event_id"] for e in events}
+    offsets = await committed(broker.bootstrap_servers, f"gw-{topic}.unibo", topic)
+    assert sum(o or 0 for o in offsets.values()) == len(events)
 
 
 async def test_backpressure_bounds_the_bytes_held(broker: EmbeddedBroker, topic: str, unibo: RunningSandbox) -> None:
