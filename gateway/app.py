@@ -35,8 +35,8 @@ def tune_garbage_collector() -> None:
     (bench/ingest_path.py: 26.2 -> 23.0 us per event). Start-up objects are frozen out of every collection.
     A young collection walks every record in flight (four objects each), and finds no garbage there: at 50,000 a
     200,000-event Unibo drain spent 130-170 ms of its 3 s of CPU in them, at 200,000 none, with the peak RSS of a
-    1M backlog with a brand parked unchanged (143 MiB) and p99 at 2,000 events/s too (559 ms). The rounds of
-    gateway/memory.py collect the cycles every second either way."""
+    1M backlog with a brand parked unchanged (143 MiB) and p99 at 2,000 events/s too (559 ms). The hot path makes no
+    reference cycles; gateway/memory.py collects those of rarer paths every 10 s."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(200_000, 20, 20)

@@ -1,6 +1,6 @@
-"""Keeps freed memory from staying resident (bench/backlog_memory.py measures it): every second the young generations
-are collected and the C heap's free pages handed back, every 10 s every generation; large buffers get their own
-mappings. The C-heap part is glibc only (a no-op elsewhere); GATEWAY_MALLOC_TUNING=0 switches all of it off."""
+"""Keeps freed memory from staying resident (bench/backlog_memory.py measures it): every second the C heap's free
+pages are handed back, every 10 s a full garbage collection runs; large buffers get their own mappings. The C-heap
+part is glibc only (a no-op elsewhere); GATEWAY_MALLOC_TUNING=0 switches all of it off."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ import gc
 import os
 
 PERIOD = 1.0
-"""Seconds between two rounds: a collection of the young generations and a trim of the C heap (a few ms together)."""
+"""Seconds between two trims of the C heap (well under a millisecond each)."""
 
 COLLECT_EVERY = 10
 """A full garbage collection every this many rounds (tens of ms). tune_garbage_collector (gateway/app.py) makes the
-collector run rarely, for speed: then the reference cycles made at thousands of events per second, and whatever
-they reach, stay resident until it runs (which ones was not pinned down). Measured on a 1M backlog
-with a brand parked: peak RSS 222 MiB sawing between 145 and 210 without the rounds, 127 MiB and flat with them, and
-no slower (bench/backlog_memory.py --halted-brand)."""
+collector run rarely, for speed, and the hot path makes no reference cycles, but rarer paths do (a retried request's
+exception and traceback, a client closed after a check): this frees them within 10 s. The rounds collected the young
+generations every second too, until the cycles that needed it were found: aiokafka's record sets dropped when every
+partition was paused, each holding its fetch buffer, which the pipeline no longer makes (gateway/pipeline.py, HOLD).
+Those collections walked every record in flight each second, 5-6% of a Unibo drain's CPU; without them and without
+the drops, a 1M backlog with a brand parked peaked at 132 MiB, flat (bench/backlog_memory.py --halted-brand)."""
 
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 128 * 1024
@@ -52,7 +54,7 @@ def tune_malloc() -> None:
 
 
 async def release_forever() -> None:
-    """Every PERIOD collect the young generations (every generation each COLLECT_EVERY rounds), then trim the heap."""
+    """Every PERIOD trim the heap, after a full collection each COLLECT_EVERY rounds."""
     if not enabled():
         return
     libc = _glibc()
@@ -60,6 +62,7 @@ async def release_forever() -> None:
     while True:
         await asyncio.sleep(PERIOD)
         rounds += 1
-        gc.collect(2 if rounds % COLLECT_EVERY == 0 else 1)
+        if rounds % COLLECT_EVERY == 0:
+            gc.collect()
         if libc is not None:
             libc.malloc_trim(0)
