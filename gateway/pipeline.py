@@ -48,7 +48,7 @@ again on resume), and each dropped record set keeps its fetch buffer in a refere
 the garbage collector runs: a 1M backlog with a halted brand sawed between 120 and 200 MiB of RSS unless the young
 generations were collected every second, which cost 5-6% of a drain's CPU. An unpaused partition keeps one fetch
 waiting and fetches no more. A bound held longer than this is an outage or a halt: the partitions are paused then,
-and polls (which keep the group membership, max_poll_interval_ms) wait POLL_MS."""
+and polls (which keep the group membership: max_poll_interval_ms is at least 10 s) wait POLL_MS."""
 HOLD_CHECK_MS = 10
 """How often the bound is looked at while holding: how soon a drop to half is noticed (a send takes tens of
 milliseconds; 100 ms each time cost a quarter of a backlog's drain)."""
