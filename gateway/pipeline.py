@@ -46,7 +46,7 @@ HOLD = 5.0
 unpaused. A poll with every partition paused makes aiokafka drop the records it prefetched for them (to fetch them
 again on resume), and each dropped record set keeps its fetch buffer in a reference cycle with its generator until
 the garbage collector runs: a 1M backlog with a halted brand sawed between 120 and 200 MiB of RSS unless the young
-generations were collected every second, which cost 5-6% of a drain's CPU. An unpaused partition keeps one fetch
+generations were collected every second, which cost 4-6% of a drain's CPU. An unpaused partition keeps one fetch
 waiting and fetches no more. A bound held longer than this is an outage or a halt: the partitions are paused then,
 and polls (which keep the group membership: max_poll_interval_ms is at least 10 s) wait POLL_MS."""
 HOLD_CHECK_MS = 10
