@@ -124,7 +124,6 @@ class Pipeline:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._paused = False
         self._full_since: float | None = None  # monotonic time consumption reached its bound, while it is there
-        self._holding = False  # at the bound for less than HOLD seconds: not polling, partitions not paused
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: Committer | None = None
@@ -460,9 +459,9 @@ class Pipeline:
 
     # ---- backpressure ------------------------------------------------------------------------------------------
 
-    def _apply_backpressure(self, consumer: AIOKafkaConsumer, now: float) -> int:
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer, now: float) -> int | None:
         """Hold (see HOLD), then pause, while the destination or a tenant is at its bound (in count or bytes); resume
-        once back at half. Returns how many messages the next poll may take."""
+        once back at half. Returns how many messages the next poll may take, or None while holding (no poll)."""
         total = self.held()
         self.metrics.in_flight_bytes.set(total.bytes)
         if total.events:
@@ -496,13 +495,12 @@ class Pipeline:
         if full:
             if self._full_since is None:
                 self._full_since = now
-            self._holding = now - self._full_since < HOLD
-            if not self._holding:
-                consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions
-                self._paused = True
+            if now - self._full_since < HOLD:
+                return None
+            consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions
+            self._paused = True
         else:
             self._full_since = None
-            self._holding = False
             if self._paused:
                 consumer.resume(*consumer.assignment())
                 self._paused = False
@@ -560,7 +558,7 @@ class Pipeline:
             self._check_fatal()
             self.metrics.in_flight.set(self.in_flight)
             room = self._apply_backpressure(consumer, time.monotonic())
-            if self._holding:
+            if room is None:  # holding at the bound
                 await wait_event(stopping, HOLD_CHECK_MS / 1000)
                 continue
             try:
