@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration bench clean tools
+.PHONY: demo test lint typecheck unit integration bench clean tools constraints
 
 # Tools the deploy/ tests run, both from Debian's packages and installed only when missing (so this is idempotent):
 # - promtool (`promtool check rules`, `promtool test rules`), from the `prometheus` package;
@@ -21,11 +21,19 @@ define deb_tool
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(1) $(3) >/dev/null
 endef
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the set the suite last passed with: a fresh clone installs exactly that.
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,demo]'
+	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[dev,demo]'
 	touch $(STAMP)
+
+# Move the pins on purpose: the newest releases pyproject.toml's ranges allow (with the bench extra), written back to
+# constraints.txt with its header. Then run `make test` before committing the file.
+constraints: $(STAMP)
+	$(BIN)/pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev,demo,bench]'
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/gateway demo

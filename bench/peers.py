@@ -8,7 +8,7 @@ contenders):
   start (its group join included) until the sandbox holds every item;
 - gateway: this gateway's Unibo pipeline, from its group join until every offset is committed.
 Prints events/s for each and the ratios gateway/quix and gateway/raw.
-Run: .venv/bin/python bench/peers.py [--events 1000000]   (pip install -e '.[bench]' first, for Quix Streams)
+Run: .venv/bin/python bench/peers.py [--events 1000000]   (pip install -c constraints.txt -e '.[bench]' first)
 """
 
 from __future__ import annotations

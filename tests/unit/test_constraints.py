@@ -1,0 +1,61 @@
+"""constraints.txt pins every dependency pyproject.toml names, within its range, and every install uses it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[2]
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
+
+
+def _pins() -> dict[str, Version]:
+    pins: dict[str, Version] = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _PIN.match(line)
+        assert match is not None, f"not an exact pin: {line!r}"
+        name = canonicalize_name(match.group(1))
+        assert name not in pins, f"{name} pinned twice"
+        pins[name] = Version(match.group(2))
+    return pins
+
+
+def _requirements() -> list[Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    named = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        named.extend(extra)
+    return [Requirement(text) for text in named]
+
+
+def test_every_dependency_is_pinned_within_its_range() -> None:
+    """A dependency added to pyproject.toml without `make constraints` would install unpinned: refused here."""
+    pins = _pins()
+    requirements = _requirements()
+    assert len(requirements) > 20  # the runtime, dev, demo and bench lists were all read
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not in constraints.txt (run `make constraints`)"
+        assert requirement.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} ∉ {requirement}"
+
+
+def test_the_makefile_and_the_images_install_with_the_constraints() -> None:
+    """`make test`, `make demo` and both images install the pinned set, and the images have the file to read."""
+    makefile = (ROOT / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line and "-e '.[dev,demo]'" in line]
+    assert installs and all("--constraint constraints.txt" in line for line in installs), installs
+    assert re.search(r"^\$\(STAMP\):.*\bconstraints\.txt\b", makefile, re.MULTILINE)  # a new pin reinstalls
+    for name in ("Dockerfile", "devkit.Dockerfile"):
+        text = (ROOT / "deploy" / "docker" / name).read_text()
+        pip = [line for line in text.splitlines() if "pip install" in line]
+        assert pip and all("--constraint constraints.txt" in line for line in pip), (name, pip)
+        copies = [shlex.split(line)[1:-1] for line in text.splitlines() if line.startswith("COPY ")]
+        assert any("constraints.txt" in sources for sources in copies), name
