@@ -51,7 +51,7 @@ def test_copied_files_exist_and_are_not_ignored() -> None:
             if copy.arguments.startswith("--from="):
                 continue
             sources.extend(words[:-1])
-    assert {"pyproject.toml", "gateway", "connectors"} <= set(sources)
+    assert {"pyproject.toml", "constraints.txt", "gateway", "connectors"} <= set(sources)
     for source in sources:
         assert (ROOT / source).exists(), source
         assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
@@ -128,6 +128,7 @@ def test_the_image_installs_the_runtime_only() -> None:
     """The build installs the project without extras (no test broker) from gateway/ and connectors/, never devkit/."""
     installs = [run.arguments for stage in stages() for run in stage.all("RUN") if "pip install" in run.arguments]
     assert installs and all(shlex.split(command)[-1] == "." for command in installs), installs
+    assert all("--constraint constraints.txt" in command for command in installs), installs  # the pinned set
     copied = " ".join(copy.arguments for stage in stages() for copy in stage.all("COPY"))
     assert "devkit" not in copied and "tests" not in copied
     assert any(fnmatch.fnmatch("connectors/unibo/tests", pattern) for pattern in dockerignore())
@@ -136,8 +137,10 @@ def test_the_image_installs_the_runtime_only() -> None:
 def test_the_devkit_image_adds_the_devkit_and_its_extra() -> None:
     """The sandbox image (deploy/compose's stand-in vendor) is built from devkit/ with the `demo` extra."""
     (devkit,) = parse(DEPLOY / "docker" / "devkit.Dockerfile")
-    copied = {shlex.split(copy.arguments)[0] for copy in devkit.all("COPY")}
-    assert {"gateway", "connectors", "devkit"} <= copied
-    assert any("pip install '.[demo]'" in run.arguments for run in devkit.all("RUN"))
+    copied = {source for copy in devkit.all("COPY") for source in shlex.split(copy.arguments)[:-1]}
+    assert {"constraints.txt", "gateway", "connectors", "devkit"} <= copied
+    installs = [run.arguments for run in devkit.all("RUN") if "pip install" in run.arguments]
+    assert any("pip install '.[demo]'" in command for command in installs)
+    assert installs and all("--constraint constraints.txt" in command for command in installs), installs
     assert devkit.all("ENTRYPOINT")[-1].exec_form() == ["gateway"]
     assert devkit.all("CMD")[-1].exec_form()[0] == "sandbox"
