@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,11 @@ class Lane:
         self._wakeup = asyncio.Event()
         self.flushing = False
         self.hurried = False
+        self.sending: Sequence[Item] = ()  # the batch being delivered (held until it settles)
+
+    def held(self) -> list[Item]:
+        """The items this lane holds: the batch being delivered, then those queued behind it."""
+        return [*self.sending, *self.batcher._items]
 
     def add(self, item: Item, now: float) -> None:
         """Queue an item at monotonic time `now` (called on the consume path: cheap, no awaits)."""
@@ -136,4 +141,9 @@ class Lane:
                     break
                 self._wakeup.clear()
                 await wait_event(self._wakeup, delay)
-            await self._deliver(batcher.take(time.monotonic()))
+            batch = self.sending = batcher.take(time.monotonic())
+            try:
+                await self._deliver(batch)
+            finally:
+                self.sending = ()
+            del batch

@@ -85,6 +85,10 @@ class DeliveryStage:
         """The lanes started so far."""
         return [lane for lanes in self._lanes.values() for lane in lanes if lane is not None]
 
+    def held(self, tenant: str) -> list[Item]:
+        """The items `tenant`'s lanes hold (being delivered or queued)."""
+        return [item for lane in self._lanes[tenant] if lane is not None for item in lane.held()]
+
     def hurry(self) -> None:
         """Every lane sends what it holds without lingering (the destination holds half its bound or more)."""
         for lanes in self._lanes.values():

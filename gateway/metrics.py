@@ -153,6 +153,13 @@ class Metrics:
             ["destination", "brand"],
             registry=registry,
         )
+        self.parked_order_timeouts = Counter(
+            "gateway_parked_order_timeouts",
+            "Waits for order a parking reader gave up: parked messages went before older ones of their source "
+            "partition that another process held, as that partition's commit made no progress for the order patience.",
+            ["destination", "brand"],
+            registry=registry,
+        )
         self.parked_backlog = Gauge(
             "gateway_parked_backlog",
             "Parked messages of a brand not yet read back (by this replica's account); 0 once it delivers directly.",
@@ -376,6 +383,10 @@ class DestinationMetrics:
     def unparked(self, brand: str) -> Counter:
         """Unparked-events counter child for a brand."""
         return self.metrics.unparked_events.labels(self.destination, brand)
+
+    def parked_order_timeouts(self, brand: str) -> Counter:
+        """Counter child of the waits for order a brand's parking reader gave up."""
+        return self.metrics.parked_order_timeouts.labels(self.destination, brand)
 
     def parking(self, brand: str, parking: bool, backlog: int) -> None:
         """Set a brand's parking state and parked backlog."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class PartitionOffsets:
         "next_offset",
         "replay_end",
         "settles",
+        "token",
     )
 
     def __init__(self, settled_before: SettledAbove | None = None) -> None:
@@ -57,6 +59,7 @@ class PartitionOffsets:
         self.committed_mark: tuple[int | None, int] | None = None
         self.settles = 0  # messages fully settled so far: with next_offset, tells whether there is news to commit
         self.closed = False
+        self.token = secrets.token_hex(8)  # names this tracking of the partition, by this process, in parked records
 
     def __len__(self) -> int:
         """Number of consumed messages not yet settled."""
@@ -89,6 +92,10 @@ class PartitionOffsets:
             order.append(offset)
             if len(order) > 2 * len(self._pending) + 64:
                 self._order = deque(offset for offset in order if offset in self._pending)
+
+    def unsettled(self, offset: int) -> bool:
+        """True while the message at `offset` is tracked here and not settled (False once the tracker is closed)."""
+        return not self.closed and offset in self._pending
 
     def settle(self, offset: int, records: int = 1) -> bool:
         """Settle `records` of the message at `offset`; True when the whole message is now settled."""

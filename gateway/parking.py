@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics
 from gateway.offsets import PartitionOffsets
 from gateway.parked_records import ParkedMessage, parked_headers
+from gateway.parking_order import OrderGate, SourcePositions
 from gateway.parking_reader import ParkingReader
 from gateway.parking_writer import BATCH_BYTES, ParkingWriter, Write
 from gateway.waits import wait_event
@@ -35,10 +36,15 @@ HOLD_LIMIT = 2.0
 """Seconds consumption may pause so that a brand's last parked events are delivered and it flips back to direct
 delivery (under steady traffic its parking writes would otherwise never stop long enough); then it tries later."""
 HOLD_RETRY = 10.0
+ORDER_PATIENCE = 60.0
+"""The least time a parking reader waits on the commit of a source partition that another process holds older
+records of (gateway/parking_order.py), while that commit does not move."""
 
 DeadLetter = Callable[[PartitionOffsets, int, Any, str, str], None]
 """(tracker, offset, message, reason, detail): dead-letter a message that could not be parked."""
 IngestParked = Callable[[PartitionOffsets, int, ParkedMessage], None]
+Held = Callable[[str], Iterable[tuple[PartitionOffsets, int]]]
+"""A brand's records held in the lanes (being delivered or queued), as (source tracker, offset)."""
 
 
 @dataclass(slots=True)
@@ -54,6 +60,9 @@ class TenantParking:
     previous: dict[TopicPartition, int] | None = None  # the targets at the previous look
     hold_until: float = 0.0
     hold_again_at: float = 0.0
+    # Per source tracker, the offsets of this brand's records the lanes held when it was parked (ascending): a record
+    # parked behind one of them still unsettled carries the highest such offset (AFTER_HEADER).
+    held: dict[PartitionOffsets, list[int]] = field(default_factory=dict)
     reader: ParkingReader | None = None
     reader_task: asyncio.Task[None] | None = None
     reader_stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -74,15 +83,21 @@ class Parking:
         dead_letter: DeadLetter,
         purge: Callable[[], None],
         replaying: Callable[[], bool],
+        held: Held,
+        source: SourcePositions,
     ) -> None:
         """`replaying` is true while source records read again after a restart or rebalance (older than anything
-        parked before it) are unsettled: readers deliver nothing meanwhile."""
+        parked before it) are unsettled: readers deliver nothing meanwhile. `held` lists a brand's records in the
+        lanes; `source` shows readers this process's tracking of the source partitions and the group's commits."""
         self.topic = destination.parking_topic(kafka.group_prefix)
         self._group = f"{destination.group_id(kafka.group_prefix)}.parked"
         self._destination = destination.name
         self._log = destination_logger("gateway.parking", destination.name)
         self._kafka = kafka
         self._after = destination.config.parking.after
+        # A holder elsewhere delivers its held records within a probe interval of its brand coming back (replicas may
+        # probe less often than this one): a reader waits on it while its partition's commit moves at least this often.
+        self._order_patience = max(ORDER_PATIENCE, 2 * destination.config.retry.halt_probe + 10.0)
         self._tenants = tenants
         self._bounds = bounds
         self._loads = loads
@@ -91,6 +106,8 @@ class Parking:
         self._dead_letter = dead_letter
         self._purge = purge
         self._replaying = replaying
+        self._held = held
+        self._source = source
         self.parking: set[str] = set()  # read on the hot path: brands whose events are parked
         self.holding: set[str] = set()  # brands about to flip back: consumption pauses briefly (HOLD_LIMIT)
         self._states = {name: TenantParking(name) for name in tenants}
@@ -100,6 +117,7 @@ class Parking:
             metrics.parking(name, False, 0)
             metrics.parked(name)
             metrics.unparked(name)
+            metrics.parked_order_timeouts(name)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -187,6 +205,7 @@ class Parking:
         state.parking = True
         state.previous = None
         state.hold_again_at = 0.0
+        state.held = held_offsets(self._held(state.name))
         self.parking.add(state.name)
         self._metrics.parking(state.name, True, state.backlog)
         self._log.warning(
@@ -206,7 +225,7 @@ class Parking:
         state = self._states[tenant]
         state.writes += 1
         state.issued += 1
-        headers = parked_headers(message, self._destination, tenant)
+        headers = parked_headers(message, self._destination, tenant, held_after(state.held, offsets))
         writer.write(writer.partition_of(message.partition), Write(offsets, offset, tenant, message, headers))
 
     async def write_forever(self) -> None:
@@ -301,6 +320,7 @@ class Parking:
             ingest,
             self._purge,
             self._replaying,
+            OrderGate(self._source, self._order_patience, self._metrics.parked_order_timeouts(name).inc, self._log),
         )
         state.reader_task = asyncio.create_task(state.reader.run(state.reader_stop), name=f"parking-reader:{name}")
 
@@ -321,6 +341,28 @@ class Parking:
             if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
                 return task.exception()
         return None
+
+
+def held_offsets(held: Iterable[tuple[PartitionOffsets, int]]) -> dict[PartitionOffsets, list[int]]:
+    """Per source tracker, the offsets among `held` still unsettled, ascending."""
+    by_tracker: dict[PartitionOffsets, set[int]] = {}
+    for tracker, offset in held:
+        if tracker.unsettled(offset):
+            by_tracker.setdefault(tracker, set()).add(offset)
+    return {tracker: sorted(offsets) for tracker, offsets in by_tracker.items()}
+
+
+def held_after(held: dict[PartitionOffsets, list[int]], tracker: PartitionOffsets) -> tuple[int, str] | None:
+    """The highest offset of `tracker` still held unsettled from when the brand was parked, if any, and its token."""
+    offsets = held.get(tracker)
+    if offsets is None:
+        return None
+    while offsets and not tracker.unsettled(offsets[-1]):
+        offsets.pop()
+    if not offsets:
+        del held[tracker]
+        return None
+    return offsets[-1], tracker.token
 
 
 async def ensure_topic(kafka: KafkaConfig, topic: str, sources: list[str]) -> bool:

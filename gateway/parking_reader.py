@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,8 @@ from gateway.delivery import Tenant
 from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, SHUTDOWN_CALL_TIMEOUT, destination_consumer, stop_within, within
 from gateway.load import Bound, Load
 from gateway.offsets import PartitionOffsets
-from gateway.parked_records import ParkedMessage, tenant_of, unparked
+from gateway.parked_records import OrderAfter, ParkedMessage, order_after, tenant_of, unparked
+from gateway.parking_order import OrderGate
 from gateway.waits import wait_event
 
 log = structlog.get_logger("gateway.parking")
@@ -57,9 +59,11 @@ class ParkingReader:
         ingest: Ingest,
         purge: Callable[[], None],
         wait: Callable[[], bool],
+        gate: OrderGate,
     ) -> None:
         """`purge` drops queued records of closed trackers from the lanes (after a revocation); while `wait` is true
-        nothing is read (older source records are still on their way)."""
+        nothing is read (older source records are still on their way); `gate` holds back a record parked behind
+        older ones another process still holds (gateway/parking_order.py)."""
         self.tenant = tenant
         self.group = group
         self._kafka = kafka
@@ -69,6 +73,9 @@ class ParkingReader:
         self._ingest = ingest
         self._purge = purge
         self._wait = wait
+        self._gate = gate
+        # Parking partitions whose next record waits on the gate: the records read from each, in order (paused).
+        self._waiting: dict[TopicPartition, deque[Any]] = {}
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: Committer | None = None
@@ -85,6 +92,7 @@ class ParkingReader:
         """Joined the group; a tracker still held for a newly assigned partition is stale: start it afresh."""
         self.joined = True
         for tp in assigned:
+            self._waiting.pop(tp, None)
             stale = self._partitions.pop(tp, None)
             if stale is not None:
                 stale.close()
@@ -93,6 +101,7 @@ class ParkingReader:
         """Commit what settled, then forget the partitions: their unsettled records go to the next owner."""
         await self._commit()
         for tp in revoked:
+            self._waiting.pop(tp, None)  # never tracked: the next owner reads them again
             tracker = self._partitions.pop(tp, None)
             if tracker is not None:
                 tracker.close()
@@ -136,6 +145,8 @@ class ParkingReader:
             if now >= next_commit:
                 await self._commit()
                 next_commit = now + COMMIT_PERIOD
+            if self._waiting:
+                await self._release(consumer)
             room = self._room(consumer, now)
             try:
                 batches = await consumer.getmany(timeout_ms=100, max_records=room)
@@ -143,17 +154,54 @@ class ParkingReader:
                 log.warning("parking reader cannot read; retrying", group=self.group, error=type(error).__name__)
                 await wait_event(stop, 1.0)
                 continue
-            mine = self.tenant.name
             for tp, records in batches.items():
-                tracker = self._partitions.get(tp)
-                if tracker is None:
-                    tracker = self._partitions[tp] = PartitionOffsets()
-                for record in records:
-                    if tenant_of(record) != mine:
-                        tracker.track(record.offset, 0)  # another brand's: its own reader delivers it
-                        continue
-                    self.read += 1
-                    self._ingest(tracker, record.offset, unparked(record))
+                self._take(consumer, tp, records)
+
+    def _take(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Any]) -> None:
+        """Hand records on in order until one must wait on the gate: it and the rest wait, the partition paused."""
+        waiting = self._waiting.get(tp)
+        if waiting is not None:
+            waiting.extend(records)
+            return
+        for index, record in enumerate(records):
+            if self._blocked(record) is not None:
+                self._waiting[tp] = deque(records[index:])
+                consumer.pause(tp)
+                return
+            self._hand_on(tp, record)
+
+    async def _release(self, consumer: AIOKafkaConsumer) -> None:
+        """Hand on what waited on the gate and may go now; resume a partition whose wait is over."""
+        for tp in list(self._waiting):
+            waiting = self._waiting.get(tp)
+            while waiting:
+                wait = self._blocked(waiting[0])
+                if wait is not None and not await self._gate.refresh(wait):
+                    break
+                if self._waiting.get(tp) is not waiting:  # revoked (or assigned afresh) meanwhile
+                    break
+                self._hand_on(tp, waiting.popleft())
+            if not waiting and self._waiting.get(tp) is waiting:
+                del self._waiting[tp]
+                if not self._paused:
+                    consumer.resume(tp)
+
+    def _blocked(self, record: Any) -> OrderAfter | None:
+        """What `record` waits for, if it is this brand's and the gate is not open for it yet."""
+        if tenant_of(record) != self.tenant.name:
+            return None
+        wait = order_after(record)
+        return None if wait is None or self._gate.open(wait) else wait
+
+    def _hand_on(self, tp: TopicPartition, record: Any) -> None:
+        tracker = self._partitions.get(tp)
+        if tracker is None:
+            tracker = self._partitions[tp] = PartitionOffsets()
+        if tenant_of(record) != self.tenant.name:
+            tracker.track(record.offset, 0)  # another brand's: its own reader delivers it
+            return
+        self.read += 1
+        self._ingest(tracker, record.offset, unparked(record))
 
     def _room(self, consumer: AIOKafkaConsumer, now: float) -> int:
         """Pause while the brand is halted or at its bound; the room for the next poll otherwise."""
@@ -166,7 +214,7 @@ class ParkingReader:
             self._paused = True
             return 1
         if self._paused:
-            consumer.resume(*consumer.assignment())
+            consumer.resume(*(tp for tp in consumer.assignment() if tp not in self._waiting))
             self._paused = False
         if halted:
             return 1

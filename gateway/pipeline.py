@@ -151,6 +151,8 @@ class Pipeline:
                 self._dead_letter_unparked,
                 self._purge_closed,
                 self._replaying,
+                self._held,
+                self,
             )
             if destination.parks
             else None
@@ -308,6 +310,24 @@ class Pipeline:
             if position is not None and position < tracker.replay_end:
                 return True
         return False
+
+    def _held(self, tenant: str) -> list[tuple[PartitionOffsets, int]]:
+        return [(item.offsets, item.offset) for item in self._stage.held(tenant)]
+
+    def tracking(self, topic: str, partition: int) -> PartitionOffsets | None:
+        """The live tracker of a source partition this pipeline consumes and read from (None otherwise)."""
+        tracker = self._partitions.get(TopicPartition(topic, partition))
+        return tracker if tracker is not None and not tracker.closed else None
+
+    async def committed(self, topic: str, partition: int) -> int | None:
+        """The group's committed offset of a source partition, whoever owns it (None: none, or no answer)."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        try:
+            return await within(KAFKA_CALL_TIMEOUT, consumer.committed(TopicPartition(topic, partition)))
+        except (KafkaError, AssertionError):
+            return None
 
     def _purge_closed(self) -> None:
         for lane in self._lanes():
