@@ -149,6 +149,10 @@ class DeliveryEngine:
             raise RuntimeError(f"a per-key delivery of {self.destination} failed") from self._chains.failure
         self._chains.start(tenant.name, groups, lambda chain: self._deliver_records(tenant, chain, stats), finished)
 
+    def held(self, tenant: str) -> list[Item]:
+        """Records of `tenant` handed to per-key deliveries that have not ended (a lane's batch is its own)."""
+        return self._chains.held(tenant)
+
     async def settled(self) -> None:
         """Return when every per-key delivery started so far has ended (tests, and waiting out a drain)."""
         await self._chains.wait()

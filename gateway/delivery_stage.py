@@ -86,8 +86,10 @@ class DeliveryStage:
         return [lane for lanes in self._lanes.values() for lane in lanes if lane is not None]
 
     def held(self, tenant: str) -> list[Item]:
-        """The items `tenant`'s lanes hold (being delivered or queued)."""
-        return [item for lane in self._lanes[tenant] if lane is not None for item in lane.held()]
+        """The items of `tenant` not yet settled here: in its lanes (being delivered or queued), and in per-key
+        deliveries a lane handed on."""
+        lanes = [item for lane in self._lanes[tenant] if lane is not None for item in lane.held()]
+        return [*lanes, *self.engine.held(tenant)]
 
     def hurry(self) -> None:
         """Every lane sends what it holds without lingering (the destination holds half its bound or more)."""

@@ -23,6 +23,7 @@ class KeyChains:
         self._tails: dict[ChainKey, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: dict[str, int] = {}  # per tenant: its deliveries running
+        self._records: dict[asyncio.Task[None], tuple[str, list[Item]]] = {}  # each delivery's tenant and records
         self.failure: BaseException | None = None
         self._ended_one = asyncio.Event()  # set whenever a delivery ends: lanes waiting for room look again
 
@@ -52,11 +53,13 @@ class KeyChains:
             task = asyncio.create_task(chain(records, self._tails.get(key)), name=f"chain:{self._destination}")
             self._tails[key] = task
             self._tasks.add(task)
+            self._records[task] = (tenant, records)
             self._running[tenant] = self._running.get(tenant, 0) + 1
             task.add_done_callback(functools.partial(self._ended, key))
 
     def _ended(self, key: ChainKey, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        del self._records[task]
         self._running[key[0]] -= 1
         self._ended_one.set()
         if self._tails.get(key) is task:
@@ -67,6 +70,10 @@ class KeyChains:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def held(self, tenant: str) -> list[Item]:
+        """The records of `tenant`'s deliveries that have not ended (being sent, or waiting for their key's turn)."""
+        return [item for name, records in self._records.values() if name == tenant for item in records]
 
     def running(self, tenant: str) -> int:
         """How many of `tenant`'s deliveries run."""

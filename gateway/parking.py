@@ -44,7 +44,7 @@ DeadLetter = Callable[[PartitionOffsets, int, Any, str, str], None]
 """(tracker, offset, message, reason, detail): dead-letter a message that could not be parked."""
 IngestParked = Callable[[PartitionOffsets, int, ParkedMessage], None]
 Held = Callable[[str], Iterable[tuple[PartitionOffsets, int]]]
-"""A brand's records held in the lanes (being delivered or queued), as (source tracker, offset)."""
+"""A brand's records not yet settled in the lanes or the per-player deliveries, as (source tracker, offset)."""
 
 
 @dataclass(slots=True)

@@ -142,3 +142,28 @@ async def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> Non
     while not condition():
         assert time.monotonic() < deadline, "condition not met"
         await asyncio.sleep(0.005)
+
+
+async def test_a_lane_holds_the_batch_it_is_delivering_and_what_is_queued_behind_it() -> None:
+    """What parking notes as a brand's held records (gateway.parking): the batch on its way, then the queue."""
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def deliver(items: list[Item]) -> None:
+        started.set()
+        await release.wait()
+
+    lane = Lane(Batcher(BatchLimits(max_events=3, max_bytes=1_000_000, linger=0.0)), deliver)
+    task = asyncio.create_task(lane.run())
+    try:
+        for offset in range(3):
+            lane.add(make_item(offset), time.monotonic())
+        await asyncio.wait_for(started.wait(), 5)
+        for offset in range(3, 5):
+            lane.add(make_item(offset), time.monotonic())
+        assert [item.offset for item in lane.held()] == [0, 1, 2, 3, 4]
+        release.set()
+        await wait_until(lambda: not lane.held())
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

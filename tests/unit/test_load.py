@@ -97,7 +97,10 @@ async def test_one_tenants_running_deliveries_leave_room_for_another() -> None:
     def groups(prefix: str, count: int) -> list[list[Item]]:
         return [[_item(f"{prefix}-{index}")] for index in range(count)]
 
-    chains.start("casino-b", groups("b", 4), hang, lambda: None)
+    held = groups("b", 4)
+    chains.start("casino-b", held, hang, lambda: None)
+    assert chains.held("casino-b") == [item for group in held for item in group]  # what parking notes as held
+    assert chains.held("casino-a") == []
     await asyncio.wait_for(chains.room("casino-a", 4), 1)  # returns at once: casino-a runs nothing
     waiting = asyncio.create_task(chains.room("casino-b", 4))
     await asyncio.sleep(0)
@@ -107,6 +110,7 @@ async def test_one_tenants_running_deliveries_leave_room_for_another() -> None:
     await asyncio.wait_for(waiting, 1)
     await chains.wait()
     assert chains.running("casino-b") == 0
+    assert chains.held("casino-b") == []
 
 
 def _item(key: str) -> Item:
