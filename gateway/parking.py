@@ -270,7 +270,10 @@ class Parking:
             reader.read = 0
         if state.parking and reader is not None and reader.joined:
             await self._look(state, reader)
-        if not state.parking and reader is not None and reader.pending == 0 and state.reader_task is not None:
+        # A reader holding records back for order keeps reading until they went: they may be the only copy anyone
+        # reads before the next start (another process parked them, and it may be gone).
+        idle = reader is not None and reader.pending == 0 and reader.waiting == 0
+        if not state.parking and idle and state.reader_task is not None:
             state.reader_stop.set()
             task = state.reader_task
             await asyncio.gather(task, return_exceptions=True)

@@ -88,6 +88,11 @@ class ParkingReader:
         """Parked events handed on and not yet settled."""
         return sum(len(offsets) for offsets in self._partitions.values())
 
+    @property
+    def waiting(self) -> int:
+        """Records read and held back by the order gate (not handed on, so not pending)."""
+        return sum(len(records) for records in self._waiting.values())
+
     def assigned(self, assigned: list[TopicPartition]) -> None:
         """Joined the group; a tracker still held for a newly assigned partition is stale: start it afresh."""
         self.joined = True

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
 
+from gateway import binding
 from gateway.config import KafkaConfig
 from gateway.delivery import Tenant
 from gateway.load import Bound, Load
+from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.parked_records import AFTER_HEADER, OrderAfter, order_after, parked_headers, unparked
-from gateway.parking import held_after, held_offsets
+from gateway.parking import Parking, held_after, held_offsets
 from gateway.parking_order import CHECK_PERIOD, OrderGate
 from gateway.parking_reader import ParkingReader
+from tests.integration.harness import gateway_config, unibo_destination
 
 
 @dataclass
@@ -264,3 +269,50 @@ async def test_a_revoked_partition_forgets_what_waited_and_commits_nothing_past_
     await reader.revoked([PARKING])  # commits what settled (no consumer yet: nothing to call), then forgets
     assert reader._waiting == {}
     assert ingested == [0]
+
+
+class _IdleReader:
+    """What the supervisor reads of a reader: handed-on records not settled, and records held back for order."""
+
+    def __init__(self, waiting: int) -> None:
+        self.pending = 0
+        self.waiting = waiting
+        self.read = 0
+        self.joined = True
+
+
+async def test_a_brand_back_to_direct_keeps_its_reader_while_it_holds_records_back_for_order() -> None:
+    """They may be another process's parked events that nobody else reads before the next start."""
+    tree = gateway_config("localhost:9092", "events", [unibo_destination("http://vendor.test")])
+    tree["destinations"][0]["credentials"] = {"casino-a": {"api_key": "key-a"}, "casino-b": {"api_key": "key-b"}}
+    resolved = binding.parse(tree, env={})
+    destination = resolved.destinations[0]
+    tenants = {name: Tenant(name, None) for name in ("casino-a", "casino-b")}
+    parking = Parking(
+        destination,
+        resolved.gateway.kafka,
+        tenants,
+        {name: Bound(100, 1 << 20) for name in tenants},
+        {name: Load() for name in tenants},
+        DestinationMetrics(Metrics(CollectorRegistry()), destination.name),
+        lambda tracker, offset, message: None,
+        lambda tracker, offset, message, reason, detail: None,
+        lambda: None,
+        lambda: False,
+        lambda tenant: [],
+        _Source(),
+    )
+    state = parking._states["casino-b"]  # not parking (flipped back to direct delivery)
+    reader = _IdleReader(waiting=3)
+    stop = state.reader_stop
+    state.reader = reader  # type: ignore[assignment]
+
+    async def run() -> None:
+        await stop.wait()
+
+    state.reader_task = asyncio.create_task(run())
+    await parking._supervise(state)
+    assert state.reader_task is not None and not stop.is_set()
+    reader.waiting = 0
+    await parking._supervise(state)
+    assert state.reader_task is None and stop.is_set()
