@@ -4,7 +4,9 @@ Produces the backlog first (default 5,000,000 events, from a child process), the
 process against the Unibo sandbox (another process) and samples the gateway's RSS every second until every offset is
 committed. Prints the peak, the final RSS, the curve (flat or growing), the in-flight events and bytes it held (the
 bounds), and events/s. `--halted-brand`: two brands, brand B's key refused (403) for the whole run, so B is parked.
-Run: .venv/bin/python bench/backlog_memory.py [--events 5000000] [--halted-brand] [--slow-ms 0]
+`--then-accept`: once that run settled, B's key works and the parked events drain through B's parking reader; prints
+that drain's rate, and the gateway's CPU seconds and RSS over it.
+Run: .venv/bin/python bench/backlog_memory.py [--events 5000000] [--halted-brand [--then-accept]] [--slow-ms 0]
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ def _sandbox() -> UniboSandbox:
 
 
 def _answer(sandbox: UniboSandbox, request: str) -> Any:
-    """'count': unique ids stored; 'refused': requests refused on their key."""
+    """'count': unique ids stored; 'refused': requests refused on their key; 'accept': brand B's key works from now."""
+    if request == "accept":
+        sandbox.set_keys({KEY_A: "casino-a", KEY_B: "casino-b"})
+        return True
     return sandbox.stats.auth_failures if request == "refused" else sandbox.total_unique
 
 
@@ -84,6 +89,8 @@ class Samples:
     in_flight: list[float] = field(default_factory=list)
     in_flight_bytes: list[float] = field(default_factory=list)
     parked: float = 0.0
+    parking: float = 0.0  # brands parking now
+    halted: float = 0.0  # brands halted now
     # (seconds, (consumed, delivered, parked, in flight)): with a brand halted for the whole run, the events it held
     # when it was parked never settle, so neither does every commit
     progress: list[tuple[float, tuple[float, float, float, float]]] = field(default_factory=list)
@@ -116,6 +123,8 @@ async def _sample(process: psutil.Process, port: int, samples: Samples, started:
                 samples.in_flight.append(_metric(text, "gateway_in_flight_events"))
                 samples.in_flight_bytes.append(_metric(text, "gateway_in_flight_bytes"))
                 samples.parked = _metric(text, "gateway_parked_events_total")
+                samples.parking = _metric(text, "gateway_brand_parking")
+                samples.halted = _metric(text, "gateway_tenant_halted")
                 consumed = _metric(text, "gateway_events_consumed_total")
                 delivered = _metric(text, "gateway_events_delivered_total")
                 counts = (consumed, delivered, samples.parked, samples.in_flight[-1])
@@ -219,6 +228,7 @@ async def run(args: argparse.Namespace) -> None:
                     await asyncio.sleep(2.0)
                 if elapsed is None:
                     elapsed = time.monotonic() - started
+                drain = await _drain(gateway, tree, sandbox, samples, args.events) if args.then_accept else None
                 await asyncio.sleep(1.5)  # one more sample after the last commit
                 sampler.cancel()
                 layout = _layout(gateway.pid)
@@ -240,12 +250,41 @@ async def run(args: argparse.Namespace) -> None:
         f"first sample {samples.rss[0]:.0f} MiB; {len(samples.rss)} samples"
     )
     print(f"curve: {_curve(samples)}")
+    if drain is not None:
+        probed, seconds, cpu, peak = drain
+        print(
+            f"B's key then accepted: its probe went through {probed:.1f} s later; then {samples.parked:,.0f} parked "
+            f"events and B's held ones drained in {seconds:.1f} s ({samples.parked / seconds:,.0f} parked events/s); "
+            f"gateway CPU {cpu:.1f} s and RSS peak {peak:.0f} MiB from the key's acceptance"
+        )
     print(f"at the end (nothing in flight): {layout}")
     if samples.in_flight:
         print(
             f"held at most {max(samples.in_flight):,.0f} events in flight, "
             f"{max(samples.in_flight_bytes) / 2**20:.1f} MiB counted (gateway_in_flight_bytes)"
         )
+
+
+async def _drain(
+    gateway: subprocess.Popen[bytes], tree: dict[str, Any], sandbox: SandboxProcess, samples: Samples, events: int
+) -> tuple[float, float, float, float]:
+    """Accept B's key, then wait until every offset is committed and B delivers directly again: (seconds until B's
+    probe got through, seconds of drain after it, gateway CPU seconds, RSS peak in MiB) over both."""
+    process = psutil.Process(gateway.pid)
+    cpu_before = sum(process.cpu_times()[:2])
+    first_sample = len(samples.rss)
+    begun = time.monotonic()
+    await sandbox.ask("accept")
+    while samples.halted > 0:  # until B's prober gets through (retry.halt_probe)
+        await asyncio.sleep(0.1)
+    probed = time.monotonic() - begun
+    while await committed_total(tree) < events or samples.parking > 0:
+        if gateway.poll() is not None:
+            raise RuntimeError(f"the gateway exited with {gateway.returncode}")
+        await asyncio.sleep(0.1)
+    seconds = time.monotonic() - begun
+    cpu = sum(process.cpu_times()[:2]) - cpu_before
+    return probed, seconds - probed, cpu, max(samples.rss[first_sample:] or samples.rss[-1:])
 
 
 def _start_gateway(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
@@ -264,6 +303,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--halted-brand", action="store_true", help="two brands, brand B's key refused (403)")
+    parser.add_argument("--then-accept", action="store_true", help="with --halted-brand: then B's key works")
     parser.add_argument("--slow-ms", type=int, default=0, help="the sandbox answers each request this much later")
     parser.add_argument("--max-in-flight", type=int, default=None)
     parser.add_argument("--max-in-flight-bytes", type=int, default=None)

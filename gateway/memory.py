@@ -18,7 +18,7 @@ COLLECT_EVERY = 10
 collector run rarely, for speed, and the hot path makes no reference cycles, but rarer paths do (a retried request's
 exception and traceback, a client closed after a check): this frees them within 10 s. The rounds collected the young
 generations every second too, until the cycles that needed it were found: aiokafka's record sets dropped when every
-partition was paused, each holding its fetch buffer, which the pipeline no longer makes (gateway/pipeline.py, HOLD).
+partition was paused, each holding its fetch buffer, which consumption no longer makes (gateway/load.py, HOLD).
 Those collections walked every record in flight each second, 4-6% of a Unibo drain's CPU; without them and without
 the drops, a 1M backlog with a brand parked peaked at 132 MiB, flat (bench/backlog_memory.py --halted-brand)."""
 

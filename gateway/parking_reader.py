@@ -18,7 +18,7 @@ from gateway.commits import Committer
 from gateway.config import KafkaConfig
 from gateway.delivery import Tenant
 from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, SHUTDOWN_CALL_TIMEOUT, destination_consumer, stop_within, within
-from gateway.load import Bound, Load
+from gateway.load import HOLD, HOLD_CHECK_MS, Bound, Load
 from gateway.offsets import PartitionOffsets
 from gateway.parked_records import OrderAfter, ParkedMessage, order_after, tenant_of, unparked
 from gateway.parking_order import OrderGate
@@ -80,6 +80,7 @@ class ParkingReader:
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: Committer | None = None
         self._paused = False
+        self._full_since: float | None = None  # when the brand's bound was reached, while it is there
         self.read = 0  # this brand's parked events handed on
         self.joined = False
 
@@ -153,6 +154,9 @@ class ParkingReader:
             if self._waiting:
                 await self._release(consumer)
             room = self._room(consumer, now)
+            if room is None:  # holding at the bound: no poll, nothing prefetched dropped
+                await wait_event(stop, HOLD_CHECK_MS / 1000)
+                continue
             try:
                 batches = await consumer.getmany(timeout_ms=100, max_records=room)
             except KafkaError as error:
@@ -208,16 +212,22 @@ class ParkingReader:
         self.read += 1
         self._ingest(tracker, record.offset, unparked(record))
 
-    def _room(self, consumer: AIOKafkaConsumer, now: float) -> int:
-        """Pause while the brand is halted or at its bound; the room for the next poll otherwise."""
+    def _room(self, consumer: AIOKafkaConsumer, now: float) -> int | None:
+        """Hold (gateway/load.py, HOLD), then pause, while the brand is halted or at its bound; the room for the next
+        poll otherwise, or None while holding (no poll)."""
         # Halted, it takes nothing more while it holds records (its prober re-sends those); holding none, it takes one
         # record at a time, so that a probe goes out and tells when the brand is accepted again.
         halted = self.tenant.halted
         full = (halted and self._load.events > 0) or self._bound.check(self._load, now) or self._wait()
         if full:
+            if self._full_since is None:
+                self._full_since = now
+            if now - self._full_since < HOLD:
+                return None
             consumer.pause(*consumer.assignment())
             self._paused = True
             return 1
+        self._full_since = None
         if self._paused:
             consumer.resume(*(tp for tp in consumer.assignment() if tp not in self._waiting))
             self._paused = False

@@ -29,7 +29,7 @@ from gateway.kafka_clients import (
     stop_within,
     within,
 )
-from gateway.load import Bound, Load, message_bytes, records_bytes
+from gateway.load import HOLD, HOLD_CHECK_MS, Bound, Load, message_bytes, records_bytes
 from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offset_metadata import SettledAbove
@@ -41,17 +41,6 @@ from gateway.waits import wait_event
 MAX_POLL_RECORDS = 5000
 POLL_MS = 100
 """Longest a poll waits for records."""
-HOLD = 5.0
-"""At the in-flight bound, consumption first holds for up to this many seconds: no poll, and the partitions stay
-unpaused. A poll with every partition paused makes aiokafka drop the records it prefetched for them (to fetch them
-again on resume), and each dropped record set keeps its fetch buffer in a reference cycle with its generator until
-the garbage collector runs: a 1M backlog with a halted brand sawed between 120 and 200 MiB of RSS unless the young
-generations were collected every second, which cost 4-6% of a drain's CPU. An unpaused partition keeps one fetch
-waiting and fetches no more. A bound held longer than this is an outage or a halt: the partitions are paused then,
-and polls (which keep the group membership: max_poll_interval_ms is at least 10 s) wait POLL_MS."""
-HOLD_CHECK_MS = 10
-"""How often the bound is looked at while holding: how soon a drop to half is noticed (a send takes tens of
-milliseconds; 100 ms each time cost a quarter of a backlog's drain)."""
 REVOKE_SETTLE_TIMEOUT = 10.0
 
 
