@@ -12,8 +12,8 @@ PARKED_AT_HEADER = "gateway-parked-at"
 DESTINATION_HEADER = "gateway-parked-destination"
 AFTER_HEADER = "gateway-parked-after"
 """Set when the process that parked the record still held older records of its brand from the same source partition
-in its lanes: "<their highest source offset> <the token of that process's tracking of the partition>". A reader
-elsewhere (or after a restart) delivers the record only once that offset is settled."""
+(in its lanes or per-player deliveries): "<their highest source offset> <the token of that process's tracking of the
+partition>". A reader elsewhere (or after a restart) delivers the record only once that offset is settled."""
 _OWN = (TENANT_HEADER, SOURCE_HEADER, PARKED_AT_HEADER, DESTINATION_HEADER, AFTER_HEADER)
 
 
