@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from gateway.batcher import Item
 from gateway.config import KafkaConfig
 from gateway.delivery import Tenant
 from gateway.destination import Destination
@@ -43,8 +44,8 @@ records of (gateway/parking_order.py), while that commit does not move."""
 DeadLetter = Callable[[PartitionOffsets, int, Any, str, str], None]
 """(tracker, offset, message, reason, detail): dead-letter a message that could not be parked."""
 IngestParked = Callable[[PartitionOffsets, int, ParkedMessage], None]
-Held = Callable[[str], Iterable[tuple[PartitionOffsets, int]]]
-"""A brand's records not yet settled in the lanes or the per-player deliveries, as (source tracker, offset)."""
+Held = Callable[[str], Iterable[Item]]
+"""A brand's records not yet settled in the lanes or the per-player deliveries."""
 
 
 @dataclass(slots=True)
@@ -346,12 +347,12 @@ class Parking:
         return None
 
 
-def held_offsets(held: Iterable[tuple[PartitionOffsets, int]]) -> dict[PartitionOffsets, list[int]]:
-    """Per source tracker, the offsets among `held` still unsettled, ascending."""
+def held_offsets(held: Iterable[Item]) -> dict[PartitionOffsets, list[int]]:
+    """Per source tracker, the offsets of the items in `held` still unsettled, ascending."""
     by_tracker: dict[PartitionOffsets, set[int]] = {}
-    for tracker, offset in held:
-        if tracker.unsettled(offset):
-            by_tracker.setdefault(tracker, set()).add(offset)
+    for item in held:
+        if item.offsets.unsettled(item.offset):
+            by_tracker.setdefault(item.offsets, set()).add(item.offset)
     return {tracker: sorted(offsets) for tracker, offsets in by_tracker.items()}
 
 

@@ -140,7 +140,7 @@ class Pipeline:
                 self._dead_letter_unparked,
                 self._purge_closed,
                 self._replaying,
-                self._held,
+                self._stage.held,
                 self,
             )
             if destination.parks
@@ -299,9 +299,6 @@ class Pipeline:
             if position is not None and position < tracker.replay_end:
                 return True
         return False
-
-    def _held(self, tenant: str) -> list[tuple[PartitionOffsets, int]]:
-        return [(item.offsets, item.offset) for item in self._stage.held(tenant)]
 
     def tracking(self, topic: str, partition: int) -> PartitionOffsets | None:
         """The live tracker of a source partition this pipeline consumes and read from (None otherwise)."""

@@ -48,6 +48,7 @@ class _Vendor:
     sandbox: Any
     refused: int  # the status of a refused key
     late_key: str  # the late replica's key for brand B as its requests carry it
+    credentials: Callable[[str], dict[str, str]]  # a brand's credentials with this api key
     delivered: Callable[[str], set[str]]
     expected: Callable[[Sequence[dict[str, Any]], str], set[str]]
     out_of_order: Callable[[Sequence[dict[str, Any]], str], list[str]]
@@ -67,6 +68,7 @@ def _unibo() -> _Vendor:
         sandbox,
         403,
         LATE_KEY,
+        lambda key: {"api_key": key},
         lambda brand: set(sandbox.unique_ids(brand)),
         lambda events, brand: set(test_parking._ids([e for e in events if unibo_takes(e)], brand)),
         lambda events, brand: test_parking._out_of_order(
@@ -90,6 +92,7 @@ def _userwise() -> _Vendor:
         sandbox,
         401,
         base64.b64encode(LATE_KEY.encode()).decode(),  # UserWise's X-Api-Key is the key in base64
+        lambda key: {"api_key": key, "secret_key": USERWISE_SECRET},
         lambda brand: set(sandbox.app_log(brand).event_uids),
         lambda events, brand: set(expected_at_userwise(e for e in events if e["brand"] == brand).event_uids),
         lambda events, brand: test_parking_per_request._out_of_order(sandbox, brand, events),
@@ -100,11 +103,7 @@ def _tree(
     bootstrap: str, topic: str, vendor: _Vendor, url: str, client_id: str, brand_b_key: str, halt_probe: float
 ) -> dict[str, Any]:
     destination = vendor.destination(url)
-    secret = {"secret_key": USERWISE_SECRET} if vendor.name == "userwise" else {}
-    destination["credentials"] = {
-        "casino-a": {"api_key": A_KEY, **secret},
-        "casino-b": {"api_key": brand_b_key, **secret},
-    }
+    destination["credentials"] = {"casino-a": vendor.credentials(A_KEY), "casino-b": vendor.credentials(brand_b_key)}
     destination["retry"] = {**destination["retry"], "halt_probe": halt_probe}
     tree = gateway_config(bootstrap, topic, [destination])
     tree["kafka"]["client_id"] = client_id  # member ids sort by it: the assignors deal partitions in that order

@@ -20,6 +20,7 @@ from gateway.parking import Parking, held_after, held_offsets
 from gateway.parking_order import CHECK_PERIOD, OrderGate
 from gateway.parking_reader import ParkingReader
 from tests.integration.harness import gateway_config, unibo_destination
+from tests.unit.helpers import make_item
 
 
 @dataclass
@@ -102,7 +103,8 @@ def test_the_held_offsets_are_those_of_the_brand_still_unsettled_at_parking() ->
         tracker.track(offset, 1)
     other.track(0, 1)
     tracker.settle(4)
-    held = held_offsets([(tracker, 2), (tracker, 4), (tracker, 7), (tracker, 2), (other, 0)])
+    items = [make_item(2, tracker), make_item(4, tracker), make_item(7, tracker), make_item(2, tracker)]
+    held = held_offsets([*items, make_item(0, other)])  # an item twice: one record of a message in two lanes
     assert held == {tracker: [2, 7], other: [0]}
     assert held_after(held, tracker) == (7, tracker.token)
     tracker.settle(7)  # the highest settles first: the wait falls back to the next one still held
