@@ -37,6 +37,8 @@ HOLD_LIMIT = 2.0
 """Seconds consumption may pause so that a brand's last parked events are delivered and it flips back to direct
 delivery (under steady traffic its parking writes would otherwise never stop long enough); then it tries later."""
 HOLD_RETRY = 10.0
+RESTORE_RETRY = 2.0
+"""Seconds between attempts to read the reader groups' positions after a rebalance, while they cannot be read."""
 ORDER_PATIENCE = 60.0
 """The least time a parking reader waits on the commit of a source partition that another process holds older
 records of (gateway/parking_order.py), while that commit does not move."""
@@ -111,6 +113,7 @@ class Parking:
         self._source = source
         self.parking: set[str] = set()  # read on the hot path: brands whose events are parked
         self.holding: set[str] = set()  # brands about to flip back: consumption pauses briefly (HOLD_LIMIT)
+        self.unchecked = False  # the reader groups' positions could not be read after a rebalance: consumption waits
         self._states = {name: TenantParking(name) for name in tenants}
         self._producer: AIOKafkaProducer | None = None
         self._writer: ParkingWriter | None = None
@@ -157,11 +160,36 @@ class Parking:
         self._writer = ParkingWriter(
             producer, self.topic, partitions, self._kafka.dlq_max_message_bytes, self._written, self._refused
         )
+        await self._restore("parked events not yet delivered before this start")
+
+    async def restore(self) -> None:
+        """After a rebalance gave this process source partitions: park every brand with parked events its reader
+        group has not read, before any of those partitions' records is delivered. The process that parked them may
+        have left the group (a scale-down, a crash), and the players whose older events they are may be the ones
+        whose partitions came here. If the reader groups' positions cannot be read, consumption waits (`unchecked`)
+        and the supervisor asks again."""
+        if self._writer is None:  # not started: the start restores
+            return
+        try:
+            await self._restore("parked events not yet delivered, after partitions were assigned")
+        except KafkaError as error:
+            if not self.unchecked:
+                self._log.warning(
+                    "cannot read the parking readers' positions after a rebalance; consumption waits until it can",
+                    topic=self.topic,
+                    error=type(error).__name__,
+                )
+            self.unchecked = True
+
+    async def _restore(self, why: str) -> None:
+        behind = await uncommitted(self._kafka, self.topic, [self._reader_group(name) for name in self._states])
         for name, state in self._states.items():
-            behind = await uncommitted(self._kafka, self.topic, self._reader_group(name))
-            if behind:
-                state.targets.update(behind)
-                self._begin(state, "parked events not yet delivered before this start")
+            ends = behind[self._reader_group(name)]
+            if ends:
+                for tp, end in ends.items():
+                    state.targets[tp] = max(state.targets.get(tp, 0), end)
+                self._begin(state, why)
+        self.unchecked = False
 
     @property
     def pending(self) -> int:
@@ -257,8 +285,13 @@ class Parking:
     async def supervise_forever(self) -> None:
         """Run a reader for each parked brand; flip a brand back to direct delivery once the reader group committed
         past everything parked for it and no parking write of it is outstanding; stop idle readers."""
+        check_at = 0.0
         while True:
             await asyncio.sleep(SUPERVISE_PERIOD)
+            now = asyncio.get_running_loop().time()
+            if self.unchecked and now >= check_at:
+                check_at = now + RESTORE_RETRY
+                await self.restore()
             for state in self._states.values():
                 await self._supervise(state)
 
@@ -389,31 +422,33 @@ async def ensure_topic(kafka: KafkaConfig, topic: str, sources: list[str]) -> bo
             await within(KAFKA_CALL_TIMEOUT, admin.create_topics([NewTopic(topic, max(1, partitions), replicas)]))
         log.info("parking topic created", topic=topic, partitions=max(1, partitions), replication_factor=replicas)
     finally:
-        await admin.close()
+        await stop_within("parking-check", admin.close)
     return False
 
 
-async def uncommitted(kafka: KafkaConfig, topic: str, group: str) -> dict[TopicPartition, int]:
-    """Per partition of `topic` where `group` has not committed up to the end: the end offset (its target)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.servers,
-        group_id=group,
-        enable_auto_commit=False,
-        **client_security_kwargs(kafka.security),
-    )
+async def uncommitted(kafka: KafkaConfig, topic: str, groups: list[str]) -> dict[str, dict[TopicPartition, int]]:
+    """Per group, each partition of `topic` where it has not committed up to the end: the end offset (its target)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.servers, **client_security_kwargs(kafka.security))
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.servers, **client_security_kwargs(kafka.security))
     await within(KAFKA_CALL_TIMEOUT, consumer.start())
     try:
+        await within(KAFKA_CALL_TIMEOUT, admin.start())
         await within(KAFKA_CALL_TIMEOUT, consumer.topics())
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:
-            return {}
+            return {group: {} for group in groups}
         ends = await within(KAFKA_CALL_TIMEOUT, consumer.end_offsets(partitions))
         starts = await within(KAFKA_CALL_TIMEOUT, consumer.beginning_offsets(partitions))
-        behind: dict[TopicPartition, int] = {}
-        for tp in partitions:
-            committed = await within(KAFKA_CALL_TIMEOUT, consumer.committed(tp))
-            if (committed if committed is not None else starts[tp]) < ends[tp]:
-                behind[tp] = ends[tp]
+        behind: dict[str, dict[TopicPartition, int]] = {}
+        for group in groups:
+            offsets = await within(KAFKA_CALL_TIMEOUT, admin.list_consumer_group_offsets(group, partitions=partitions))
+            behind[group] = {}
+            for tp in partitions:
+                found = offsets.get(tp)
+                position = found.offset if found is not None and found.offset >= 0 else starts[tp]
+                if position < ends[tp]:
+                    behind[group][tp] = ends[tp]
         return behind
     finally:
+        await admin.close()
         await stop_within("parking-check", consumer.stop)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -54,10 +55,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._pipeline.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        start = self._pipeline.start_filter
-        if start.when is not None and self._consumer is not None:
-            start.begin(await seek_new_partitions(self._consumer, assigned, start.when))
-        await self._pipeline.on_assigned(assigned, self._consumer)
+        pipeline, consumer = self._pipeline, self._consumer
+        with pipeline.assigning(consumer, assigned):
+            start = pipeline.start_filter
+            if start.when is not None and consumer is not None:
+                start.begin(await seek_new_partitions(consumer, assigned, start.when))
+            await pipeline.on_assigned(assigned, consumer)
 
 
 class Pipeline:
@@ -112,6 +115,7 @@ class Pipeline:
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._paused = False
+        self._assigning: set[TopicPartition] = set()  # assigned, paused until their assignment is prepared
         self._full_since: float | None = None  # monotonic time consumption reached its bound, while it is there
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -321,9 +325,29 @@ class Pipeline:
 
     # ---- rebalancing -------------------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def assigning(self, consumer: AIOKafkaConsumer | None, assigned: list[TopicPartition]) -> Iterator[None]:
+        """Keep newly assigned partitions paused while their assignment is prepared (the start position, the
+        previous owner's settled offsets, parked events to wait for). aiokafka starts fetching them before it calls
+        the rebalance listener, and returns what it fetched while the listener awaits; records of a paused
+        partition are not returned, and are fetched again once it resumes."""
+        if consumer is None or not assigned:
+            yield
+            return
+        self._assigning.update(assigned)
+        consumer.pause(*assigned)
+        try:
+            yield
+        finally:
+            self._assigning.difference_update(assigned)
+            if not self._paused:  # else backpressure resumes them with the rest
+                owned = consumer.assignment()
+                consumer.resume(*[tp for tp in assigned if tp in owned])
+
     async def on_assigned(self, assigned: list[TopicPartition], consumer: AIOKafkaConsumer | None = None) -> None:
         """Joined the group (possibly with no partitions: more replicas than partitions); read what the partitions'
-        previous owners committed as settled above their watermarks (aiokafka fetches nothing until this returns)."""
+        previous owners committed as settled above their watermarks, and restore parked brands (nothing of these
+        partitions is fetched meanwhile: `assigning`)."""
         self.joined = True
         # A tracker still held for a newly assigned partition is stale (its revocation was never announced, e.g. the
         # membership was lost): consumption restarts from the committed offset, so start tracking afresh.
@@ -342,6 +366,8 @@ class Pipeline:
                     partition=f"{tp.topic}/{tp.partition}",
                     reason=reason,
                 )
+        if self._parking is not None and fresh:
+            await self._parking.restore()  # before anything of them is fetched, so none overtakes a parked event
         self._log.info(
             "partitions assigned",
             partitions=sorted(f"{t.topic}/{t.partition}" for t in assigned),
@@ -479,7 +505,7 @@ class Pipeline:
         if parking is not None:
             parking.consider(now)
             parked = parking.parking  # their events are not held here: their bound is their reader's
-            holding = bool(parking.holding)
+            holding = bool(parking.holding) or parking.unchecked
         # A parked brand's share cannot drain while it is halted: it counts against the destination's bound, but is
         # held aside when deciding whether the rest is back at half (a share may go over half the destination's
         # bound by a message's bytes, and would otherwise keep consumption paused for as long as the brand is halted).
@@ -508,7 +534,7 @@ class Pipeline:
         else:
             self._full_since = None
             if self._paused:
-                consumer.resume(*consumer.assignment())
+                consumer.resume(*(consumer.assignment() - self._assigning))
                 self._paused = False
         return max(1, min(MAX_POLL_RECORDS, room))
 
