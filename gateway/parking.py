@@ -172,7 +172,7 @@ class Parking:
             return
         try:
             await self._restore("parked events not yet delivered, after partitions were assigned")
-        except KafkaError as error:
+        except (KafkaError, OSError) as error:
             if not self.unchecked:
                 self._log.warning(
                     "cannot read the parking readers' positions after a rebalance; consumption waits until it can",
@@ -450,5 +450,5 @@ async def uncommitted(kafka: KafkaConfig, topic: str, groups: list[str]) -> dict
                     behind[group][tp] = ends[tp]
         return behind
     finally:
-        await admin.close()
+        await stop_within("parking-check", admin.close)
         await stop_within("parking-check", consumer.stop)

@@ -116,6 +116,7 @@ class Pipeline:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._paused = False
         self._assigning: set[TopicPartition] = set()  # assigned, paused until their assignment is prepared
+        self._resume_pending = False  # prepared while consumption was held: resumed when it is let go
         self._full_since: float | None = None  # monotonic time consumption reached its bound, while it is there
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -340,7 +341,9 @@ class Pipeline:
             yield
         finally:
             self._assigning.difference_update(assigned)
-            if not self._paused:  # else backpressure resumes them with the rest
+            if self._paused or (self._parking is not None and self._parking.unchecked):
+                self._resume_pending = True  # backpressure resumes them with the rest, once it lets records in
+            else:
                 owned = consumer.assignment()
                 consumer.resume(*[tp for tp in assigned if tp in owned])
 
@@ -533,9 +536,9 @@ class Pipeline:
             self._paused = True
         else:
             self._full_since = None
-            if self._paused:
+            if self._paused or self._resume_pending:
                 consumer.resume(*(consumer.assignment() - self._assigning))
-                self._paused = False
+                self._paused = self._resume_pending = False
         return max(1, min(MAX_POLL_RECORDS, room))
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------

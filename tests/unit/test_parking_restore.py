@@ -114,18 +114,25 @@ async def test_before_the_start_nothing_is_read(broker: _Broker) -> None:
     assert broker.calls == 0 and not parking.unchecked
 
 
+SOURCE = TopicPartition("events", 0)
+
+
 class _Consumer:
     def __init__(self) -> None:
-        self.paused = False
+        self.stopped: set[TopicPartition] = set()
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.stopped)
 
     def assignment(self) -> set[TopicPartition]:
-        return {TopicPartition("events", 0)}
+        return {SOURCE}
 
     def pause(self, *partitions: TopicPartition) -> None:
-        self.paused = True
+        self.stopped.update(partitions)
 
     def resume(self, *partitions: TopicPartition) -> None:
-        self.paused = False
+        self.stopped.difference_update(partitions)
 
 
 async def test_the_pipeline_reads_nothing_while_the_positions_are_unknown() -> None:
@@ -144,5 +151,28 @@ async def test_the_pipeline_reads_nothing_while_the_positions_are_unknown() -> N
         assert consumer.paused
         parking.unchecked = False
         assert pipeline._apply_backpressure(consumer, 3.0 + HOLD) is not None and not consumer.paused
+    finally:
+        await pipeline._cancel_workers()
+
+
+async def test_a_partition_assigned_while_the_positions_cannot_be_read_resumes_only_once_they_are() -> None:
+    """Resumed at the end of its assignment, it would be read before the pipeline's next look at the bounds."""
+    resolved = binding.parse(_tree(), env={})
+    pipeline = Pipeline(resolved.destinations[0], resolved.gateway.kafka, None, Metrics(CollectorRegistry()))  # type: ignore[arg-type]
+    parking = pipeline._parking
+    assert parking is not None
+    consumer = _Consumer()
+    try:
+        with pipeline.assigning(consumer, [SOURCE]):
+            assert consumer.stopped == {SOURCE}
+        assert consumer.stopped == set()  # prepared: resumed at once
+        with pipeline.assigning(consumer, [SOURCE]):
+            parking.unchecked = True  # the restore could not read the reader groups' positions
+        assert consumer.stopped == {SOURCE}
+        assert pipeline._apply_backpressure(consumer, 1.0) is None
+        assert consumer.stopped == {SOURCE}
+        parking.unchecked = False  # the supervisor read them
+        assert pipeline._apply_backpressure(consumer, 2.0) is not None
+        assert consumer.stopped == set()
     finally:
         await pipeline._cancel_workers()
