@@ -121,7 +121,7 @@ async def test_the_successor_of_a_parking_replica_reads_what_it_parked_and_keeps
                     parked = value("gateway_parked_events_total")
                     await asyncio.sleep(1.0)
                 assert parker.value("gateway_in_flight_events", destination="unibo") > 0  # B's share, held
-            assert successor.value("gateway_brand_parking", destination="unibo", brand="casino-b") == 0
+                assert successor.value("gateway_brand_parking", destination="unibo", brand="casino-b") == 0
             sandbox.set_keys({A_KEY: "casino-a", B_KEY: "casino-b"})
             await wait_for(lambda: _owned(successor, topic) == set(range(PARTITIONS)), 30, "the takeover")
             await _produce(bootstrap, topic, after, brand_b_partitions)
