@@ -157,6 +157,12 @@ class ParkingConfig(StrictModel):
     after: Duration = Field(
         10.0, gt=0, description="seconds a brand's backlog stays at its bound before its further events are parked"
     )
+    order_patience: Duration | None = Field(
+        None,
+        gt=0,
+        description="seconds a parked event waits, while they make no progress, for older events of its partition "
+        "that another process holds (default: max(60s, 2 x retry.halt_probe + 10s))",
+    )
 
 
 class TlsConfig(StrictModel):

@@ -100,7 +100,10 @@ class Parking:
         self._after = destination.config.parking.after
         # A holder elsewhere delivers its held records within a probe interval of its brand coming back (replicas may
         # probe less often than this one): a reader waits on it while its partition's commit moves at least this often.
-        self._order_patience = max(ORDER_PATIENCE, 2 * destination.config.retry.halt_probe + 10.0)
+        patience = destination.config.parking.order_patience
+        if patience is None:
+            patience = max(ORDER_PATIENCE, 2 * destination.config.retry.halt_probe + 10.0)
+        self._order_patience = patience
         self._tenants = tenants
         self._bounds = bounds
         self._loads = loads

@@ -6,12 +6,14 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from gateway import binding
 from gateway.config import KafkaConfig
 from gateway.delivery import Tenant
+from gateway.errors import ConfigError
 from gateway.load import Bound, Load
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
@@ -318,3 +320,37 @@ async def test_a_brand_back_to_direct_keeps_its_reader_while_it_holds_records_ba
     reader.waiting = 0
     await parking._supervise(state)
     assert state.reader_task is None and stop.is_set()
+
+
+def _patience(parking: dict[str, Any] | None, halt_probe: float) -> float:
+    destination = unibo_destination("http://vendor.test")
+    destination["credentials"] = {"casino-a": {"api_key": "key-a"}, "casino-b": {"api_key": "key-b"}}
+    destination["retry"] = {**destination["retry"], "halt_probe": halt_probe}
+    if parking is not None:
+        destination["parking"] = parking
+    resolved = binding.parse(gateway_config("localhost:9092", "events", [destination]), env={})
+    tenants = {name: Tenant(name, None) for name in ("casino-a", "casino-b")}
+    built = Parking(
+        resolved.destinations[0],
+        resolved.gateway.kafka,
+        tenants,
+        {name: Bound(100, 1 << 20) for name in tenants},
+        {name: Load() for name in tenants},
+        DestinationMetrics(Metrics(CollectorRegistry()), "unibo"),
+        lambda tracker, offset, message: None,
+        lambda tracker, offset, message, reason, detail: None,
+        lambda: None,
+        lambda: False,
+        lambda tenant: [],
+        _Source(),
+    )
+    return built._order_patience
+
+
+def test_the_order_patience_defaults_to_the_probe_interval_and_can_be_set() -> None:
+    """Replicas with different halt_probe values set it above twice the longest, so none gives up early."""
+    assert _patience(None, 0.5) == 60.0
+    assert _patience(None, 45.0) == 100.0
+    assert _patience({"order_patience": "5m"}, 0.5) == 300.0
+    with pytest.raises(ConfigError, match=r"parking\.order_patience: Input should be greater than 0"):
+        _patience({"order_patience": 0}, 0.5)
