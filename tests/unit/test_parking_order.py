@@ -8,21 +8,17 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from prometheus_client import CollectorRegistry
 
-from gateway import binding
 from gateway.config import KafkaConfig
 from gateway.delivery import Tenant
 from gateway.errors import ConfigError
 from gateway.load import Bound, Load
-from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.parked_records import AFTER_HEADER, OrderAfter, order_after, parked_headers, unparked
-from gateway.parking import Parking, held_after, held_offsets
+from gateway.parking import held_after, held_offsets
 from gateway.parking_order import CHECK_PERIOD, OrderGate
 from gateway.parking_reader import ParkingReader
-from tests.integration.harness import gateway_config, unibo_destination
-from tests.unit.helpers import make_item
+from tests.unit.helpers import make_item, make_parking, two_brand_config
 
 
 @dataclass
@@ -287,25 +283,7 @@ class _IdleReader:
 
 async def test_a_brand_back_to_direct_keeps_its_reader_while_it_holds_records_back_for_order() -> None:
     """They may be another process's parked events that nobody else reads before the next start."""
-    tree = gateway_config("localhost:9092", "events", [unibo_destination("http://vendor.test")])
-    tree["destinations"][0]["credentials"] = {"casino-a": {"api_key": "key-a"}, "casino-b": {"api_key": "key-b"}}
-    resolved = binding.parse(tree, env={})
-    destination = resolved.destinations[0]
-    tenants = {name: Tenant(name, None) for name in ("casino-a", "casino-b")}
-    parking = Parking(
-        destination,
-        resolved.gateway.kafka,
-        tenants,
-        {name: Bound(100, 1 << 20) for name in tenants},
-        {name: Load() for name in tenants},
-        DestinationMetrics(Metrics(CollectorRegistry()), destination.name),
-        lambda tracker, offset, message: None,
-        lambda tracker, offset, message, reason, detail: None,
-        lambda: None,
-        lambda: False,
-        lambda tenant: [],
-        _Source(),
-    )
+    parking = make_parking(two_brand_config(), _Source())
     state = parking._states["casino-b"]  # not parking (flipped back to direct delivery)
     reader = _IdleReader(waiting=3)
     stop = state.reader_stop
@@ -323,28 +301,10 @@ async def test_a_brand_back_to_direct_keeps_its_reader_while_it_holds_records_ba
 
 
 def _patience(parking: dict[str, Any] | None, halt_probe: float) -> float:
-    destination = unibo_destination("http://vendor.test")
-    destination["credentials"] = {"casino-a": {"api_key": "key-a"}, "casino-b": {"api_key": "key-b"}}
-    destination["retry"] = {**destination["retry"], "halt_probe": halt_probe}
+    sections: dict[str, Any] = {"retry": {"halt_probe": halt_probe}}
     if parking is not None:
-        destination["parking"] = parking
-    resolved = binding.parse(gateway_config("localhost:9092", "events", [destination]), env={})
-    tenants = {name: Tenant(name, None) for name in ("casino-a", "casino-b")}
-    built = Parking(
-        resolved.destinations[0],
-        resolved.gateway.kafka,
-        tenants,
-        {name: Bound(100, 1 << 20) for name in tenants},
-        {name: Load() for name in tenants},
-        DestinationMetrics(Metrics(CollectorRegistry()), "unibo"),
-        lambda tracker, offset, message: None,
-        lambda tracker, offset, message, reason, detail: None,
-        lambda: None,
-        lambda: False,
-        lambda tenant: [],
-        _Source(),
-    )
-    return built._order_patience
+        sections["parking"] = parking
+    return make_parking(two_brand_config(**sections), _Source())._order_patience
 
 
 def test_the_order_patience_defaults_to_the_probe_interval_and_can_be_set() -> None:

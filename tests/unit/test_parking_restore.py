@@ -3,6 +3,7 @@ it cannot tell: the process that parked them may have left the group (gateway/pa
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -10,25 +11,17 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
-from gateway import binding
 from gateway import parking as parking_module
 from gateway.config import KafkaConfig
-from gateway.delivery import Tenant
-from gateway.load import HOLD, Bound, Load
-from gateway.metrics import DestinationMetrics, Metrics
+from gateway.load import HOLD
+from gateway.metrics import Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.parking import Parking
 from gateway.pipeline import Pipeline
-from tests.integration.harness import gateway_config, unibo_destination
+from tests.unit.helpers import make_parking, two_brand_config
 
 BRANDS = ("casino-a", "casino-b")
 PARKED = "gw-events.unibo.parked"
-
-
-def _tree() -> dict[str, Any]:
-    tree = gateway_config("localhost:9092", "events", [unibo_destination("http://vendor.test")])
-    tree["destinations"][0]["credentials"] = {brand: {"api_key": f"key-{brand}"} for brand in BRANDS}
-    return tree
 
 
 class _Source:
@@ -62,23 +55,7 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> _Broker:
 
 
 def _parking() -> Parking:
-    resolved = binding.parse(_tree(), env={})
-    destination = resolved.destinations[0]
-    tenants = {name: Tenant(name, None) for name in BRANDS}
-    parking = Parking(
-        destination,
-        resolved.gateway.kafka,
-        tenants,
-        {name: Bound(100, 1 << 20) for name in tenants},
-        {name: Load() for name in tenants},
-        DestinationMetrics(Metrics(CollectorRegistry()), destination.name),
-        lambda tracker, offset, message: None,
-        lambda tracker, offset, message, reason, detail: None,
-        lambda: None,
-        lambda: False,
-        lambda tenant: [],
-        _Source(),
-    )
+    parking = make_parking(two_brand_config(), _Source())
     parking._writer = object()  # type: ignore[assignment]  # started: restore reads the positions
     return parking
 
@@ -135,44 +112,45 @@ class _Consumer:
         self.stopped.difference_update(partitions)
 
 
-async def test_the_pipeline_reads_nothing_while_the_positions_are_unknown() -> None:
+@pytest.fixture
+async def pipeline() -> AsyncIterator[Pipeline]:
+    config = two_brand_config()
+    built = Pipeline(config.destinations[0], config.gateway.kafka, None, Metrics(CollectorRegistry()))  # type: ignore[arg-type]
+    assert built._parking is not None
+    yield built
+    await built._cancel_workers()
+
+
+async def test_the_pipeline_reads_nothing_while_the_positions_are_unknown(pipeline: Pipeline) -> None:
     """Delivering a taken-over partition's records directly before knowing whether older events of the same players
     are parked could let them overtake those."""
-    resolved = binding.parse(_tree(), env={})
-    pipeline = Pipeline(resolved.destinations[0], resolved.gateway.kafka, None, Metrics(CollectorRegistry()))  # type: ignore[arg-type]
     parking = pipeline._parking
     assert parking is not None
     consumer = _Consumer()
-    try:
-        assert pipeline._apply_backpressure(consumer, 1.0) is not None  # reads
-        parking.unchecked = True
-        assert pipeline._apply_backpressure(consumer, 2.0) is None  # holds (no poll), then pauses
-        pipeline._apply_backpressure(consumer, 2.0 + HOLD)
-        assert consumer.paused
-        parking.unchecked = False
-        assert pipeline._apply_backpressure(consumer, 3.0 + HOLD) is not None and not consumer.paused
-    finally:
-        await pipeline._cancel_workers()
+    assert pipeline._apply_backpressure(consumer, 1.0) is not None  # reads
+    parking.unchecked = True
+    assert pipeline._apply_backpressure(consumer, 2.0) is None  # holds (no poll), then pauses
+    pipeline._apply_backpressure(consumer, 2.0 + HOLD)
+    assert consumer.paused
+    parking.unchecked = False
+    assert pipeline._apply_backpressure(consumer, 3.0 + HOLD) is not None and not consumer.paused
 
 
-async def test_a_partition_assigned_while_the_positions_cannot_be_read_resumes_only_once_they_are() -> None:
+async def test_a_partition_assigned_while_the_positions_cannot_be_read_resumes_only_once_they_are(
+    pipeline: Pipeline,
+) -> None:
     """Resumed at the end of its assignment, it would be read before the pipeline's next look at the bounds."""
-    resolved = binding.parse(_tree(), env={})
-    pipeline = Pipeline(resolved.destinations[0], resolved.gateway.kafka, None, Metrics(CollectorRegistry()))  # type: ignore[arg-type]
     parking = pipeline._parking
     assert parking is not None
     consumer = _Consumer()
-    try:
-        with pipeline.assigning(consumer, [SOURCE]):
-            assert consumer.stopped == {SOURCE}
-        assert consumer.stopped == set()  # prepared: resumed at once
-        with pipeline.assigning(consumer, [SOURCE]):
-            parking.unchecked = True  # the restore could not read the reader groups' positions
+    with pipeline.assigning(consumer, [SOURCE]):
         assert consumer.stopped == {SOURCE}
-        assert pipeline._apply_backpressure(consumer, 1.0) is None
-        assert consumer.stopped == {SOURCE}
-        parking.unchecked = False  # the supervisor read them
-        assert pipeline._apply_backpressure(consumer, 2.0) is not None
-        assert consumer.stopped == set()
-    finally:
-        await pipeline._cancel_workers()
+    assert consumer.stopped == set()  # prepared: resumed at once
+    with pipeline.assigning(consumer, [SOURCE]):
+        parking.unchecked = True  # the restore could not read the reader groups' positions
+    assert consumer.stopped == {SOURCE}
+    assert pipeline._apply_backpressure(consumer, 1.0) is None
+    assert consumer.stopped == {SOURCE}
+    parking.unchecked = False  # the supervisor read them
+    assert pipeline._apply_backpressure(consumer, 2.0) is not None
+    assert consumer.stopped == set()
