@@ -129,8 +129,8 @@ class Parking:
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
     async def start(self, stopping: asyncio.Event) -> bool:
-        """Start the producer, create the topic if missing, and put brands with parked events not yet delivered
-        (before a restart) in parking mode; False if asked to stop first."""
+        """Start the producer and create the topic if missing; False if asked to stop first. Brands with parked
+        events not yet delivered are put in parking mode at each assignment (`restore`), the first one included."""
         producer = AIOKafkaProducer(
             bootstrap_servers=self._kafka.servers,
             client_id=f"{self._kafka.client_id}.{self._destination}.parking",
@@ -163,36 +163,34 @@ class Parking:
         self._writer = ParkingWriter(
             producer, self.topic, partitions, self._kafka.dlq_max_message_bytes, self._written, self._refused
         )
-        await self._restore("parked events not yet delivered before this start")
 
     async def restore(self) -> None:
-        """After a rebalance gave this process source partitions: park every brand with parked events its reader
-        group has not read, before any of those partitions' records is delivered. The process that parked them may
-        have left the group (a scale-down, a crash), and the players whose older events they are may be the ones
-        whose partitions came here. If the reader groups' positions cannot be read, consumption waits (`unchecked`)
-        and the supervisor asks again."""
-        if self._writer is None:  # not started: the start restores
+        """When the process is given source partitions (after its start, or in a rebalance): park every brand whose
+        reader group has not read to the end of the parking topic, before any record of those partitions is
+        delivered. The events may be this process's own from before a restart, or those of a process that left the
+        group (a scale-down, a crash), whose players may be on the partitions that came here. A brand that never
+        parked, on a topic holding other brands' events, is parked until its reader has read past them. If the
+        reader groups' positions cannot be read, consumption waits (`unchecked`) and the supervisor asks again."""
+        if self._writer is None:  # not started: nothing is consumed before the start
             return
         try:
-            await self._restore("parked events not yet delivered, after partitions were assigned")
+            behind = await uncommitted(self._kafka, self.topic, [self._reader_group(name) for name in self._states])
         except (KafkaError, OSError) as error:
             if not self.unchecked:
                 self._log.warning(
-                    "cannot read the parking readers' positions after a rebalance; consumption waits until it can",
+                    "cannot read the parking readers' positions after an assignment; consumption waits until it can",
                     topic=self.topic,
                     error=type(error).__name__,
                 )
             self.unchecked = True
-
-    async def _restore(self, why: str) -> None:
-        behind = await uncommitted(self._kafka, self.topic, [self._reader_group(name) for name in self._states])
+            return
+        self.unchecked = False
         for name, state in self._states.items():
             ends = behind[self._reader_group(name)]
             if ends:
                 for tp, end in ends.items():
                     state.targets[tp] = max(state.targets.get(tp, 0), end)
-                self._begin(state, why)
-        self.unchecked = False
+                self._begin(state, "parked events not yet delivered (before a restart, or by a process that left)")
 
     @property
     def pending(self) -> int:

@@ -116,7 +116,6 @@ class Pipeline:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._paused = False
         self._assigning: set[TopicPartition] = set()  # assigned, paused until their assignment is prepared
-        self._resume_pending = False  # prepared while consumption was held: resumed when it is let go
         self._full_since: float | None = None  # monotonic time consumption reached its bound, while it is there
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -342,7 +341,7 @@ class Pipeline:
         finally:
             self._assigning.difference_update(assigned)
             if self._paused or (self._parking is not None and self._parking.unchecked):
-                self._resume_pending = True  # backpressure resumes them with the rest, once it lets records in
+                self._paused = True  # left paused: backpressure resumes them with the rest once it lets records in
             else:
                 owned = consumer.assignment()
                 consumer.resume(*[tp for tp in assigned if tp in owned])
@@ -536,9 +535,9 @@ class Pipeline:
             self._paused = True
         else:
             self._full_since = None
-            if self._paused or self._resume_pending:
+            if self._paused:
                 consumer.resume(*(consumer.assignment() - self._assigning))
-                self._paused = self._resume_pending = False
+                self._paused = False
         return max(1, min(MAX_POLL_RECORDS, room))
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -550,7 +549,7 @@ class Pipeline:
         consumer = destination_consumer(self._kafka, group, self.name, reset)
         consumer.subscribe(topics=list(self._kafka.topics), listener=_Rebalance(self, consumer))
         parking = self._parking
-        if parking is not None and not await parking.start(stopping):  # before reading: it may restore parked brands
+        if parking is not None and not await parking.start(stopping):  # before reading: assignments restore brands
             await parking.stop()
             return
         if not await start_with_retry(f"consumer:{self.name}", consumer.start, stopping):

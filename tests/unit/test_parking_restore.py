@@ -84,7 +84,7 @@ async def test_positions_that_cannot_be_read_hold_consumption_until_they_can(bro
 
 
 async def test_before_the_start_nothing_is_read(broker: _Broker) -> None:
-    """The start reads the positions itself (and retries until it can)."""
+    """Nothing is consumed before the start; the first assignment after it reads them."""
     parking = _parking()
     parking._writer = None
     await parking.restore()
