@@ -5,7 +5,8 @@ show what a hot-path change saves. The script re-runs itself under callgrind; ea
 two calls of a marker (zlib.crc32, which nothing else calls) on which callgrind dumps its counters, so a stage's count
 holds only its own work. Stages: decode, map, ingest (decode + route + map + batching, per Unibo-bound event),
 filtered (ingest of events Unibo does not take), poison (ingest of invalid JSON, dead-lettered, per message),
-batch_body (the Unibo request body, per record), log_batch (the per-batch INFO line, per batch), enable3_request
+batch_body (the Unibo request body, per record), log_batch (what a clean delivered batch costs
+the logs, per batch: a DEBUG line that INFO skips, and its counts in the tenant's summary line), enable3_request
 (the Enable3 client and the HTTP transport sending one event, per request, to a server in another process),
 userwise_request (the UserWise client signing and sending one player's records, per request, to that server),
 enable3_map and userwise_map (those connectors' mapping of deposits, withdrawals, gamerounds and logins, per event),
@@ -134,6 +135,19 @@ async def _ingest(messages: list[SimpleNamespace], settle: bool) -> None:
     await pipeline._cancel_workers()
 
 
+async def _log_batches(count: int) -> None:
+    """Log `count` clean batches of 1,000 records between two marks; the summary line is written after them."""
+    engine = _pipeline()._stage.engine
+    tenant = Tenant("default", None)
+    stats: Counter[str] = Counter(sends=1, delivered=1000)
+    started = time.monotonic()
+    mark()
+    for _ in range(count):
+        engine._log_batch(tenant, 1000, stats, started)
+    mark()
+    await engine.close()
+
+
 def _stage(name: str, count: int) -> int:
     """Run one stage between two marks; returns how many units (events, records or batches) it handled."""
     if name == "decode":
@@ -178,14 +192,7 @@ def _stage(name: str, count: int) -> int:
     elif name in ("enable3_request", "userwise_request", "enable3_delivery", "userwise_delivery", "aiohttp_floor"):
         return _served(name, count)
     elif name == "log_batch":
-        engine = _pipeline()._stage.engine
-        tenant = Tenant("default", None)
-        stats: Counter[str] = Counter(sends=1, delivered=1000)
-        started = time.monotonic()
-        mark()
-        for _ in range(count):
-            engine._log_batch(tenant, 1000, stats, started)
-        mark()
+        asyncio.run(_log_batches(count))
     return count
 
 

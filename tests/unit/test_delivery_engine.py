@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -13,6 +15,7 @@ from gateway.backoff import RETRY_AFTER_JITTER, FullJitterBackoff
 from gateway.batcher import Item
 from gateway.connector import VendorRecord
 from gateway.delivery import CHAINS_PER_SLOT, DeliveryEngine, Tenant
+from gateway.logs import configure
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.outcomes import Outcome, SendResult
@@ -525,3 +528,75 @@ async def test_per_key_sends_in_flight_never_exceed_the_request_slots() -> None:
     await asyncio.wait_for(harness.engine.settled(), 5)
     assert offsets.committable() == 60
     assert most == 4
+
+
+def _written(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
+async def test_live_traffic_writes_a_summary_per_tenant_not_a_line_per_request() -> None:
+    """2,000 single-event batches of a per-request vendor (live traffic: one request each), over two tenants, at the
+    production level: no line per batch, and at close one `delivered` line per tenant counting all of them."""
+    stream = io.StringIO()
+    configure("info", "json", stream=stream)
+    try:
+        harness = Harness(lambda records: SendResult(Outcome.DELIVERED, 204), client=PerKeyClient)
+        tenants = [Tenant("brand-a", None), Tenant("brand-b", None)]
+        offsets = PartitionOffsets()
+        for index in range(2000):
+            offsets.track(index, 1)
+            await harness.engine.deliver(tenants[index % 2], [make_item(index, offsets=offsets, key=f"p{index}")])
+        await harness.engine.settled()
+        assert offsets.committable() == 2000
+        assert _written(stream) == []  # nothing yet: the summary waits out its interval
+        await harness.engine.close()
+        lines = _written(stream)
+    finally:
+        configure("info", "json", stream=io.StringIO())
+    assert [(line["event"], line["tenant"]) for line in lines] == [("delivered", "brand-a"), ("delivered", "brand-b")]
+    for line in lines:
+        assert (line["destination"], line["batches"], line["records"], line["delivered"], line["sends"]) == (
+            "d",
+            1000,
+            1000,
+            1000,
+            1000,
+        )
+        assert (line["dead_lettered"], line["duplicates"], line["retries"], line["splits"]) == (0, 0, 0, 0)
+
+
+async def test_a_batch_that_met_trouble_keeps_its_own_line() -> None:
+    """A batch that was retried and had a record dead-lettered is logged on its own at INFO (and counted in the
+    summary); at DEBUG every batch is."""
+    answers = iter(
+        [SendResult(Outcome.RETRY, 503), SendResult(Outcome.REJECT, 422, rejected=frozenset({1}))]
+        + [SendResult(Outcome.DELIVERED, 204)] * 3
+    )
+    stream = io.StringIO()
+    configure("info", "json", stream=stream)
+    try:
+        harness = Harness(lambda records: next(answers))
+        _, items = _items(3)
+        await harness.engine.deliver(Tenant("default", None), items)
+        _, clean = _items(2)
+        await harness.engine.deliver(Tenant("default", None), clean)
+        await harness.engine.close()
+        lines = [line for line in _written(stream) if line["event"] in ("batch", "delivered")]
+        debug = io.StringIO()
+        configure("debug", "json", stream=debug)
+        _, more = _items(2)
+        await harness.engine.deliver(Tenant("default", None), more)
+        debug_lines = [line for line in _written(debug) if line["event"] == "batch"]
+    finally:
+        configure("info", "json", stream=io.StringIO())
+    batch, summary = lines
+    assert (batch["event"], batch["level"], batch["records"], batch["retries"], batch["dead_lettered"]) == (
+        "batch",
+        "info",
+        3,
+        1,
+        1,
+    )
+    assert (summary["event"], summary["batches"], summary["records"], summary["delivered"]) == ("delivered", 2, 5, 4)
+    assert (summary["sends"], summary["retries"], summary["dead_lettered"]) == (4, 1, 1)
+    assert [(line["level"], line["records"], line["retries"]) for line in debug_lines] == [("debug", 2, 0)]
