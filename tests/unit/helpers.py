@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from gateway import binding
 from gateway.batcher import Item
 from gateway.connector import VendorRecord
-from gateway.delivery import Tenant
+from gateway.delivery import DeliveryEngine, Tenant
 from gateway.destination import ResolvedConfig
 from gateway.load import Bound, Load
 from gateway.metrics import DestinationMetrics, Metrics
@@ -20,6 +20,9 @@ from gateway.parking_order import SourcePositions
 from tests.integration.harness import gateway_config, unibo_destination
 
 BRANDS = ("casino-a", "casino-b")
+
+OPEN_ENGINES: list[DeliveryEngine] = []
+"""Delivery engines a test built, closed after it (tests/unit/conftest.py)."""
 
 
 def make_item(index: int, offsets: PartitionOffsets | None = None, size: int = 10, key: str = "p1") -> Item:

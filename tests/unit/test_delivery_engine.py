@@ -19,7 +19,7 @@ from gateway.logs import configure
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offsets import PartitionOffsets
 from gateway.outcomes import Outcome, SendResult
-from tests.unit.helpers import make_item
+from tests.unit.helpers import OPEN_ENGINES, make_item
 
 Script = Callable[[Sequence[VendorRecord]], SendResult]
 
@@ -40,7 +40,7 @@ class ScriptedClient:
 
 
 class Harness:
-    """An engine with recorded sleeps and dead letters."""
+    """An engine with recorded sleeps and dead letters (closed after the test: tests/unit/conftest.py)."""
 
     def __init__(
         self,
@@ -73,6 +73,7 @@ class Harness:
             dead_letter=dead_letter,
             sleep=sleep,
         )
+        OPEN_ENGINES.append(self.engine)
 
     def value(self, name: str, **labels: str) -> float:
         result = self.registry.get_sample_value(name, {"destination": "d", **labels})
