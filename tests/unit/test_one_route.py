@@ -118,6 +118,7 @@ async def _pipeline_verdict(config: ResolvedConfig, value: bytes) -> str:
         return _verdict(dead_letters, pipeline.filtered_pending == 1, _queued(pipeline._stage))
     finally:
         await pipeline._cancel_workers()
+        pipeline._dead_letter_log.flush()  # as a pipeline's stop does: no window left open on the shared loop
 
 
 async def _replay_verdict(config: ResolvedConfig, value: bytes) -> str:
