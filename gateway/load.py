@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 HOLD = 5.0
@@ -28,6 +28,33 @@ earlier estimate of 400 (and 150 per record)."""
 RECORD_OVERHEAD = 200
 """Bytes held per vendor record beyond its body: the VendorRecord (64), the Item that carries it (90), and its
 timestamps."""
+
+
+class Hold:
+    """A consumer at its bound: held (no poll) for up to HOLD, then its partitions paused; resumed once below it.
+    Written once for a pipeline and a parking reader."""
+
+    def __init__(self) -> None:
+        self.paused = False  # this consumer's partitions are paused by the bound (or left paused for it to resume)
+        self._full_since: float | None = None  # when the bound was reached, while it is there
+
+    def holds(self, consumer: Any, full: bool, now: float, keep_paused: Container[Any] = ()) -> bool:
+        """True while consumption holds: skip the next poll. At the bound past HOLD, every assigned partition is
+        paused (polls go on, finding nothing, and keep the group membership). Below it, the partitions are resumed,
+        but for those in `keep_paused`."""
+        if full:
+            if self._full_since is None:
+                self._full_since = now
+            if now - self._full_since < HOLD:
+                return True
+            consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions
+            self.paused = True
+            return False
+        self._full_since = None
+        if self.paused:
+            consumer.resume(*(tp for tp in consumer.assignment() if tp not in keep_paused))
+            self.paused = False
+        return False
 
 
 def message_bytes(message: Any) -> int:

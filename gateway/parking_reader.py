@@ -18,7 +18,7 @@ from gateway.commits import Committer
 from gateway.config import KafkaConfig
 from gateway.delivery import Tenant
 from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, SHUTDOWN_CALL_TIMEOUT, destination_consumer, stop_within, within
-from gateway.load import HOLD, HOLD_CHECK_MS, Bound, Load
+from gateway.load import HOLD_CHECK_MS, Bound, Hold, Load
 from gateway.offsets import PartitionOffsets
 from gateway.parked_records import OrderAfter, ParkedMessage, order_after, tenant_of, unparked
 from gateway.parking_order import OrderGate
@@ -79,8 +79,7 @@ class ParkingReader:
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: Committer | None = None
-        self._paused = False
-        self._full_since: float | None = None  # when the brand's bound was reached, while it is there
+        self._hold = Hold()  # at the brand's bound: hold, then pause (gateway/load.py)
         self.read = 0  # this brand's parked events handed on
         self.joined = False
 
@@ -192,7 +191,7 @@ class ParkingReader:
                 self._hand_on(tp, waiting.popleft())
             if not waiting and self._waiting.get(tp) is waiting:
                 del self._waiting[tp]
-                if not self._paused:
+                if not self._hold.paused:
                     consumer.resume(tp)
 
     def _blocked(self, record: Any) -> OrderAfter | None:
@@ -219,19 +218,9 @@ class ParkingReader:
         # record at a time, so that a probe goes out and tells when the brand is accepted again.
         halted = self.tenant.halted
         full = (halted and self._load.events > 0) or self._bound.check(self._load, now) or self._wait()
-        if full:
-            if self._full_since is None:
-                self._full_since = now
-            if now - self._full_since < HOLD:
-                return None
-            consumer.pause(*consumer.assignment())
-            self._paused = True
-            return 1
-        self._full_since = None
-        if self._paused:
-            consumer.resume(*(tp for tp in consumer.assignment() if tp not in self._waiting))
-            self._paused = False
-        if halted:
+        if self._hold.holds(consumer, full, now, keep_paused=self._waiting):
+            return None
+        if full or halted:
             return 1
         average = max(64, self._load.bytes // self._load.events) if self._load.events else 1024
         return max(1, min(MAX_POLL_RECORDS, self._bound.room(self._load, average)))

@@ -30,7 +30,7 @@ from gateway.kafka_clients import (
     stop_within,
     within,
 )
-from gateway.load import HOLD, HOLD_CHECK_MS, Bound, Load, message_bytes, records_bytes
+from gateway.load import HOLD_CHECK_MS, Bound, Hold, Load, message_bytes, records_bytes
 from gateway.logs import destination_logger
 from gateway.metrics import DestinationMetrics, Metrics
 from gateway.offset_metadata import SettledAbove
@@ -114,9 +114,8 @@ class Pipeline:
         self._average_bytes = 1024  # of a held message, for turning room in bytes into a poll's max_records
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
-        self._paused = False
+        self._hold = Hold()  # at the bound: hold, then pause (gateway/load.py)
         self._assigning: set[TopicPartition] = set()  # assigned, paused until their assignment is prepared
-        self._full_since: float | None = None  # monotonic time consumption reached its bound, while it is there
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: Committer | None = None
@@ -340,8 +339,8 @@ class Pipeline:
             yield
         finally:
             self._assigning.difference_update(assigned)
-            if self._paused or (self._parking is not None and self._parking.unchecked):
-                self._paused = True  # left paused: backpressure resumes them with the rest once it lets records in
+            if self._hold.paused or (self._parking is not None and self._parking.unchecked):
+                self._hold.paused = True  # left paused: backpressure resumes them with the rest once it lets records in
             else:
                 owned = consumer.assignment()
                 consumer.resume(*[tp for tp in assigned if tp in owned])
@@ -494,8 +493,8 @@ class Pipeline:
     # ---- backpressure ------------------------------------------------------------------------------------------
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer, now: float) -> int | None:
-        """Hold (see HOLD), then pause, while the destination or a tenant is at its bound (in count or bytes); resume
-        once back at half. Returns how many messages the next poll may take, or None while holding (no poll)."""
+        """Hold, then pause (gateway/load.py, Hold), while the destination or a tenant is at its bound (in count or
+        bytes); resume once back at half. Returns how many messages the next poll may take, or None while holding."""
         total = self.held()
         self.metrics.in_flight_bytes.set(total.bytes)
         if total.events:
@@ -526,18 +525,8 @@ class Pipeline:
             # reading the other half. A parked brand's share is left out: it cannot drain, and counted it would
             # keep the other brands' lanes from lingering for as long as it is halted.
             self._stage.hurry()
-        if full:
-            if self._full_since is None:
-                self._full_since = now
-            if now - self._full_since < HOLD:
-                return None
-            consumer.pause(*consumer.assignment())  # every time: a rebalance may have added partitions
-            self._paused = True
-        else:
-            self._full_since = None
-            if self._paused:
-                consumer.resume(*(consumer.assignment() - self._assigning))
-                self._paused = False
+        if self._hold.holds(consumer, full, now, keep_paused=self._assigning):
+            return None
         return max(1, min(MAX_POLL_RECORDS, room))
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from devkit.testbed.broker import EmbeddedBroker
 from devkit.testbed.ports import free_port
 from devkit.testbed.traffic import Traffic, unibo_takes
 from gateway import binding
-from gateway import pipeline as pipeline_module
+from gateway import load as load_module
 from gateway.app import Gateway
 from gateway.delivery import DeliveryEngine
 from tests.integration.conftest import RunningSandbox
@@ -143,7 +143,7 @@ async def test_at_the_bound_consumption_holds_before_it_pauses(
     prefetched. Pausing at once made it drop them into a reference cycle (its PartitionRecords and their generator)
     that held each fetch buffer until the garbage collector ran. A bound held for HOLD seconds is an outage: the
     partitions are paused then, and resumed once the vendor is back; nothing is lost either way."""
-    monkeypatch.setattr(pipeline_module, "HOLD", 3600.0)  # held until the test lowers it: no race with a slow machine
+    monkeypatch.setattr(load_module, "HOLD", 3600.0)  # held until the test lowers it: no race with a slow machine
     monkeypatch.setenv("GATEWAY_MALLOC_TUNING", "0")  # no collection rounds: a dropped record set stays to be found
     events = [e for e in _events(5000, seed=37) if unibo_takes(e)]
     unibo.sandbox.faults.add(FaultPlan(kind="hang"))
@@ -165,7 +165,7 @@ async def test_at_the_bound_consumption_holds_before_it_pauses(
             dropped = [o for o in record_sets if not any(isinstance(r, FetchResult) for r in gc.get_referrers(o))]
             assert dropped == []
             del record_sets, dropped
-            monkeypatch.setattr(pipeline_module, "HOLD", 0.5)  # held longer than HOLD now: an outage
+            monkeypatch.setattr(load_module, "HOLD", 0.5)  # held longer than HOLD now: an outage
             await wait_for(lambda: consumer.paused() == consumer.assignment(), 10, "the pause after HOLD")
             assert gateway.value("gateway_events_consumed_total", destination="unibo") <= 300
             unibo.sandbox.faults.clear()

@@ -8,7 +8,7 @@ from typing import Any
 from gateway.batcher import Item
 from gateway.connector import VendorRecord
 from gateway.key_chains import KeyChains
-from gateway.load import MESSAGE_OVERHEAD, RECORD_OVERHEAD, Bound, Load, message_bytes, records_bytes
+from gateway.load import HOLD, MESSAGE_OVERHEAD, RECORD_OVERHEAD, Bound, Hold, Load, message_bytes, records_bytes
 from gateway.offsets import PartitionOffsets
 
 
@@ -168,3 +168,33 @@ def test_half_full_leaves_out_what_is_held_aside() -> None:
     assert not bound.half_full(load, aside)  # 19 of 40
     load.add(10)
     assert bound.half_full(load, aside)  # 20 of 40
+
+
+class _Consumer:
+    """The pause and resume of an aiokafka consumer, recorded."""
+
+    def __init__(self, assigned: set[str]) -> None:
+        self.assigned = assigned
+        self.paused: set[str] = set()
+
+    def assignment(self) -> set[str]:
+        return self.assigned
+
+    def pause(self, *partitions: str) -> None:
+        self.paused.update(partitions)
+
+    def resume(self, *partitions: str) -> None:
+        self.paused.difference_update(partitions)
+
+
+def test_a_hold_skips_polls_up_to_its_limit_then_pauses_then_resumes_all_but_those_kept() -> None:
+    """At the bound: no poll and nothing paused for HOLD seconds; past them every assigned partition is paused, the
+    polls go on; below the bound, the partitions are resumed, but for those kept paused."""
+    consumer, hold = _Consumer({"a", "b", "c"}), Hold()
+    assert hold.holds(consumer, True, 100.0) and hold.holds(consumer, True, 100.0 + HOLD - 0.01)
+    assert consumer.paused == set() and not hold.paused
+    assert not hold.holds(consumer, True, 100.0 + HOLD)
+    assert consumer.paused == {"a", "b", "c"} and hold.paused
+    assert not hold.holds(consumer, False, 106.0, keep_paused={"c"})
+    assert consumer.paused == {"c"} and not hold.paused
+    assert hold.holds(consumer, True, 107.0)  # a new stay at the bound holds afresh
