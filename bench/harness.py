@@ -200,6 +200,40 @@ class RssSampler:
         return f"gateway process RSS: baseline {self.baseline / 2**20:.0f} MiB, peak {self.peak / 2**20:.0f} MiB"
 
 
+class LoopStalls:
+    """While entered, how late a 1 ms sleep on this process's event loop wakes: the longest stretch one task held the
+    loop, which every other task (the other destinations' sends, the HTTP listener's probes and feeds) waited out."""
+
+    TICK = 0.001
+
+    def __init__(self) -> None:
+        self.late: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.TICK)
+            self.late.append(loop.time() - before - self.TICK)
+
+    async def __aenter__(self) -> LoopStalls:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def summary(self) -> str:
+        """The figure line: the loop's longest stalls in ms."""
+        late = sorted(self.late) or [0.0]
+        p99 = late[min(len(late) - 1, int(len(late) * 0.99))]
+        return f"event loop stalls: p99 {p99 * 1000:.1f} ms, max {late[-1] * 1000:.1f} ms over {len(late):,} ticks"
+
+
 def messages(count: int, prefix: str, takes: Callable[[dict[str, Any]], bool]) -> list[Message]:
     """`count` Kafka messages of realistic traffic (seed 99, 20k players) that the vendor `takes`."""
     traffic = Traffic(seed=99, players=20_000, prefix=prefix)

@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from harness import (
     PARTITIONS,
+    LoopStalls,
     RssSampler,
     SandboxProcess,
     create_topics,
@@ -77,13 +78,14 @@ async def backlog(broker: EmbeddedBroker, sandbox: SandboxProcess, count: int) -
     print(f"producing a backlog of {count} Unibo events (in a child process) ...", flush=True)
     await asyncio.to_thread(in_child, _produce_backlog, broker.bootstrap_servers, topic, count)
     tree = _tree(broker.bootstrap_servers, topic, sandbox.url)
-    async with RssSampler() as rss, running_gateway(tree):
+    async with RssSampler() as rss, LoopStalls() as stalls, running_gateway(tree):
         delivered, elapsed = await drain(sandbox, tree, count, count, poll=0.1)
     print(
         f"end-to-end (backlog {count}, commits included): {count / elapsed:,.0f} events/s "
         f"({elapsed:.2f} s; all delivered after {delivered:.2f} s)"
     )
     print(rss.summary())
+    print(stalls.summary())
     raw = await _raw_consume_rate(broker.bootstrap_servers, topic, count)
     print(f"ceiling: raw aiokafka consume on the same topic: {raw:,.0f} events/s")
 

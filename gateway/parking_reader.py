@@ -164,6 +164,7 @@ class ParkingReader:
                 continue
             for tp, records in batches.items():
                 self._take(consumer, tp, records)
+            await asyncio.sleep(0)  # prefetched records come without suspending: the loop's turn (gateway/pipeline.py)
 
     def _take(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Any]) -> None:
         """Hand records on in order until one must wait on the gate: it and the rest wait, the partition paused."""

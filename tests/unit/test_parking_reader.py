@@ -3,8 +3,13 @@ paused makes aiokafka drop what it prefetched (a brand's parked drain peaked at 
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
+
 from gateway.load import HOLD
-from tests.unit.test_parking_order import PARKING, _Consumer, _gate, _reader, _Source
+from tests.unit.test_parking_order import PARKING, _Consumer, _gate, _parked, _reader, _Source
 
 
 def test_at_its_bound_a_reader_holds_then_pauses_and_resumes_from_half() -> None:
@@ -26,3 +31,43 @@ def test_at_its_bound_a_reader_holds_then_pauses_and_resumes_from_half() -> None
         load.add(100)
     assert reader._room(consumer, 30.0) is None  # full again: a fresh hold
     assert consumer.paused == set()
+
+
+class _Prefetched(_Consumer):
+    """A consumer whose polls return what it fetched ahead, as aiokafka's do: without suspending."""
+
+    def __init__(self, polls: list[list[Any]], stop: asyncio.Event) -> None:
+        super().__init__()
+        self.polls, self.stop = polls, stop
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+        if not self.polls:
+            self.stop.set()
+            return {}
+        return {PARKING: self.polls.pop(0)}
+
+
+async def test_a_reader_gives_the_loop_a_turn_after_every_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Draining a parked brand beside the pipelines: every poll's records are handed on in one go, then the loop turns.
+    gate, _, _, _ = _gate(_Source())
+    ingested: list[int] = []
+    reader, stop = _reader(gate, ingested), asyncio.Event()
+    polls = [[_parked(poll * 50 + i, "casino-b") for i in range(50)] for poll in range(12)]
+    consumer = _Prefetched(polls, stop)
+
+    async def committed() -> None:  # a commit that does not suspend either
+        return None
+
+    monkeypatch.setattr(reader, "_commit", committed)
+    turns: list[int] = []  # how many records were handed on at each turn of the loop
+
+    async def probe() -> None:
+        while not stop.is_set():
+            turns.append(len(ingested))
+            await asyncio.sleep(0)
+
+    probing = asyncio.create_task(probe())
+    await reader._read(consumer, stop)
+    await probing
+    assert len(ingested) == 600
+    assert [count for count in range(50, 600, 50) if count in turns] == list(range(50, 600, 50))
