@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 import aiohttp
 import orjson
@@ -171,21 +171,16 @@ async def wait_for_sandboxes(urls: Mapping[str, str]) -> None:
                 raise RuntimeError(f"the sandbox at {url} did not come up")
 
 
-class RssSampler:
-    """Samples this process's resident memory every 100 ms while entered; `baseline` is taken on creation."""
+class _Sampler:
+    """A task that samples something of this process while the `async with` block runs."""
 
     def __init__(self) -> None:
-        self._process = psutil.Process()
-        self.baseline = self._process.memory_info().rss
-        self.peak = self.baseline
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
-        while True:
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            await asyncio.sleep(0.1)
+        raise NotImplementedError
 
-    async def __aenter__(self) -> RssSampler:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -195,20 +190,35 @@ class RssSampler:
         if self._task is not None:
             self._task.cancel()
 
+
+class RssSampler(_Sampler):
+    """Samples this process's resident memory every 100 ms while entered; `baseline` is taken on creation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._process = psutil.Process()
+        self.baseline = self._process.memory_info().rss
+        self.peak = self.baseline
+
+    async def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            await asyncio.sleep(0.1)
+
     def summary(self) -> str:
         """The figure line: baseline and peak RSS in MiB."""
         return f"gateway process RSS: baseline {self.baseline / 2**20:.0f} MiB, peak {self.peak / 2**20:.0f} MiB"
 
 
-class LoopStalls:
+class LoopStalls(_Sampler):
     """While entered, how late a 1 ms sleep on this process's event loop wakes: the longest stretch one task held the
     loop, which every other task (the other destinations' sends, the HTTP listener's probes and feeds) waited out."""
 
     TICK = 0.001
 
     def __init__(self) -> None:
+        super().__init__()
         self.late: list[float] = []
-        self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -216,16 +226,6 @@ class LoopStalls:
             before = loop.time()
             await asyncio.sleep(self.TICK)
             self.late.append(loop.time() - before - self.TICK)
-
-    async def __aenter__(self) -> LoopStalls:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
     def summary(self) -> str:
         """The figure line: the loop's longest stalls in ms."""

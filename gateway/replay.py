@@ -213,6 +213,7 @@ class Replay:
                     span.done = True
                     active.discard(tp)
             self._update_total(consumer)
+            await asyncio.sleep(0)  # prefetched records come without suspending: the loop's turn (gateway/pipeline.py)
         self.summary.interrupted = stopping.is_set() and bool(active)
         self._report()
 

@@ -201,6 +201,43 @@ async def running_gateway(tree: dict[str, Any], destinations: Iterable[str] = ()
         await asyncio.wait_for(task, 60)
 
 
+@contextlib.asynccontextmanager
+async def loop_turns_at_polls() -> AsyncIterator[dict[int, list[int]]]:
+    """While the block runs, a task counts the event loop's turns, and every AIOKafkaConsumer's polls that return
+    records note the count: per consumer, the turn count at each such poll. Two equal counts in a row are two polls
+    with no turn of the loop between them (getmany returns prefetched records without suspending)."""
+    turns = 0
+    polls: dict[int, list[int]] = {}
+    getmany = AIOKafkaConsumer.getmany
+
+    async def counted(self: AIOKafkaConsumer, *partitions: Any, **options: Any) -> Any:
+        batches = await getmany(self, *partitions, **options)
+        if batches:
+            polls.setdefault(id(self), []).append(turns)
+        return batches
+
+    async def probe() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    probing = asyncio.create_task(probe())  # turning before anything is read
+    AIOKafkaConsumer.getmany = counted
+    try:
+        yield polls
+    finally:
+        AIOKafkaConsumer.getmany = getmany
+        probing.cancel()
+
+
+def polls_without_a_turn(polls: dict[int, list[int]]) -> tuple[int, list[int]]:
+    """The one consumer's polls that returned records, and the indexes of those that came with no turn of the loop
+    since the one before."""
+    (seen,) = polls.values()
+    return len(seen), [i for i in range(1, len(seen)) if seen[i] == seen[i - 1]]
+
+
 @dataclass
 class GatewayProcess:
     """`gateway run` as a real OS process, so tests can SIGKILL and SIGTERM it."""

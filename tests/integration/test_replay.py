@@ -26,6 +26,8 @@ from tests.integration.harness import (
     ROOT,
     committed,
     gateway_config,
+    loop_turns_at_polls,
+    polls_without_a_turn,
     produce,
     read_topic,
     running_gateway,
@@ -57,6 +59,7 @@ async def _dead_letters(
     """Write records to the DLQ exactly as the gateway does (value + the headers of docs/dead-letters.md)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
+    sent = []
     try:
         for index, value in enumerate(values):
             headers = [
@@ -67,7 +70,8 @@ async def _dead_letters(
                 ("gateway-source", f"player-events/0/{index}".encode()),
                 ("gateway-failed-at", _stamp(failed_at or datetime.now(UTC))),
             ]
-            await producer.send_and_wait(dlq, value, key=b"k", headers=headers)
+            sent.append(await producer.send(dlq, value, key=b"k", headers=headers))  # one key: order kept
+        await asyncio.gather(*sent)
     finally:
         await producer.stop()
 
@@ -174,6 +178,21 @@ async def test_a_replay_at_its_in_flight_bound_sends_without_lingering(broker: E
     assert (summary.total, summary.delivered, summary.interrupted) == (len(events), len(events), False)
     assert sorted(sandbox.unique_ids("default")) == sorted(event["event_id"] for event in events)
     assert sandbox.stats.items_received == len(events)
+
+
+async def test_a_replay_gives_the_loop_a_turn_after_every_poll(broker: EmbeddedBroker, topic: str) -> None:
+    """A replay's lanes send from the same event loop as its reads: polls of records fetched ahead come without
+    suspending, so without a turn after each the lanes waited until the prefetch ran out."""
+    sandbox = UniboSandbox({UNIBO_KEY: "default"}, fault_seed=1)
+    events = _events(3000, seed=6)
+    await _dead_letters(broker.bootstrap_servers, f"{topic}.dlq", _values(events), "unibo")
+    async with SandboxServer(sandbox.app()) as server, loop_turns_at_polls() as polls:
+        summary = await _replay(_tree(broker, topic, server.url), ReplaySelection("unibo"))
+    assert (summary.total, summary.delivered, summary.interrupted) == (len(events), len(events), False)
+    assert sandbox.stats.items_received == len(events)
+    count, held = polls_without_a_turn(polls)  # the replay's one consumer of the dead-letter topic
+    assert count >= 5, polls
+    assert held == [], f"{len(held)} of {count} polls followed the one before without a turn of the loop"
 
 
 async def test_filters_dry_run_limit_and_from_beginning(
