@@ -1,8 +1,13 @@
-"""Suite-wide ordering for pytest-xdist: each worker's share starts with its slow tests, the quick rest fills gaps."""
+"""Suite-wide: ordering for pytest-xdist (each worker's share starts with its slow tests, the quick rest fills gaps),
+and logging as it was before each test."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
+import structlog
 
 
 def _rank(item: pytest.Item) -> int:
@@ -24,3 +29,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for index, item in enumerate(ranked):
         shares[index % workers].append(item)
     items[:] = [item for share in shares for item in share]
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """End each test with structlog's configuration and the standard library's levels and handlers as they were.
+
+    A command run in process configures logging for itself (the devkit's producer and `gateway replay` at WARNING),
+    and a later test that captures INFO lines then saw none: test_delivery_summary failed after test_producer_kit,
+    an order pytest-xdist's work stealing sometimes makes."""
+    config = structlog.get_config()
+    processors = list(config["processors"])
+    root, kafka = logging.getLogger(), logging.getLogger("aiokafka")
+    levels, handlers = (root.level, kafka.level), root.handlers[:]
+    yield
+    current = structlog.get_config()["processors"]
+    current[:] = processors  # the same list, refilled, as structlog's capture_logs does: bound loggers may hold it
+    structlog.configure(**{**config, "processors": current})
+    root.setLevel(levels[0])
+    kafka.setLevel(levels[1])
+    root.handlers[:] = handlers
