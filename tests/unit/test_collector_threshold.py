@@ -13,7 +13,7 @@ from gateway.app import YOUNG_PER_PIPELINE, tune_garbage_collector
 
 @pytest.fixture
 def collector() -> Iterator[list[int]]:
-    """The generations of the young collections started while the test runs; the collector's state restored after."""
+    """The generation of each collection started while the test runs; the collector's state restored after."""
     thresholds = gc.get_threshold()
     started: list[int] = []
 
@@ -31,7 +31,8 @@ def collector() -> Iterator[list[int]]:
 
 
 def fill(records: int) -> list[list[object]]:
-    """Records in flight as the collector sees them: a few tracked objects each, all kept alive."""
+    """Records in flight as the collector sees them: four tracked objects each (the lists and the tuple; a dict of
+    atomic values is not tracked), all kept alive."""
     return [[{"offset": i}, [i], (i, [])] for i in range(records)]
 
 
@@ -42,7 +43,7 @@ def test_the_in_flight_records_of_every_pipeline_fill_without_a_young_collection
     tune_garbage_collector(pipelines)
     assert gc.get_threshold()[0] == YOUNG_PER_PIPELINE * pipelines
     collector.clear()  # the full collection tune_garbage_collector runs itself
-    # Five tracked objects a record: each pipeline's share stays under its 200,000 (3 x 35,000 x 5 = 525,000).
+    # Each pipeline's share, 140,000 tracked objects, stays under its 200,000; three of them are 420,000.
     held = [fill(35_000) for _ in range(pipelines)]
     assert collector == [], "a young collection walked the records in flight"
     assert sum(map(len, held)) == 35_000 * pipelines
