@@ -17,7 +17,14 @@ from aiokafka.errors import KafkaError
 from gateway.commits import Committer
 from gateway.config import KafkaConfig
 from gateway.delivery import Tenant
-from gateway.kafka_clients import KAFKA_CALL_TIMEOUT, SHUTDOWN_CALL_TIMEOUT, destination_consumer, stop_within, within
+from gateway.kafka_clients import (
+    KAFKA_CALL_TIMEOUT,
+    SHUTDOWN_CALL_TIMEOUT,
+    destination_consumer,
+    poll,
+    stop_within,
+    within,
+)
 from gateway.load import HOLD_CHECK_MS, Bound, Hold, Load
 from gateway.offsets import PartitionOffsets
 from gateway.parked_records import OrderAfter, ParkedMessage, order_after, tenant_of, unparked
@@ -157,14 +164,13 @@ class ParkingReader:
                 await wait_event(stop, HOLD_CHECK_MS / 1000)
                 continue
             try:
-                batches = await consumer.getmany(timeout_ms=100, max_records=room)
+                batches = await poll(consumer, timeout_ms=100, max_records=room)
             except KafkaError as error:
                 log.warning("parking reader cannot read; retrying", group=self.group, error=type(error).__name__)
                 await wait_event(stop, 1.0)
                 continue
             for tp, records in batches.items():
                 self._take(consumer, tp, records)
-            await asyncio.sleep(0)  # prefetched records come without suspending: the loop's turn (gateway/pipeline.py)
 
     def _take(self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Any]) -> None:
         """Hand records on in order until one must wait on the gate: it and the rest wait, the partition paused."""

@@ -26,6 +26,7 @@ from gateway.kafka_clients import (
     KAFKA_CALL_TIMEOUT,
     SHUTDOWN_CALL_TIMEOUT,
     destination_consumer,
+    poll,
     start_with_retry,
     stop_within,
     within,
@@ -589,7 +590,7 @@ class Pipeline:
                 await wait_event(stopping, HOLD_CHECK_MS / 1000)
                 continue
             try:
-                batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=room)
+                batches = await poll(consumer, timeout_ms=POLL_MS, max_records=room)
             except KafkaError as error:  # never ends the pipeline, never a silent loop: counted, logged, backed off
                 delay = self._reads.failed(error)
                 await wait_event(stopping, delay)
@@ -613,9 +614,6 @@ class Pipeline:
             if self.filtered_pending:
                 self.metrics.filtered.inc(self.filtered_pending)
                 self.filtered_pending = 0
-            # getmany returns records fetched ahead without suspending; without this turn, a backlog's drain would
-            # hold the loop until the prefetched records ran out (233-247 ms on bench/unibo_pipeline.py).
-            await asyncio.sleep(0)
 
     def _skip_older(self, offsets: PartitionOffsets, messages: Sequence[Any]) -> None:
         """Records older than start_from at the head of a fresh partition: settled as filtered, never delivered."""

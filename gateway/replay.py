@@ -27,7 +27,7 @@ from gateway.destination import Destination, ResolvedConfig
 from gateway.dlq import RECORD_HEADER, DeadLetterWriter
 from gateway.errors import EventError
 from gateway.extensions import ExtensionContext, extensions_of
-from gateway.kafka_clients import dead_letter_producer, start_with_retry
+from gateway.kafka_clients import dead_letter_producer, poll, start_with_retry
 from gateway.kafka_security import client_security_kwargs
 from gateway.logs import destination_logger, scrubber
 from gateway.metrics import DestinationMetrics, Metrics
@@ -193,7 +193,7 @@ class Replay:
                 continue
             self._report()
             try:
-                batches = await consumer.getmany(*active, timeout_ms=200, max_records=500)
+                batches = await poll(consumer, *active, timeout_ms=200, max_records=500)
             except KafkaError as error:
                 self._log.warning("dead-letter read failed, retrying", error=type(error).__name__)
                 await asyncio.sleep(0.5)
@@ -213,7 +213,6 @@ class Replay:
                     span.done = True
                     active.discard(tp)
             self._update_total(consumer)
-            await asyncio.sleep(0)  # prefetched records come without suspending: the loop's turn (gateway/pipeline.py)
         self.summary.interrupted = stopping.is_set() and bool(active)
         self._report()
 
